@@ -1,0 +1,497 @@
+//! The typed configuration: figment layers TOML and `SQLPROXY_` environment
+//! variables, serde rejects unknown keys, and [`Config::validate`] checks what
+//! serde cannot (one master, distinct ports, rise/fall ≥ 1). Every error names
+//! the key. Nodes and users are tables keyed by name because figment cannot
+//! address array elements from the environment (`SQLPROXY_NODES__CN1__WEIGHT=5`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Environment prefix; `SQLPROXY_MYSQL__LISTEN` overrides `[mysql] listen`.
+pub const ENV_PREFIX: &str = "SQLPROXY_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Parsing or type errors reported by figment; its message names the key and source.
+    #[error("{0}")]
+    Load(Box<figment::Error>),
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Load(Box::new(e))
+    }
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mysql: MysqlConfig,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeConfig>,
+    #[serde(default)]
+    pub users: BTreeMap<String, UserConfig>,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// The HTTP balancer for the web workers; absent = not started.
+    #[serde(default)]
+    pub http: Option<crate::http::HttpConfig>,
+}
+
+/// The client-facing MySQL listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    pub listen: SocketAddr,
+    /// HAProxy's `maxconn`: clients beyond it get error 1040.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// Largest command a client may send (bytes); larger gets error 1153.
+    #[serde(default = "defaults::max_allowed_packet")]
+    pub max_allowed_packet: u32,
+    /// LOAD DATA LOCAL INFILE is refused unless enabled (the file is the client's, relayed).
+    #[serde(default)]
+    pub local_infile: bool,
+    /// A client that sends part of a packet and then stalls is cut after this.
+    #[serde(default = "defaults::client_read_timeout", with = "humantime_serde")]
+    pub client_read_timeout: Duration,
+    /// On SIGTERM, in-flight statements get this long to finish.
+    #[serde(default = "defaults::shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `host:port` of the MariaDB/MySQL node.
+    pub address: String,
+    /// Share of reads (HAProxy `weight`); 0 keeps the node out of read rotation.
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+    /// Lower wins when choosing the master at start.
+    #[serde(default = "defaults::priority")]
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Plain password: used to check clients and to log in to nodes.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `*` + 40 hex digits (mysql_native_password hash, as in `mysql.user`).
+    /// With only the hash, backend logins use what a client's successful
+    /// login reveals (SHA1 of the password), as ProxySQL does.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// Health checks (HAProxy `inter`, `rise`, `fall`, `timeout check`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    #[serde(default = "defaults::monitor_user")]
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default = "defaults::interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "defaults::rise")]
+    pub rise: u32,
+    #[serde(default = "defaults::fall")]
+    pub fall: u32,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            user: defaults::monitor_user(),
+            password: String::new(),
+            interval: defaults::interval(),
+            timeout: defaults::timeout(),
+            rise: defaults::rise(),
+            fall: defaults::fall(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Idle authenticated connections kept per node and connection kind.
+    #[serde(default = "defaults::max_idle")]
+    pub max_idle: usize,
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A node that sends nothing for this long during a reply is given up on.
+    #[serde(default = "defaults::read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle: defaults::max_idle(),
+            connect_timeout: defaults::connect_timeout(),
+            read_timeout: defaults::read_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// A session reads only from nodes that applied its own writes.
+    #[default]
+    Session,
+    /// Any healthy node within the lag limit.
+    Eventual,
+    /// Every read goes to the master.
+    Master,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Send reads to other nodes at all; off routes everything to the master.
+    #[serde(default = "defaults::yes")]
+    pub read_split: bool,
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            read_split: true,
+            consistency: Consistency::default(),
+        }
+    }
+}
+
+/// Defaults, named so that `config/ha.toml` and the code agree.
+mod defaults {
+    use std::time::Duration;
+    /// HAProxy's seed used `maxconn 20000` for HTTP; for MySQL clients a
+    /// few thousand is what one MariaDB pair serves comfortably.
+    pub fn max_connections() -> u32 {
+        4096
+    }
+    /// MariaDB's own default is 16 MiB; the proxy accepts up to 1 GiB (the
+    /// protocol's maximum) so the node, not the proxy, decides.
+    pub fn max_allowed_packet() -> u32 {
+        1 << 30
+    }
+    /// MariaDB's `net_read_timeout` default.
+    pub fn client_read_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn shutdown_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn weight() -> u32 {
+        1
+    }
+    pub fn priority() -> u32 {
+        100
+    }
+    pub fn monitor_user() -> String {
+        "sqlproxy_monitor".into()
+    }
+    /// The seed's HAProxy: `inter 2s rise 3 fall 2`.
+    pub fn interval() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn rise() -> u32 {
+        3
+    }
+    pub fn fall() -> u32 {
+        2
+    }
+    pub fn max_idle() -> usize {
+        64
+    }
+    /// HAProxy `timeout connect` in the seed.
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    /// Long enough for any statement a shop runs; a node silent this long is dead.
+    pub fn read_timeout() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}
+
+impl Config {
+    /// Load from a TOML file plus the given environment pairs (`main` passes
+    /// `std::env::vars()`; tests pass a map), then validate.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::file_exact(path)), env)
+    }
+
+    /// Same as [`Config::load`] over TOML text.
+    pub fn from_toml_str(
+        toml: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(toml)), env)
+    }
+
+    fn from_figment(
+        base: Figment,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // figment's Env reads the process environment; we hand it only the
+        // prefixed pairs we were given, as a TOML-ish dotted map.
+        let mut fig = base;
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if rest.eq_ignore_ascii_case("config") || rest.eq_ignore_ascii_case("log") {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let value: figment::value::Value = v.parse().unwrap_or(figment::value::Value::from(v.clone()));
+            fig = fig.merge((key, value));
+        }
+        let cfg: Config = fig.extract()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.nodes.is_empty() {
+            return Err(invalid("nodes", "at least one node is required"));
+        }
+        if self.mysql.max_connections == 0 {
+            return Err(invalid("mysql.max_connections", "must be at least 1"));
+        }
+        if self.mysql.max_allowed_packet < 1024 {
+            return Err(invalid("mysql.max_allowed_packet", "must be at least 1024"));
+        }
+        for (name, node) in &self.nodes {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(invalid(
+                    format!("nodes.{name}"),
+                    "node names use letters, digits, '-' and '_'",
+                ));
+            }
+            if name.chars().any(|c| c.is_ascii_uppercase()) {
+                return Err(invalid(
+                    format!("nodes.{name}"),
+                    "node names are lower-case (environment keys are lower-cased)",
+                ));
+            }
+            split_host_port(&node.address)
+                .map_err(|reason| invalid(format!("nodes.{name}.address"), reason))?;
+        }
+        let mut addrs: Vec<&str> = self.nodes.values().map(|n| n.address.as_str()).collect();
+        addrs.sort_unstable();
+        if addrs.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("nodes", "two nodes have the same address"));
+        }
+        if self.users.is_empty() {
+            return Err(invalid("users", "at least one user is required"));
+        }
+        for (name, user) in &self.users {
+            let key = format!("users.{name}");
+            match (&user.password, &user.password_hash) {
+                (None, None) => {
+                    return Err(invalid(key, "set `password` or `password_hash`"));
+                }
+                (_, Some(h)) => {
+                    parse_native_hash(h).map_err(|r| invalid(format!("{key}.password_hash"), r))?;
+                }
+                _ => {}
+            }
+        }
+        let m = &self.monitor;
+        if m.rise == 0 {
+            return Err(invalid("monitor.rise", "must be at least 1"));
+        }
+        if m.fall == 0 {
+            return Err(invalid("monitor.fall", "must be at least 1"));
+        }
+        if m.interval.is_zero() {
+            return Err(invalid("monitor.interval", "must be greater than 0"));
+        }
+        if m.timeout.is_zero() {
+            return Err(invalid("monitor.timeout", "must be greater than 0"));
+        }
+        if self.pool.connect_timeout.is_zero() {
+            return Err(invalid("pool.connect_timeout", "must be greater than 0"));
+        }
+        if self.pool.read_timeout.is_zero() {
+            return Err(invalid("pool.read_timeout", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    /// Node names ordered by master preference (priority, then name).
+    pub fn nodes_by_priority(&self) -> Vec<&str> {
+        let mut v: Vec<(&String, &NodeConfig)> = self.nodes.iter().collect();
+        v.sort_by(|a, b| a.1.priority.cmp(&b.1.priority).then(a.0.cmp(b.0)));
+        v.into_iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+/// `host:port` → (host, port), with a reason on error.
+pub fn split_host_port(addr: &str) -> Result<(String, u16), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{addr}` is not host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{addr}` has no host"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{addr}` has a bad port"))?;
+    if port == 0 {
+        return Err(format!("`{addr}` has port 0"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `*` + 40 hex digits → SHA1(SHA1(password)).
+pub fn parse_native_hash(s: &str) -> Result<[u8; 20], String> {
+    let hex = s
+        .strip_prefix('*')
+        .ok_or_else(|| "expected `*` followed by 40 hex digits".to_string())?;
+    if hex.len() != 40 {
+        return Err("expected `*` followed by 40 hex digits".into());
+    }
+    let mut out = [0u8; 20];
+    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+        let txt = std::str::from_utf8(chunk).map_err(|_| "not hex".to_string())?;
+        out[i] = u8::from_str_radix(txt, 16).map_err(|_| "not hex".to_string())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[mysql]
+listen = "127.0.0.1:3307"
+[nodes.cn1]
+address = "127.0.0.1:3306"
+[nodes.cn2]
+address = "127.0.0.1:3308"
+weight = 3
+[users.shop]
+password = "secret"
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::from_toml_str(MINIMAL, env(&[])).unwrap();
+        assert_eq!(c.nodes["cn2"].weight, 3);
+        assert_eq!(c.nodes["cn1"].weight, 1);
+        assert_eq!(c.monitor.interval, Duration::from_secs(2));
+        assert_eq!(c.monitor.rise, 3);
+        assert_eq!(c.monitor.fall, 2);
+        assert_eq!(c.routing.consistency, Consistency::Session);
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let c = Config::from_toml_str(
+            MINIMAL,
+            env(&[
+                ("SQLPROXY_NODES__CN1__WEIGHT", "5"),
+                ("SQLPROXY_MYSQL__LISTEN", "127.0.0.1:4000"),
+                ("SQLPROXY_MONITOR__INTERVAL", "500ms"),
+                ("SQLPROXY_CONFIG", "/ignored.toml"),
+                ("OTHER_VAR", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.nodes["cn1"].weight, 5);
+        assert_eq!(c.mysql.listen.port(), 4000);
+        assert_eq!(c.monitor.interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let bad = MINIMAL.replace("weight = 3", "wieght = 3");
+        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("wieght"), "{e}");
+        assert!(e.contains("nodes.cn2"), "{e}");
+    }
+
+    #[test]
+    fn bad_env_value_is_named() {
+        let e = Config::from_toml_str(MINIMAL, env(&[("SQLPROXY_NODES__CN1__WEIGHT", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nodes.cn1.weight"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let bad = MINIMAL.replace("127.0.0.1:3308", "nowhere");
+        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("nodes.cn2.address"), "{e}");
+        let bad = format!("{MINIMAL}\n[monitor]\nfall = 0\n");
+        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("monitor.fall"), "{e}");
+        let bad = MINIMAL.replace("password = \"secret\"", "password_hash = \"abc\"");
+        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("users.shop.password_hash"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ha.toml");
+        let c = Config::load(&path, env(&[])).unwrap();
+        assert!(c.nodes.contains_key("cn1") && c.nodes.contains_key("cn2"));
+        assert_eq!(c.nodes_by_priority()[0], "cn1");
+    }
+
+    #[test]
+    fn native_hash_parses() {
+        let h = parse_native_hash("*14E65567ABDB5135D0CFD9A70B3032C179A49EE7").unwrap();
+        assert_eq!(h[0], 0x14);
+        assert!(parse_native_hash("14E65567").is_err());
+    }
+}

@@ -1,0 +1,22 @@
+#![forbid(unsafe_code)]
+//! sqlproxy: a MySQL-protocol proxy that pins writes to one master, balances
+//! reads, and an HTTP balancer for the PHP workers, in one binary.
+//!
+//! # Layout
+//! * `config`: figment TOML + `SQLPROXY_` env → [`config::Config`], validated; errors name the key.
+//! * `protocol`: the MySQL wire as pure functions over bytes (framing, handshake, OK/ERR/EOF); no sockets.
+//! * `router`: the lexer, classifier and routing decision (`Route`); no I/O, never awaits.
+//! * `backend`: connections to the nodes (on mysql_common), pools, relaying replies to the client.
+//! * `frontend`: the client listener and the per-session command loop that glues the others.
+//! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, read selection.
+//! * `http`: the HTTP balancer for the web workers (hyper).
+//! * `server`: binds the listeners and runs every service until shutdown.
+
+pub mod backend;
+pub mod config;
+pub mod frontend;
+pub mod http;
+pub mod protocol;
+pub mod router;
+pub mod server;
+pub mod topology;

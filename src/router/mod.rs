@@ -1,0 +1,1 @@
+//! Routing decisions (stub, filled by the router work).

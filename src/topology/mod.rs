@@ -1,0 +1,1 @@
+//! Cluster topology (stub, filled by the topology work).
