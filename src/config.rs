@@ -281,7 +281,8 @@ impl Config {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
-            let value: figment::value::Value = v.parse().unwrap_or(figment::value::Value::from(v.clone()));
+            let value: figment::value::Value =
+                v.parse().unwrap_or(figment::value::Value::from(v.clone()));
             fig = fig.merge((key, value));
         }
         let cfg: Config = fig.extract()?;
@@ -300,7 +301,11 @@ impl Config {
             return Err(invalid("mysql.max_allowed_packet", "must be at least 1024"));
         }
         for (name, node) in &self.nodes {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(invalid(
                     format!("nodes.{name}"),
                     "node names use letters, digits, '-' and '_'",
@@ -454,7 +459,9 @@ password = "secret"
     #[test]
     fn unknown_key_is_named() {
         let bad = MINIMAL.replace("weight = 3", "wieght = 3");
-        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        let e = Config::from_toml_str(&bad, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("wieght"), "{e}");
         assert!(e.contains("nodes.cn2"), "{e}");
     }
@@ -470,13 +477,19 @@ password = "secret"
     #[test]
     fn validation_names_the_key() {
         let bad = MINIMAL.replace("127.0.0.1:3308", "nowhere");
-        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        let e = Config::from_toml_str(&bad, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nodes.cn2.address"), "{e}");
         let bad = format!("{MINIMAL}\n[monitor]\nfall = 0\n");
-        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        let e = Config::from_toml_str(&bad, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("monitor.fall"), "{e}");
         let bad = MINIMAL.replace("password = \"secret\"", "password_hash = \"abc\"");
-        let e = Config::from_toml_str(&bad, env(&[])).unwrap_err().to_string();
+        let e = Config::from_toml_str(&bad, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("users.shop.password_hash"), "{e}");
     }
 

@@ -16,6 +16,7 @@ pub mod backend;
 pub mod config;
 pub mod frontend;
 pub mod http;
+pub mod net;
 pub mod protocol;
 pub mod router;
 pub mod server;

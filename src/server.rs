@@ -1,1 +1,131 @@
-//! server (in progress).
+//! Binds the listeners and runs every service (MySQL proxy, monitor, HTTP
+//! balancer) until shutdown. Takes bound listeners, never fixed addresses,
+//! so tests can use port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::Pools;
+use crate::config::Config;
+use crate::frontend::{self, ProxyContext};
+use crate::protocol::codec;
+use crate::protocol::handshake::parse_greeting;
+use crate::topology::{self, Topology};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("http balancer: {0}")]
+    Http(String),
+}
+
+pub struct Server {
+    ctx: Arc<ProxyContext>,
+    mysql: TcpListener,
+    http: Option<crate::http::HttpService>,
+}
+
+impl Server {
+    /// Binds every listener of `config` (port 0 allowed) and learns the
+    /// master's version string for the greeting.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let addr = config.mysql.listen;
+        let mysql = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let http = match &config.http {
+            Some(h) => Some(
+                crate::http::HttpService::bind(h.clone())
+                    .await
+                    .map_err(|e| ServerError::Http(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let config = Arc::new(config);
+        let topology = Topology::new(&config);
+        let pools = Pools::new(&config);
+        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools);
+        learn_version(&ctx).await;
+        Ok(Server { ctx, mysql, http })
+    }
+
+    pub fn mysql_addr(&self) -> SocketAddr {
+        self.mysql
+            .local_addr()
+            .unwrap_or_else(|_| self.ctx.config.mysql.listen)
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.local_addr())
+    }
+
+    pub fn context(&self) -> Arc<ProxyContext> {
+        Arc::clone(&self.ctx)
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets running statements
+    /// finish (up to `mysql.shutdown_timeout`).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
+        let tracker = TaskTracker::new();
+        let ctx = self.ctx;
+        tracker.spawn(topology::run_monitor(
+            Arc::clone(&ctx.topology),
+            (*ctx.config).clone(),
+            shutdown.clone(),
+        ));
+        if let Some(http) = self.http {
+            let s = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(e) = http.run(s).await {
+                    tracing::error!(error = %e, "http balancer stopped");
+                }
+            });
+        }
+        tracing::info!(addr = %self.mysql.local_addr().map(|a| a.to_string()).unwrap_or_default(), "mysql proxy listening");
+        frontend::serve(self.mysql, Arc::clone(&ctx), shutdown, tracker.clone()).await;
+        tracker.close();
+        let grace = ctx.config.mysql.shutdown_timeout;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(?grace, "sessions still running at shutdown; closing them");
+        }
+        Ok(())
+    }
+}
+
+/// Reads the master's greeting (no login needed) for its version string.
+async fn learn_version(ctx: &ProxyContext) {
+    let snap = ctx.topology.snapshot();
+    let Some(master) = snap.master() else { return };
+    let t = ctx.config.pool.connect_timeout;
+    let read = async {
+        let mut s = TcpStream::connect(&master.address).await.ok()?;
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            if let Some(h) = codec::complete_packet(&buf) {
+                return parse_greeting(&buf[4..4 + h.len]);
+            }
+            let mut chunk = [0u8; 256];
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    match tokio::time::timeout(t.min(Duration::from_secs(2)), read).await {
+        Ok(Some(hello)) => ctx.server_version.store(Arc::new(hello.version)),
+        _ => {
+            tracing::warn!(node = %master.name, "could not read the master's version; using a default")
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! One authenticated connection to a node, spoken on our own framing (not
+//! mysql_async: it has no raw packet access and never negotiates
+//! CLIENT_SESSION_TRACK). Setup asks the node to report `last_gtid` in every
+//! OK packet, so read-your-writes needs no extra round trip.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::error::BackendError;
+use crate::net::PacketIo;
+use crate::protocol::handshake::{self, NativeSecret, NATIVE_PLUGIN};
+use crate::protocol::response::{parse_err, parse_ok};
+use crate::protocol::{caps, com};
+
+/// Appends `last_gtid` to whatever the node tracks by default, so clients
+/// that negotiated session tracking still get what a direct connection gives.
+const TRACK_GTID: &[u8] = b"\x03SET SESSION session_track_system_variables = CONCAT_WS(',', NULLIF(@@global.session_track_system_variables, ''), 'last_gtid')";
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What distinguishes interchangeable pooled connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub user: Arc<str>,
+    /// The client's result-affecting capability flags.
+    pub caps: u32,
+    /// Collation from the client's handshake.
+    pub collation: u8,
+    /// Current schema when the connection was made or last used.
+    pub schema: Option<Vec<u8>>,
+}
+
+/// Login material for a node.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: Arc<str>,
+    pub secret: NativeSecret,
+}
+
+/// What of the client session a connection has already been given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    pub schema: Option<Vec<u8>>,
+    /// How many entries of the session's SET log ran here.
+    pub sets_applied: usize,
+    pub multi_statements: bool,
+}
+
+pub struct BackendConn {
+    pub io: PacketIo,
+    pub node: usize,
+    pub node_name: Arc<str>,
+    /// Unique per proxy process; prepared-statement ids are only valid on it.
+    pub id: u64,
+    /// The node's thread id for this connection (for KILL).
+    pub thread_id: u32,
+    pub key: ConnKey,
+    /// Capabilities negotiated with the node.
+    pub caps: u32,
+    pub status: u16,
+    pub sync: SyncState,
+    /// Set when the connection can no longer be trusted (I/O error, reply cut).
+    pub broken: bool,
+    /// Set once a session ran anything on it: it must be reset before reuse.
+    pub used: bool,
+    pub read_timeout: Duration,
+}
+
+/// A reply that is a single OK or ERR packet.
+#[derive(Debug)]
+pub enum SimpleReply {
+    Ok { status: u16 },
+    Err { code: u16, payload: Vec<u8> },
+}
+
+impl BackendConn {
+    /// Connects and logs in as `creds`, with the client's result-affecting
+    /// flags and collation (`key`), then enables GTID tracking.
+    pub async fn connect(
+        node: usize,
+        node_name: Arc<str>,
+        address: &str,
+        creds: &Credentials,
+        key: ConnKey,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<BackendConn, BackendError> {
+        let t = connect_timeout;
+        let stream = tokio::time::timeout(t, TcpStream::connect(address))
+            .await
+            .map_err(|_| BackendError::ConnectTimeout(t))?
+            .map_err(BackendError::Connect)?;
+        stream.set_nodelay(true).map_err(BackendError::Connect)?;
+        let mut io = PacketIo::new(stream);
+        let greeting = io.read_packet(1 << 16, Some(t), Some(t)).await?;
+        if greeting.payload.first() == Some(&0xff) {
+            return Err(BackendError::from_err_packet(&greeting.payload));
+        }
+        let hello = handshake::parse_greeting(&greeting.payload)
+            .ok_or(BackendError::Protocol("bad greeting"))?;
+        let mut caps = caps::BACKEND_BASE | (key.caps & caps::RESULT_AFFECTING);
+        if key.schema.is_some() {
+            caps |= caps::CONNECT_WITH_DB;
+        }
+        caps &= hello.capabilities | caps::CONNECT_WITH_DB;
+        if caps & caps::SESSION_TRACK == 0 {
+            return Err(BackendError::Protocol("node lacks CLIENT_SESSION_TRACK"));
+        }
+        let token = creds
+            .secret
+            .scramble(&hello.nonce)
+            .ok_or(BackendError::NoSecret)?;
+        let mut resp = handshake::backend_response(
+            caps,
+            key.collation,
+            creds.user.as_bytes(),
+            &token,
+            NATIVE_PLUGIN,
+        );
+        if let Some(db) = &key.schema {
+            // CONNECT_WITH_DB: the schema goes between auth data and plugin name.
+            let plugin_at = resp.len() - NATIVE_PLUGIN.len() - 1;
+            let mut with_db = db.clone();
+            with_db.push(0);
+            resp.splice(plugin_at..plugin_at, with_db);
+        }
+        io.queue(greeting.seq.wrapping_add(1), &resp);
+        io.flush().await?;
+        loop {
+            let reply = io.read_packet(1 << 16, Some(t), Some(t)).await?;
+            let seq = reply.seq.wrapping_add(1);
+            match reply.payload.first() {
+                Some(0x00) => break,
+                Some(0xff) => return Err(BackendError::from_err_packet(&reply.payload)),
+                Some(0xfe) => {
+                    let (plugin, nonce) = handshake::parse_auth_switch(&reply.payload)
+                        .ok_or(BackendError::Protocol("bad auth switch"))?;
+                    if plugin != NATIVE_PLUGIN {
+                        return Err(BackendError::Plugin(String::from_utf8_lossy(plugin).into()));
+                    }
+                    let token = creds.secret.scramble(nonce).ok_or(BackendError::NoSecret)?;
+                    io.queue(seq, &token);
+                    io.flush().await?;
+                }
+                _ => return Err(BackendError::Protocol("unexpected auth reply")),
+            }
+        }
+        let mut conn = BackendConn {
+            io,
+            node,
+            node_name,
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            thread_id: hello.connection_id,
+            sync: SyncState {
+                schema: key.schema.clone(),
+                sets_applied: 0,
+                multi_statements: key.caps & caps::MULTI_STATEMENTS != 0,
+            },
+            key,
+            caps,
+            status: hello.status,
+            broken: false,
+            used: false,
+            read_timeout,
+        };
+        conn.expect_ok(TRACK_GTID).await?;
+        Ok(conn)
+    }
+
+    pub fn deprecate_eof(&self) -> bool {
+        self.caps & caps::DEPRECATE_EOF != 0
+    }
+
+    /// Sends a command whose reply is one OK/ERR packet and reads that reply.
+    pub async fn simple(&mut self, payload: &[u8]) -> Result<SimpleReply, BackendError> {
+        self.io.queue(0, payload);
+        self.io.flush().await.inspect_err(|_| self.broken = true)?;
+        self.read_simple().await
+    }
+
+    /// Reads one OK/ERR reply.
+    pub async fn read_simple(&mut self) -> Result<SimpleReply, BackendError> {
+        let t = Some(self.read_timeout);
+        let p = match self.io.read_packet(usize::MAX, t, t).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.broken = true;
+                return Err(e.into());
+            }
+        };
+        match p.payload.first() {
+            Some(0x00) | Some(0xfe) => {
+                let status = parse_ok(&p.payload, true).map_or(self.status, |ok| ok.status);
+                self.status = status;
+                Ok(SimpleReply::Ok { status })
+            }
+            Some(0xff) => Ok(SimpleReply::Err {
+                code: parse_err(&p.payload).map_or(0, |e| e.0),
+                payload: p.payload.to_vec(),
+            }),
+            _ => {
+                self.broken = true;
+                Err(BackendError::Protocol("expected OK or ERR"))
+            }
+        }
+    }
+
+    /// Like [`BackendConn::simple`], but an ERR is an error.
+    pub async fn expect_ok(&mut self, payload: &[u8]) -> Result<(), BackendError> {
+        match self.simple(payload).await? {
+            SimpleReply::Ok { .. } => Ok(()),
+            SimpleReply::Err { payload, .. } => Err(BackendError::from_err_packet(&payload)),
+        }
+    }
+
+    /// Returns the connection to a clean state for another session:
+    /// COM_RESET_CONNECTION (drops variables, temp tables, prepared
+    /// statements, locks, open transaction) and GTID tracking again, pipelined.
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        self.io.queue(0, &[com::RESET_CONNECTION]);
+        self.io.queue(0, TRACK_GTID);
+        self.io.flush().await.inspect_err(|_| self.broken = true)?;
+        for _ in 0..2 {
+            if let SimpleReply::Err { payload, .. } = self.read_simple().await? {
+                self.broken = true;
+                return Err(BackendError::from_err_packet(&payload));
+            }
+        }
+        self.sync.sets_applied = 0;
+        self.sync.multi_statements = self.key.caps & caps::MULTI_STATEMENTS != 0;
+        self.used = false;
+        Ok(())
+    }
+}

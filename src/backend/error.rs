@@ -1,0 +1,47 @@
+//! Errors of node I/O, classified by what the session may do about them.
+
+use std::time::Duration;
+
+use crate::net::NetError;
+use crate::protocol::response::parse_err;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("network: {0}")]
+    Net(#[from] NetError),
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+    /// The node answered with an ERR packet (kept whole, to relay unchanged).
+    #[error("node error {code}: {message}")]
+    Server {
+        code: u16,
+        message: String,
+        payload: Vec<u8>,
+    },
+    #[error("node asks for unsupported auth plugin {0}")]
+    Plugin(String),
+    #[error("no usable password for this user yet (hash-only user who has not logged in)")]
+    NoSecret,
+}
+
+impl BackendError {
+    pub fn from_err_packet(payload: &[u8]) -> BackendError {
+        match parse_err(payload) {
+            Some((code, _, msg)) => BackendError::Server {
+                code,
+                message: String::from_utf8_lossy(msg).into_owned(),
+                payload: payload.to_vec(),
+            },
+            None => BackendError::Protocol("malformed ERR packet"),
+        }
+    }
+
+    /// The connection is gone or unusable (as opposed to a statement error).
+    pub fn is_disconnect(&self) -> bool {
+        !matches!(self, BackendError::Server { .. })
+    }
+}

@@ -1,0 +1,233 @@
+//! Copies one command's reply from a node to the client, packet by packet,
+//! as the node framed it. Only OK/EOF packets are looked into (status flags,
+//! GTID, schema) and rewritten when the client lacks session tracking; the
+//! PREPARE_OK statement id is swapped for the client's. Output is batched
+//! and flushed per reply (or every 64 KiB of a large result).
+
+use bytes::Buf;
+
+use super::connection::BackendConn;
+use crate::net::{NetError, PacketIo, FLUSH_THRESHOLD};
+use crate::protocol::codec::{self, MAX_CHUNK};
+use crate::protocol::response::{
+    eof_status, parse_err, parse_ok, strip_session_track, Expect, PacketKind, ResponseTracker,
+};
+use crate::protocol::{caps, status};
+
+/// What the proxy learned from a reply.
+#[derive(Debug, Default, Clone)]
+pub struct RelayOutcome {
+    /// Status flags of the last OK/EOF.
+    pub status: Option<u16>,
+    /// `last_gtid` reported by the node (a write committed).
+    pub last_gtid: Option<String>,
+    /// The node's current schema changed to this.
+    pub schema: Option<Vec<u8>>,
+    /// The reply ended in (or was) an ERR packet with this code.
+    pub error: Option<u16>,
+    /// COM_STMT_PREPARE: (node statement id, columns, params).
+    pub prepared: Option<(u32, u16, u16)>,
+    /// Sequence id the next packet to the client would carry.
+    pub next_seq: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The node failed; `sent` says whether part of the reply reached the client.
+    #[error("node failed: {error}")]
+    Backend {
+        error: NetError,
+        sent: bool,
+        next_seq: u8,
+    },
+    /// The client went away while we wrote to it.
+    #[error("client failed: {0}")]
+    Client(NetError),
+}
+
+/// Where a reply goes.
+pub enum Sink<'a> {
+    Client {
+        io: &'a mut PacketIo,
+        caps: u32,
+        /// Replace the statement id in PREPARE_OK with this one.
+        stmt_id: Option<u32>,
+    },
+    /// Read and drop (a transparent re-prepare, a replayed SET).
+    Discard,
+}
+
+/// Relays the reply to the command just sent on `conn`.
+pub async fn relay(
+    conn: &mut BackendConn,
+    mut sink: Sink<'_>,
+    expect: Expect,
+) -> Result<RelayOutcome, RelayError> {
+    let mut tracker = ResponseTracker::new(expect, conn.deprecate_eof());
+    let mut out = RelayOutcome::default();
+    let mut continuing = false;
+    let mut sent = false;
+    let mut scratch = Vec::new();
+    loop {
+        while let Some(h) = codec::complete_packet(&conn.io.rbuf) {
+            let total = 4 + h.len;
+            out.next_seq = h.seq.wrapping_add(1);
+            if continuing {
+                continuing = h.continues();
+                if let Sink::Client { io, .. } = &mut sink {
+                    io.queue_raw(&conn.io.rbuf[..total]);
+                }
+                conn.io.rbuf.advance(total);
+                continue;
+            }
+            continuing = h.continues();
+            let payload = &conn.io.rbuf[4..total];
+            let len = if continuing { MAX_CHUNK } else { h.len };
+            let kind = tracker.on_packet(payload, len);
+            let mut infile = false;
+            match &mut sink {
+                Sink::Discard => note(kind, payload, &mut tracker, &mut out),
+                Sink::Client {
+                    io,
+                    caps: ccaps,
+                    stmt_id,
+                } => {
+                    let strip = *ccaps & caps::SESSION_TRACK == 0;
+                    note(kind, payload, &mut tracker, &mut out);
+                    match kind {
+                        PacketKind::Ok if strip => {
+                            scratch.clear();
+                            match strip_session_track(payload, &mut scratch) {
+                                Some(()) => {
+                                    io.queue(h.seq, &scratch);
+                                }
+                                None => io.queue_raw(&conn.io.rbuf[..total]),
+                            }
+                        }
+                        PacketKind::Eof if strip => {
+                            scratch.clear();
+                            scratch.extend_from_slice(payload);
+                            if let Some(b) = scratch.get_mut(4) {
+                                *b &= !((status::SESSION_STATE_CHANGED >> 8) as u8);
+                            }
+                            io.queue(h.seq, &scratch);
+                        }
+                        PacketKind::PrepareOk if stmt_id.is_some() => {
+                            scratch.clear();
+                            scratch.extend_from_slice(payload);
+                            if let (Some(id), Some(b)) = (*stmt_id, scratch.get_mut(1..5)) {
+                                b.copy_from_slice(&id.to_le_bytes());
+                            }
+                            io.queue(h.seq, &scratch);
+                        }
+                        PacketKind::LocalInfile => {
+                            io.queue_raw(&conn.io.rbuf[..total]);
+                            infile = true;
+                        }
+                        _ => io.queue_raw(&conn.io.rbuf[..total]),
+                    }
+                }
+            }
+            conn.io.rbuf.advance(total);
+            if infile {
+                if let Sink::Client { io, .. } = &mut sink {
+                    io.flush().await.map_err(RelayError::Client)?;
+                    sent = true;
+                    relay_infile(conn, io).await?;
+                }
+            } else if let Sink::Client { io, .. } = &mut sink {
+                if io.wbuf.len() >= FLUSH_THRESHOLD {
+                    io.flush().await.map_err(RelayError::Client)?;
+                    sent = true;
+                }
+            }
+            if tracker.is_done() && !continuing {
+                if let Sink::Client { io, .. } = &mut sink {
+                    io.flush().await.map_err(RelayError::Client)?;
+                }
+                conn.io.shrink();
+                if let Some(s) = out.status {
+                    conn.status = s;
+                }
+                return Ok(out);
+            }
+        }
+        if let Err(error) = conn.io.fill(Some(conn.read_timeout)).await {
+            conn.broken = true;
+            return Err(RelayError::Backend {
+                error,
+                sent,
+                next_seq: out.next_seq,
+            });
+        }
+    }
+}
+
+/// Records what a packet tells the proxy.
+fn note(kind: PacketKind, payload: &[u8], tracker: &mut ResponseTracker, out: &mut RelayOutcome) {
+    match kind {
+        PacketKind::Ok => {
+            if let Some(ok) = parse_ok(payload, true) {
+                tracker.status_seen(ok.status);
+                out.status = Some(ok.status);
+                if let Some(g) = ok.last_gtid {
+                    out.last_gtid = Some(String::from_utf8_lossy(g).into_owned());
+                }
+                if let Some(s) = ok.schema {
+                    out.schema = Some(s.to_vec());
+                }
+            } else {
+                tracker.status_seen(0);
+            }
+        }
+        PacketKind::Eof => {
+            let s = eof_status(payload);
+            tracker.status_seen(s);
+            out.status = Some(s);
+        }
+        PacketKind::Err => out.error = parse_err(payload).map(|e| e.0),
+        PacketKind::PrepareOk => {
+            let u32_at = |i: usize| {
+                payload
+                    .get(i..i + 4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            };
+            let u16_at = |i: usize| {
+                payload
+                    .get(i..i + 2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            };
+            if let (Some(id), Some(c), Some(p)) = (u32_at(1), u16_at(5), u16_at(7)) {
+                out.prepared = Some((id, c, p));
+            }
+        }
+        PacketKind::Data | PacketKind::LocalInfile => {}
+    }
+}
+
+/// LOAD DATA LOCAL: the node asked for a file; the client streams it up as
+/// packets ending with an empty one. The proxy never reads its own disk.
+async fn relay_infile(conn: &mut BackendConn, client: &mut PacketIo) -> Result<(), RelayError> {
+    loop {
+        let h = client
+            .physical(Some(conn.read_timeout), Some(conn.read_timeout))
+            .await
+            .map_err(RelayError::Client)?;
+        let total = 4 + h.len;
+        conn.io.queue_raw(&client.rbuf[..total]);
+        client.rbuf.advance(total);
+        if conn.io.wbuf.len() >= FLUSH_THRESHOLD || h.len == 0 {
+            if let Err(error) = conn.io.flush().await {
+                conn.broken = true;
+                return Err(RelayError::Backend {
+                    error,
+                    sent: true,
+                    next_seq: h.seq.wrapping_add(1),
+                });
+            }
+        }
+        if h.len == 0 {
+            return Ok(());
+        }
+    }
+}

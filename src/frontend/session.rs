@@ -1,0 +1,943 @@
+//! One client session: the command loop. It reads a command, asks the router
+//! where it goes, brings that node's connection to the session's state, has
+//! the backend relay the reply, and records what the reply changed (status
+//! flags, GTID, schema, SETs, pins). Routing rules live in `router`; this file
+//! only applies the decision.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::login::{self, Login};
+use super::prepared::{self, NodeStmt, Prepared, PreparedStmt};
+use super::state::SessionState;
+use super::{FrontendError, ProxyContext};
+use crate::backend::{
+    relay, BackendConn, BackendError, ConnKey, Credentials, RelayError, RelayOutcome, Sink,
+};
+use crate::config::Consistency;
+use crate::net::{NetError, PacketIo};
+use crate::protocol::command::Command;
+use crate::protocol::err::ProxyError;
+use crate::protocol::handshake::{self, NATIVE_PLUGIN};
+use crate::protocol::response::{ok_payload, Expect};
+use crate::protocol::{caps, com};
+use crate::router::{self, Route, RouterContext, Statement, StmtKind, Target};
+
+/// Runs a client from greeting to goodbye.
+pub async fn run(ctx: Arc<ProxyContext>, mut io: PacketIo, id: u32, shutdown: CancellationToken) {
+    let nonce = handshake::new_nonce();
+    let version = ctx.server_version.load_full();
+    let timeout = ctx.config.mysql.client_read_timeout;
+    let login = match login::login(
+        &mut io,
+        &ctx.users,
+        id,
+        &nonce,
+        &version,
+        ctx.server_caps,
+        timeout,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "login failed");
+            return;
+        }
+    };
+    tracing::debug!(user = %login.creds.user, "logged in");
+    let mut s = Session::new(ctx, io, login, nonce);
+    let seq = s.login_seq;
+    if s.state.schema.is_some() {
+        // The node decides whether the schema exists (1049 otherwise).
+        if let Err(e) = s.open_master().await {
+            s.send_backend_error(seq, &e).await;
+            return;
+        }
+    }
+    if s.reply_ok(seq).await.is_err() {
+        return;
+    }
+    s.command_loop(shutdown).await;
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Result of one try of a command on one node.
+enum Attempt {
+    Done(RelayOutcome),
+    /// The node failed before (`sent == false`) or while replying.
+    NodeFailed {
+        sent: bool,
+        next_seq: u8,
+        error: String,
+    },
+    /// No usable connection to the node.
+    Unavailable(BackendError),
+}
+
+struct Session {
+    ctx: Arc<ProxyContext>,
+    client: PacketIo,
+    caps: u32,
+    creds: Credentials,
+    collation: u8,
+    nonce: [u8; 20],
+    state: SessionState,
+    conns: Vec<Option<BackendConn>>,
+    prepared: Prepared,
+    login_seq: u8,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for c in self.conns.iter_mut().filter_map(Option::take) {
+            self.ctx.pools.checkin(c);
+        }
+    }
+}
+
+impl Session {
+    fn new(ctx: Arc<ProxyContext>, client: PacketIo, login: Login, nonce: [u8; 20]) -> Session {
+        let nodes = ctx.topology.snapshot().nodes.len();
+        let Login {
+            hello,
+            creds,
+            caps,
+            next_seq,
+        } = login;
+        Session {
+            client,
+            caps,
+            creds,
+            collation: hello.collation,
+            nonce,
+            state: SessionState::new(hello.db, caps & caps::MULTI_STATEMENTS != 0),
+            conns: (0..nodes).map(|_| None).collect(),
+            prepared: Prepared::default(),
+            login_seq: next_seq,
+            ctx,
+        }
+    }
+
+    async fn command_loop(&mut self, shutdown: CancellationToken) {
+        let max = self.ctx.config.mysql.max_allowed_packet as usize;
+        let timeout = Some(self.ctx.config.mysql.client_read_timeout);
+        loop {
+            let pkt = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = self.client.read_packet(max, None, timeout) => p,
+            };
+            let pkt = match pkt {
+                Ok(p) => p,
+                Err(NetError::TooLarge { size, .. }) => {
+                    tracing::info!(size, "client packet over max_allowed_packet");
+                    let _ = self.reply_err(1, ProxyError::packet_too_large()).await;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "client gone");
+                    break;
+                }
+            };
+            let seq = pkt.seq.wrapping_add(1);
+            let payload = pkt.payload;
+            let started = Instant::now();
+            let cmd = Command::parse(&payload);
+            let flow = self.dispatch(cmd, &payload, seq).await;
+            tracing::trace!(
+                command = cmd.name(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "command done"
+            );
+            self.client.shrink();
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "session ends");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn dispatch(
+        &mut self,
+        cmd: Command<'_>,
+        payload: &[u8],
+        seq: u8,
+    ) -> Result<Flow, FrontendError> {
+        match cmd {
+            Command::Quit => return Ok(Flow::Close),
+            Command::Query(sql) => self.query(payload, sql, seq).await?,
+            Command::InitDb(db) => self.init_db(payload, db, seq).await?,
+            Command::Ping => self.reply_ok(seq).await?,
+            Command::StmtPrepare(sql) => self.prepare(payload, sql, seq).await?,
+            Command::StmtExecute { id, flags } => self.execute(payload, id, flags, seq).await?,
+            Command::StmtSendLongData { id } => self.send_long_data(payload, id).await,
+            Command::StmtClose { id } => self.stmt_close(id).await,
+            Command::StmtReset { id } => self.stmt_reset(payload, id, seq).await?,
+            Command::StmtFetch { id } => self.fetch(payload, id, seq).await?,
+            Command::SetOption(opt) => self.set_option(payload, opt, seq).await?,
+            Command::FieldList => {
+                let node = self.read_node(None);
+                self.exec(node, payload, Expect::FieldList, seq, true)
+                    .await?;
+            }
+            Command::Statistics | Command::ProcessKill(_) => {
+                let master = self.master()?;
+                self.exec(master, payload, Expect::Single, seq, false)
+                    .await?;
+            }
+            Command::ChangeUser => return self.change_user(payload, seq).await,
+            Command::ResetConnection => {
+                self.reset_session(self.state.schema.clone());
+                self.reply_ok(seq).await?;
+            }
+            Command::Unknown(c) => self.reply_err(seq, ProxyError::unknown_command(c)).await?,
+            Command::Malformed(_) => self.reply_err(seq, ProxyError::malformed_packet()).await?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    // ---- routing helpers -------------------------------------------------
+
+    fn master(&self) -> Result<usize, FrontendError> {
+        self.ctx
+            .topology
+            .snapshot()
+            .master
+            .ok_or_else(|| FrontendError::Rejected(ProxyError::no_node("writes (no master)")))
+    }
+
+    /// A node for a read: by weight, honouring the consistency mode. With no
+    /// usable choice, the master.
+    fn read_node(&self, stmt: Option<&Statement>) -> usize {
+        let snap = self.ctx.topology.snapshot();
+        let master = snap.master.unwrap_or(0);
+        if self.state.in_transaction() || self.state.pinned.is_some() {
+            return master;
+        }
+        if stmt.is_some_and(|s| s.hint == Some(router::Hint::Master)) {
+            return master;
+        }
+        let routing = &self.ctx.config.routing;
+        if !routing.read_split || routing.consistency == Consistency::Master {
+            return master;
+        }
+        let node = snap.pick_read(rand::random()).unwrap_or(master);
+        if node != master
+            && routing.consistency == Consistency::Session
+            && self.state.last_gtid.is_some()
+        {
+            // Until the monitor shows the replica has applied our last write.
+            if !crate::topology::has_applied(&snap, node, self.state.last_gtid.as_deref()) {
+                return master;
+            }
+        }
+        node
+    }
+
+    fn node_for(&self, route: Route, stmt: &Statement) -> Result<usize, FrontendError> {
+        match route.target {
+            Target::Master => self.master(),
+            Target::Read => Ok(self.read_node(Some(stmt))),
+        }
+    }
+
+    fn router_context<'a>(&self, stmt: &'a Statement, force_master: bool) -> RouterContext<'a> {
+        RouterContext {
+            stmt,
+            in_transaction: self.state.in_transaction(),
+            pinned: self.state.pinned.is_some() || force_master,
+            read_split: self.ctx.config.routing.read_split,
+        }
+    }
+
+    fn key(&self) -> ConnKey {
+        ConnKey {
+            user: self.creds.user.clone(),
+            caps: self.caps & caps::RESULT_AFFECTING,
+            collation: self.collation,
+            schema: self.state.schema.clone(),
+        }
+    }
+
+    // ---- node connections ---------------------------------------------------
+
+    /// Makes sure the session holds a connection to `node` in the session's state.
+    async fn ready_conn(&mut self, node: usize) -> Result<(), BackendError> {
+        if node >= self.conns.len() {
+            return Err(BackendError::Protocol("unknown node"));
+        }
+        if self.conns[node].is_none() {
+            let key = self.key();
+            let conn = self.ctx.pools.checkout(node, &key, &self.creds).await?;
+            self.conns[node] = Some(conn);
+        }
+        let Some(conn) = self.conns[node].as_mut() else {
+            return Err(BackendError::Protocol("connection vanished"));
+        };
+        if let Err(e) = sync(conn, &self.state).await {
+            if e.is_disconnect() || conn.broken {
+                self.conns[node] = None;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn open_master(&mut self) -> Result<(), BackendError> {
+        let master = self
+            .master()
+            .map_err(|_| BackendError::Protocol("no master"))?;
+        self.ready_conn(master).await
+    }
+
+    /// Sends `payload` to `node` and relays the reply to the client.
+    async fn attempt(
+        &mut self,
+        node: usize,
+        payload: &[u8],
+        expect: Expect,
+        stmt_id: Option<u32>,
+    ) -> Result<Attempt, FrontendError> {
+        if let Err(e) = self.ready_conn(node).await {
+            return Ok(Attempt::Unavailable(e));
+        }
+        let Some(conn) = self.conns[node].as_mut() else {
+            return Ok(Attempt::Unavailable(BackendError::Protocol(
+                "connection vanished",
+            )));
+        };
+        conn.used = true;
+        conn.io.queue(0, payload);
+        if let Err(e) = conn.io.flush().await {
+            self.conns[node] = None;
+            return Ok(Attempt::NodeFailed {
+                sent: false,
+                next_seq: 0,
+                error: e.to_string(),
+            });
+        }
+        let sink = Sink::Client {
+            io: &mut self.client,
+            caps: self.caps,
+            stmt_id,
+        };
+        match relay(conn, sink, expect).await {
+            Ok(out) => Ok(Attempt::Done(out)),
+            Err(RelayError::Backend {
+                error,
+                sent,
+                next_seq,
+            }) => {
+                self.conns[node] = None;
+                Ok(Attempt::NodeFailed {
+                    sent,
+                    next_seq,
+                    error: error.to_string(),
+                })
+            }
+            Err(RelayError::Client(e)) => {
+                // The node is mid-reply: drop that connection, not the pool's.
+                self.conns[node] = None;
+                Err(FrontendError::Net(e))
+            }
+        }
+    }
+
+    /// Runs a command on `node`; a read (`retry`) whose node fails before any
+    /// byte reached the client is retried once on the master. Returns the
+    /// node that answered and what it said, or None when the client got an
+    /// error from the proxy instead.
+    async fn exec(
+        &mut self,
+        mut node: usize,
+        payload: &[u8],
+        expect: Expect,
+        seq: u8,
+        mut retry: bool,
+    ) -> Result<Option<(usize, RelayOutcome)>, FrontendError> {
+        loop {
+            let master = self.master()?;
+            retry &= node != master;
+            match self.attempt(node, payload, expect, None).await? {
+                Attempt::Done(out) => return Ok(Some((node, out))),
+                Attempt::NodeFailed { sent: false, .. } | Attempt::Unavailable(_) if retry => {
+                    tracing::debug!(node, "read node failed; retrying on the master");
+                    node = master;
+                    retry = false;
+                }
+                Attempt::NodeFailed {
+                    sent,
+                    next_seq,
+                    error,
+                } => {
+                    tracing::warn!(node, %error, "node connection lost during a command");
+                    let seq = if sent { next_seq } else { seq };
+                    let name = self.ctx.pools.node_name(node);
+                    self.reply_err(seq, ProxyError::backend_lost(&name)).await?;
+                    self.after_lost_connection(node)?;
+                    return Ok(None);
+                }
+                Attempt::Unavailable(e) => {
+                    self.send_backend_error(seq, &e).await;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// A node connection died under the session: if the session had state
+    /// there (a transaction, pins), the client must not carry on as if
+    /// nothing happened, so the session ends.
+    fn after_lost_connection(&mut self, node: usize) -> Result<(), FrontendError> {
+        let master = self.master()?;
+        if node == master && (self.state.in_transaction() || self.state.pinned.is_some()) {
+            return Err(FrontendError::Rejected(ProxyError::backend_lost("master")));
+        }
+        Ok(())
+    }
+
+    /// Records what a reply from `node` changed.
+    fn after(&mut self, node: usize, out: &RelayOutcome) {
+        if self.master().is_ok_and(|m| m == node) {
+            if let Some(s) = out.status {
+                self.state.status = s;
+            }
+        }
+        if let Some(g) = &out.last_gtid {
+            self.state.last_gtid = Some(g.clone());
+        }
+        if let Some(schema) = &out.schema {
+            self.state.schema = Some(schema.clone());
+            if let Some(c) = self.conns.get_mut(node).and_then(Option::as_mut) {
+                c.sync.schema = Some(schema.clone());
+            }
+        }
+    }
+
+    // ---- commands ----------------------------------------------------------
+
+    async fn query(&mut self, payload: &[u8], sql: &[u8], seq: u8) -> Result<(), FrontendError> {
+        let stmt = router::classify(sql);
+        let route = router::route(&self.router_context(&stmt, false));
+        let node = self.node_for(route, &stmt)?;
+        let started = Instant::now();
+        let res = self
+            .exec(
+                node,
+                payload,
+                Expect::Results {
+                    binary: false,
+                    cursor: false,
+                },
+                seq,
+                route.target == Target::Read,
+            )
+            .await?;
+        let Some((node, out)) = res else {
+            return Ok(());
+        };
+        tracing::debug!(node = %self.ctx.pools.node_name(node), route = ?route.target, why = ?route.why,
+            us = started.elapsed().as_micros() as u64, digest = %stmt.digest, "statement");
+        self.after(node, &out);
+        if out.error.is_none() {
+            if stmt.kind == StmtKind::SetSession && !stmt.multi {
+                if self.state.record_set(payload) {
+                    let applied = self.state.set_log.len();
+                    if let Some(c) = self.conns.get_mut(node).and_then(Option::as_mut) {
+                        c.sync.sets_applied = applied;
+                    }
+                } else {
+                    self.state.pinned = Some(router::Why::Pinned);
+                }
+            }
+            if let Some(why) = router::pins_session(&stmt) {
+                if self.state.pinned.is_none() {
+                    tracing::debug!(why = ?why, "session pinned to the master");
+                }
+                self.state.pinned.get_or_insert(why);
+            }
+        }
+        Ok(())
+    }
+
+    async fn init_db(&mut self, payload: &[u8], db: &[u8], seq: u8) -> Result<(), FrontendError> {
+        let master = self.master()?;
+        if let Some((node, out)) = self
+            .exec(master, payload, Expect::Single, seq, false)
+            .await?
+        {
+            self.after(node, &out);
+            if out.error.is_none() {
+                self.state.schema = Some(db.to_vec());
+                if let Some(c) = self.conns.get_mut(node).and_then(Option::as_mut) {
+                    c.sync.schema = Some(db.to_vec());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_option(&mut self, payload: &[u8], opt: u16, seq: u8) -> Result<(), FrontendError> {
+        let master = self.master()?;
+        if let Some((node, out)) = self
+            .exec(master, payload, Expect::Single, seq, false)
+            .await?
+        {
+            if out.error.is_none() {
+                // MYSQL_OPTION_MULTI_STATEMENTS_ON = 0, _OFF = 1
+                self.state.multi_statements = opt == 0;
+                if let Some(c) = self.conns.get_mut(node).and_then(Option::as_mut) {
+                    c.sync.multi_statements = opt == 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self, payload: &[u8], sql: &[u8], seq: u8) -> Result<(), FrontendError> {
+        let stmt = router::classify(sql);
+        let master = self.master()?;
+        let client_id = self.prepared.peek_id();
+        if let Err(e) = self.ready_conn(master).await {
+            self.send_backend_error(seq, &e).await;
+            return Ok(());
+        }
+        let out = match self
+            .attempt(master, payload, Expect::Prepare, Some(client_id))
+            .await?
+        {
+            Attempt::Done(out) => out,
+            Attempt::NodeFailed { sent, next_seq, .. } => {
+                let s = if sent { next_seq } else { seq };
+                self.reply_err(s, ProxyError::backend_lost("master"))
+                    .await?;
+                return self.after_lost_connection(master);
+            }
+            Attempt::Unavailable(e) => {
+                self.send_backend_error(seq, &e).await;
+                return Ok(());
+            }
+        };
+        if let Some((stmt_id, _cols, params)) = out.prepared {
+            let conn_id = self.conns[master].as_ref().map_or(0, |c| c.id);
+            let mut on = vec![None; self.conns.len()];
+            on[master] = Some(NodeStmt {
+                conn_id,
+                stmt_id,
+                types_sent: false,
+            });
+            let id = self.prepared.insert(PreparedStmt {
+                prepare_payload: payload.to_vec(),
+                stmt,
+                params,
+                types: None,
+                on,
+                long_data: false,
+                cursor: false,
+            });
+            debug_assert_eq!(id, client_id);
+        }
+        Ok(())
+    }
+
+    /// The node statement id for `id` on `node`'s connection, preparing it
+    /// there first if needed. None if it cannot be prepared there.
+    async fn prepared_on(
+        &mut self,
+        id: u32,
+        node: usize,
+    ) -> Result<Option<NodeStmt>, BackendError> {
+        self.ready_conn(node).await?;
+        let Some(conn) = self.conns[node].as_mut() else {
+            return Err(BackendError::Protocol("connection vanished"));
+        };
+        let Some(ps) = self.prepared.get(id) else {
+            return Ok(None);
+        };
+        if let Some(ns) = ps.on_conn(node, conn.id) {
+            return Ok(Some(ns));
+        }
+        conn.used = true;
+        conn.io.queue(0, &ps.prepare_payload);
+        if let Err(e) = conn.io.flush().await {
+            self.conns[node] = None;
+            return Err(e.into());
+        }
+        let out = match relay(conn, Sink::Discard, Expect::Prepare).await {
+            Ok(out) => out,
+            Err(e) => {
+                self.conns[node] = None;
+                return Err(BackendError::Protocol(match e {
+                    RelayError::Backend { .. } => "connection lost while preparing",
+                    RelayError::Client(_) => "client lost while preparing",
+                }));
+            }
+        };
+        let Some((stmt_id, _, _)) = out.prepared else {
+            return Ok(None);
+        };
+        let ns = NodeStmt {
+            conn_id: conn.id,
+            stmt_id,
+            types_sent: false,
+        };
+        if let Some(ps) = self.prepared.get_mut(id) {
+            if let Some(slot) = ps.on.get_mut(node) {
+                *slot = Some(ns);
+            }
+        }
+        Ok(Some(ns))
+    }
+
+    async fn execute(
+        &mut self,
+        payload: &[u8],
+        id: u32,
+        flags: u8,
+        seq: u8,
+    ) -> Result<(), FrontendError> {
+        let Some(ps) = self.prepared.get_mut(id) else {
+            return self
+                .reply_err(
+                    seq,
+                    ProxyError::unknown_stmt_handler(id, "mysqld_stmt_execute"),
+                )
+                .await;
+        };
+        let cursor = flags != 0;
+        let layout = prepared::execute_layout(payload, ps.params);
+        if let Some(l) = layout.filter(|l| l.types_bound) {
+            if let Some(t) = prepared::bound_types(payload, l, ps.params) {
+                ps.types = Some(t.to_vec());
+            }
+        }
+        let force_master = ps.long_data || cursor;
+        let stmt = ps.stmt.clone();
+        let route = router::route(&self.router_context(&stmt, force_master));
+        let mut node = self.node_for(route, &stmt)?;
+        let mut retry = route.target == Target::Read;
+        loop {
+            let master = self.master()?;
+            retry &= node != master;
+            let ns = match self.prepared_on(id, node).await {
+                Ok(Some(ns)) => ns,
+                Ok(None) | Err(_) if retry => {
+                    node = master;
+                    retry = false;
+                    continue;
+                }
+                Ok(None) => {
+                    return self
+                        .reply_err(
+                            seq,
+                            ProxyError::unknown_stmt_handler(id, "mysqld_stmt_execute"),
+                        )
+                        .await
+                }
+                Err(e) => {
+                    self.send_backend_error(seq, &e).await;
+                    return Ok(());
+                }
+            };
+            let Some(ps) = self.prepared.get_mut(id) else {
+                return Ok(());
+            };
+            let mut p = payload.to_vec();
+            p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
+            let mut types_sent = ns.types_sent;
+            if let Some(l) = layout {
+                if l.types_bound {
+                    types_sent = true;
+                } else if !ns.types_sent {
+                    if let Some(types) = &ps.types {
+                        p = prepared::with_types(&p, l, types);
+                        types_sent = true;
+                    }
+                }
+            }
+            if let Some(Some(slot)) = ps.on.get_mut(node) {
+                slot.types_sent = types_sent;
+            }
+            match self
+                .attempt(
+                    node,
+                    &p,
+                    Expect::Results {
+                        binary: true,
+                        cursor,
+                    },
+                    None,
+                )
+                .await?
+            {
+                Attempt::Done(out) => {
+                    self.after(node, &out);
+                    if let Some(ps) = self.prepared.get_mut(id) {
+                        ps.long_data = false;
+                        ps.cursor = cursor;
+                    }
+                    return Ok(());
+                }
+                Attempt::NodeFailed { sent: false, .. } | Attempt::Unavailable(_) if retry => {
+                    node = master;
+                    retry = false;
+                }
+                Attempt::NodeFailed { sent, next_seq, .. } => {
+                    let s = if sent { next_seq } else { seq };
+                    let name = self.ctx.pools.node_name(node);
+                    self.reply_err(s, ProxyError::backend_lost(&name)).await?;
+                    return self.after_lost_connection(node);
+                }
+                Attempt::Unavailable(e) => {
+                    self.send_backend_error(seq, &e).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Long data goes to the master; the execution that follows runs there.
+    async fn send_long_data(&mut self, payload: &[u8], id: u32) {
+        let Ok(master) = self.master() else { return };
+        let Ok(Some(ns)) = self.prepared_on(id, master).await else {
+            return;
+        };
+        if let Some(ps) = self.prepared.get_mut(id) {
+            ps.long_data = true;
+        }
+        if let Some(conn) = self.conns[master].as_mut() {
+            let mut p = payload.to_vec();
+            p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
+            conn.used = true;
+            conn.io.queue(0, &p);
+            if conn.io.flush().await.is_err() {
+                self.conns[master] = None;
+            }
+        }
+    }
+
+    async fn stmt_close(&mut self, id: u32) {
+        let Some(ps) = self.prepared.remove(id) else {
+            return;
+        };
+        for (node, slot) in ps.on.iter().enumerate() {
+            let Some(ns) = slot else { continue };
+            let Some(conn) = self.conns.get_mut(node).and_then(Option::as_mut) else {
+                continue;
+            };
+            if conn.id != ns.conn_id {
+                continue;
+            }
+            let mut p = vec![com::STMT_CLOSE];
+            p.extend_from_slice(&ns.stmt_id.to_le_bytes());
+            conn.io.queue(0, &p);
+            if conn.io.flush().await.is_err() {
+                self.conns[node] = None;
+            }
+        }
+    }
+
+    async fn stmt_reset(&mut self, payload: &[u8], id: u32, seq: u8) -> Result<(), FrontendError> {
+        let Some(ps) = self.prepared.get_mut(id) else {
+            return self
+                .reply_err(
+                    seq,
+                    ProxyError::unknown_stmt_handler(id, "mysqld_stmt_reset"),
+                )
+                .await;
+        };
+        ps.long_data = false;
+        ps.cursor = false;
+        let on = ps.on.clone();
+        let master = self.master()?;
+        // The master's copy answers the client; other copies are reset quietly.
+        for (node, slot) in on.iter().enumerate() {
+            let Some(ns) = slot else { continue };
+            if node == master {
+                continue;
+            }
+            if let Some(conn) = self.conns.get_mut(node).and_then(Option::as_mut) {
+                if conn.id == ns.conn_id {
+                    let mut p = payload.to_vec();
+                    p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
+                    if conn.simple(&p).await.is_err() {
+                        self.conns[node] = None;
+                    }
+                }
+            }
+        }
+        match self.prepared_on(id, master).await {
+            Ok(Some(ns)) => {
+                let mut p = payload.to_vec();
+                p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
+                self.exec(master, &p, Expect::Single, seq, false).await?;
+                Ok(())
+            }
+            _ => self.reply_ok(seq).await,
+        }
+    }
+
+    async fn fetch(&mut self, payload: &[u8], id: u32, seq: u8) -> Result<(), FrontendError> {
+        let master = self.master()?;
+        let ns = match self.prepared.get(id) {
+            Some(ps) => ps.on.get(master).copied().flatten(),
+            None => None,
+        };
+        let live = ns.filter(|ns| {
+            self.conns[master]
+                .as_ref()
+                .is_some_and(|c| c.id == ns.conn_id)
+        });
+        let Some(ns) = live else {
+            return self
+                .reply_err(
+                    seq,
+                    ProxyError::unknown_stmt_handler(id, "mysqld_stmt_fetch"),
+                )
+                .await;
+        };
+        let mut p = payload.to_vec();
+        p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
+        if let Some((node, out)) = self.exec(master, &p, Expect::Fetch, seq, false).await? {
+            self.after(node, &out);
+        }
+        Ok(())
+    }
+
+    async fn change_user(&mut self, payload: &[u8], seq: u8) -> Result<Flow, FrontendError> {
+        let Some(cu) = handshake::parse_change_user(payload, self.caps) else {
+            self.reply_err(seq, ProxyError::malformed_packet()).await?;
+            return Ok(Flow::Close);
+        };
+        let mut token = cu.auth.clone();
+        let mut seq = seq;
+        if cu.plugin.as_deref().is_some_and(|p| p != NATIVE_PLUGIN) {
+            self.client.queue(
+                seq,
+                &handshake::auth_switch_request(NATIVE_PLUGIN, &self.nonce),
+            );
+            self.client.flush().await?;
+            let t = Some(self.ctx.config.mysql.client_read_timeout);
+            let reply = self.client.read_packet(64 * 1024, t, t).await?;
+            seq = reply.seq.wrapping_add(1);
+            token = reply.payload.to_vec();
+        }
+        let Some(creds) = self.ctx.users.authenticate(&cu.user, &self.nonce, &token) else {
+            let host = self
+                .client
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            self.reply_err(
+                seq,
+                ProxyError::access_denied(&cu.user, &host, !token.is_empty()),
+            )
+            .await?;
+            return Ok(Flow::Close);
+        };
+        tracing::debug!(user = %creds.user, "change user");
+        self.creds = creds;
+        if let Some(cs) = cu.charset.and_then(|c| u8::try_from(c).ok()) {
+            self.collation = cs;
+        }
+        self.reset_session(cu.db);
+        if self.state.schema.is_some() {
+            if let Err(e) = self.open_master().await {
+                self.send_backend_error(seq, &e).await;
+                return Ok(Flow::Close);
+            }
+        }
+        self.reply_ok(seq).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Forgets all session state: node connections go back to their pools
+    /// (which reset them), prepared statements and SETs are dropped.
+    fn reset_session(&mut self, schema: Option<Vec<u8>>) {
+        for c in self.conns.iter_mut().filter_map(Option::take) {
+            self.ctx.pools.checkin(c);
+        }
+        self.prepared.clear();
+        self.state = SessionState::new(schema, self.caps & caps::MULTI_STATEMENTS != 0);
+    }
+
+    // ---- replies made by the proxy ----------------------------------------
+
+    async fn reply_ok(&mut self, seq: u8) -> Result<(), FrontendError> {
+        let p = ok_payload(self.state.status, self.caps & caps::SESSION_TRACK != 0);
+        self.client.queue(seq, &p);
+        self.client.flush().await?;
+        Ok(())
+    }
+
+    async fn reply_err(&mut self, seq: u8, err: ProxyError) -> Result<(), FrontendError> {
+        tracing::debug!(code = err.code, message = %err.message, "error to client");
+        self.client.queue(seq, &err.to_payload());
+        self.client.flush().await?;
+        Ok(())
+    }
+
+    /// A node's own ERR goes through unchanged; anything else becomes ours.
+    async fn send_backend_error(&mut self, seq: u8, e: &BackendError) {
+        let res = match e {
+            BackendError::Server { payload, .. } => {
+                self.client.queue(seq, payload);
+                self.client.flush().await.map_err(FrontendError::from)
+            }
+            other => {
+                tracing::warn!(error = %other, "node unavailable");
+                let master = self.master().ok();
+                let name = master
+                    .map(|m| self.ctx.pools.node_name(m))
+                    .unwrap_or_else(|| Arc::from("?"));
+                self.reply_err(
+                    seq,
+                    ProxyError::backend_unavailable(&name, &other.to_string()),
+                )
+                .await
+            }
+        };
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "could not send error");
+        }
+    }
+}
+
+/// Brings a node connection to the session's state: schema, replayed SETs,
+/// multi-statement option. Each step only runs when something differs.
+async fn sync(conn: &mut BackendConn, state: &SessionState) -> Result<(), BackendError> {
+    if state.schema.is_some() && conn.sync.schema != state.schema {
+        if let Some(db) = &state.schema {
+            let mut p = vec![com::INIT_DB];
+            p.extend_from_slice(db);
+            conn.used = true;
+            conn.expect_ok(&p).await?;
+            conn.sync.schema = Some(db.clone());
+        }
+    }
+    while conn.sync.sets_applied < state.set_log.len() {
+        conn.used = true;
+        conn.expect_ok(&state.set_log[conn.sync.sets_applied])
+            .await?;
+        conn.sync.sets_applied += 1;
+    }
+    if conn.sync.multi_statements != state.multi_statements {
+        let opt: u16 = if state.multi_statements { 0 } else { 1 };
+        let mut p = vec![com::SET_OPTION];
+        p.extend_from_slice(&opt.to_le_bytes());
+        conn.used = true;
+        conn.expect_ok(&p).await?;
+        conn.sync.multi_statements = state.multi_statements;
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Proxy users: checked against clients, and used to log in to nodes (as
+//! ProxySQL does). A user configured by hash only gets its node password
+//! (SHA1 of the password) from its first successful client login.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::Credentials;
+use crate::config::{parse_native_hash, Config};
+use crate::protocol::handshake::NativeSecret;
+
+pub struct Users {
+    users: HashMap<Vec<u8>, (Arc<str>, Mutex<NativeSecret>)>,
+}
+
+impl Users {
+    pub fn from_config(config: &Config) -> Users {
+        let users = config
+            .users
+            .iter()
+            .filter_map(|(name, u)| {
+                let secret = match (&u.password, &u.password_hash) {
+                    (Some(pw), _) => NativeSecret::from_password(pw),
+                    (None, Some(h)) => NativeSecret::from_stage2(parse_native_hash(h).ok()?),
+                    (None, None) => return None,
+                };
+                Some((
+                    name.as_bytes().to_vec(),
+                    (Arc::from(name.as_str()), Mutex::new(secret)),
+                ))
+            })
+            .collect();
+        Users { users }
+    }
+
+    /// Verifies a mysql_native_password token; on success returns the
+    /// credentials to use towards nodes.
+    pub fn authenticate(&self, user: &[u8], nonce: &[u8], token: &[u8]) -> Option<Credentials> {
+        let (name, secret) = self.users.get(user)?;
+        let mut secret = secret.lock().unwrap_or_else(|p| p.into_inner());
+        let stage1 = secret.verify(nonce, token)?;
+        if secret.stage1.is_none() && !secret.empty {
+            secret.stage1 = Some(stage1);
+        }
+        Some(Credentials {
+            user: name.clone(),
+            secret: *secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::handshake::new_nonce;
+
+    #[test]
+    fn hash_only_user_learns_node_password() {
+        let cfg = Config::from_toml_str(
+            r#"
+[mysql]
+listen = "127.0.0.1:0"
+[nodes.cn1]
+address = "127.0.0.1:1"
+[users.shop]
+password_hash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
+"#,
+            Vec::new(),
+        )
+        .unwrap();
+        let users = Users::from_config(&cfg);
+        let nonce = new_nonce();
+        // "secret" hashes to the value above.
+        let token = NativeSecret::from_password("secret")
+            .scramble(&nonce)
+            .unwrap();
+        let creds = users.authenticate(b"shop", &nonce, &token).unwrap();
+        assert_eq!(
+            creds.secret.stage1,
+            NativeSecret::from_password("secret").stage1
+        );
+        assert!(users.authenticate(b"shop", &nonce, &[0; 20]).is_none());
+        assert!(users.authenticate(b"nobody", &nonce, &token).is_none());
+    }
+}

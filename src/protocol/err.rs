@@ -1,0 +1,151 @@
+//! Every ERR packet the proxy itself makes, one named constructor each, with
+//! MariaDB's code, SQLSTATE and wording. A node's own errors never pass
+//! through here: they are relayed byte for byte.
+
+/// A proxy-made error, ready to be encoded for a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyError {
+    pub code: u16,
+    pub state: &'static str,
+    pub message: String,
+}
+
+impl ProxyError {
+    fn new(code: u16, state: &'static str, message: impl Into<String>) -> Self {
+        ProxyError {
+            code,
+            state,
+            message: message.into(),
+        }
+    }
+
+    /// 1040 ER_CON_COUNT_ERROR.
+    pub fn too_many_connections() -> Self {
+        Self::new(1040, "08004", "Too many connections")
+    }
+
+    /// 1045 ER_ACCESS_DENIED_ERROR.
+    pub fn access_denied(user: &[u8], host: &str, using_password: bool) -> Self {
+        Self::new(
+            1045,
+            "28000",
+            format!(
+                "Access denied for user '{}'@'{}' (using password: {})",
+                String::from_utf8_lossy(user),
+                host,
+                if using_password { "YES" } else { "NO" }
+            ),
+        )
+    }
+
+    /// 1047 ER_UNKNOWN_COM_ERROR.
+    pub fn unknown_command(cmd: u8) -> Self {
+        Self::new(
+            1047,
+            "08S01",
+            format!("Unknown command 0x{cmd:02x} (not supported by sqlproxy)"),
+        )
+    }
+
+    /// 1153 ER_NET_PACKET_TOO_LARGE.
+    pub fn packet_too_large() -> Self {
+        Self::new(
+            1153,
+            "08S01",
+            "Got a packet bigger than 'max_allowed_packet' bytes",
+        )
+    }
+
+    /// 1243 ER_UNKNOWN_STMT_HANDLER.
+    pub fn unknown_stmt_handler(id: u32, func: &str) -> Self {
+        Self::new(
+            1243,
+            "HY000",
+            format!("Unknown prepared statement handler ({id}) given to {func}"),
+        )
+    }
+
+    /// 1148 ER_NOT_ALLOWED_COMMAND (LOAD DATA LOCAL when local_infile is off).
+    pub fn local_infile_disabled() -> Self {
+        Self::new(
+            1148,
+            "42000",
+            "The used command is not allowed with this MariaDB version",
+        )
+    }
+
+    /// 2013-style loss of the node connection, reported as a server error
+    /// (1927 ER_CONNECTION_KILLED) so drivers treat it as retryable.
+    pub fn backend_lost(node: &str) -> Self {
+        Self::new(
+            1927,
+            "70100",
+            format!("Connection to node '{node}' was lost during the query"),
+        )
+    }
+
+    /// 2003-like: no node can take the statement. Reported as 1045? No: as
+    /// 1040-free HY000 9001 so it is recognisably the proxy's.
+    pub fn no_node(what: &str) -> Self {
+        Self::new(
+            9001,
+            "HY000",
+            format!("sqlproxy: no healthy node for {what}"),
+        )
+    }
+
+    /// A node refused or failed the proxy's own login/setup.
+    pub fn backend_unavailable(node: &str, reason: &str) -> Self {
+        Self::new(
+            9002,
+            "HY000",
+            format!("sqlproxy: node '{node}' unavailable: {reason}"),
+        )
+    }
+
+    /// The proxy is shutting down (1053 ER_SERVER_SHUTDOWN).
+    pub fn shutting_down() -> Self {
+        Self::new(1053, "08S01", "Server shutdown in progress")
+    }
+
+    /// Malformed packet from the client (1835 ER_MALFORMED_PACKET).
+    pub fn malformed_packet() -> Self {
+        Self::new(1835, "HY000", "Malformed communication packet")
+    }
+
+    /// Encodes the ERR payload (without the packet header).
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(9 + self.message.len());
+        p.push(0xff);
+        p.extend_from_slice(&self.code.to_le_bytes());
+        p.push(b'#');
+        p.extend_from_slice(self.state.as_bytes());
+        p.extend_from_slice(self.message.as_bytes());
+        p
+    }
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.state, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn err_payload_layout() {
+        let p = ProxyError::too_many_connections().to_payload();
+        assert_eq!(p[0], 0xff);
+        assert_eq!(u16::from_le_bytes([p[1], p[2]]), 1040);
+        assert_eq!(&p[3..9], b"#08004");
+        assert_eq!(&p[9..], b"Too many connections");
+        let d = ProxyError::access_denied(b"bob", "127.0.0.1", true);
+        assert_eq!(
+            d.message,
+            "Access denied for user 'bob'@'127.0.0.1' (using password: YES)"
+        );
+    }
+}
