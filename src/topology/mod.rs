@@ -1,1 +1,62 @@
-//! Cluster topology (stub, filled by the topology work).
+//! The cluster as the proxy sees it, and the only writer of node state.
+//!
+//! The monitor (`monitor.rs`) checks every node over its own connection
+//! (`check.rs`), turns results into Up/Down with rise/fall (`health.rs`) and
+//! publishes an immutable [`TopologySnapshot`] (`snapshot.rs`). Sessions load
+//! the snapshot once per statement without a lock and pick a read node with a
+//! [`ReadSelector`] (`select.rs`). `gtid.rs` compares GTID positions for
+//! read-your-writes; `replication.rs` types `SHOW SLAVE STATUS`.
+
+use std::fmt;
+
+mod check;
+pub mod gtid;
+mod health;
+mod monitor;
+mod replication;
+mod select;
+mod snapshot;
+
+pub use check::{CheckError, MysqlProbe, Observation, Probe};
+pub use health::{ChangeReason, Health, Transition};
+pub use monitor::{run_monitor, run_probes};
+pub use replication::{IoThread, ReplicationStatus};
+pub use select::{ReadSelector, Weighted};
+pub use snapshot::{NodeStatus, Topology, TopologySnapshot};
+
+/// Index of a node in [`TopologySnapshot::nodes`]: config order, which is
+/// node-name order (the config's `BTreeMap`). Stable for the process's life.
+pub type NodeId = usize;
+
+/// Health as the checks see it. Admin states (offline, draining, fenced)
+/// are to come as a separate field, so a check never overrides an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    Up,
+    Down,
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeState::Up => "up",
+            NodeState::Down => "down",
+        })
+    }
+}
+
+/// What the proxy uses a node for. Writes go only to the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Master,
+    Replica,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        })
+    }
+}
