@@ -95,6 +95,12 @@ impl MariaDb {
                 "--skip-name-resolve",
                 "--innodb-buffer-pool-size=16M",
             ])
+            // Every statement the monitor sends, for the test to read.
+            .arg("--general-log=1")
+            .arg(format!(
+                "--general-log-file={}",
+                self.general_log_path().display()
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -157,6 +163,19 @@ impl MariaDb {
         );
     }
 
+    fn general_log_path(&self) -> PathBuf {
+        self.dir.path().join("general.log")
+    }
+
+    /// The general log's lines (appended across restarts).
+    fn general_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.general_log_path())
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
     fn error_log(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -188,7 +207,8 @@ password = "x"
 user = "{MONITOR_USER}"
 password = "{MONITOR_PASSWORD}"
 interval = "100ms"
-timeout = "1s"
+# Generous: a loaded test machine must not turn a slow answer into a failure.
+timeout = "5s"
 rise = 2
 fall = 2
 "#
@@ -257,6 +277,31 @@ async fn monitor_follows_a_real_node_down_and_up() {
         s.nodes[id].read_only == Some(false)
     })
     .await;
+
+    // Every check so far ran on one kept connection, and mysql_async sent
+    // nothing of its own on connect (no `SELECT @@max_allowed_packet, …`).
+    let log = db.general_log();
+    let monitor_connects = log
+        .iter()
+        .filter(|l| l.contains("Connect") && l.contains(MONITOR_USER))
+        .count();
+    assert_eq!(monitor_connects, 1, "{log:#?}");
+    let checks = log
+        .iter()
+        .filter(|l| l.contains("SELECT @@read_only"))
+        .count();
+    assert!(checks >= 2, "{log:#?}");
+    // The log may have been read between the two statements of a check.
+    let shows = log
+        .iter()
+        .filter(|l| l.contains("SHOW SLAVE STATUS"))
+        .count();
+    assert!(shows == checks || shows + 1 == checks, "{log:#?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("@@max_allowed_packet") || l.contains("@@wait_timeout")),
+        "{log:#?}"
+    );
 
     // SIGKILL: Down after `fall` consecutive failed checks.
     db.kill();

@@ -65,6 +65,21 @@ pub enum CheckError {
     BadValue { what: &'static str, value: String },
 }
 
+impl CheckError {
+    /// The node did not answer at all (no connection, or no reply in time),
+    /// as opposed to answering in a way we could not use. Failover wants
+    /// the first kind before it gives up on a master.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            CheckError::Timeout { .. } | CheckError::Connect { .. } => true,
+            CheckError::Query { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            CheckError::BadAddress { .. }
+            | CheckError::NoRow { .. }
+            | CheckError::BadValue { .. } => false,
+        }
+    }
+}
+
 /// Runs health checks against one node. The seam lets the monitor's timing
 /// be tested with a scripted probe under a paused clock.
 pub trait Probe: Send + 'static {
@@ -122,9 +137,14 @@ impl Probe for MysqlProbe {
         // restart, wait_timeout); that alone is no reason to count a failure,
         // so it gets one retry on a fresh connection.
         if let Some(mut conn) = self.conn.take() {
-            if let Ok(seen) = observe(&mut conn).await {
-                self.conn = Some(conn);
-                return Ok(seen);
+            match observe(&mut conn).await {
+                Ok(seen) => {
+                    self.conn = Some(conn);
+                    return Ok(seen);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "kept monitor connection failed; reconnecting")
+                }
             }
         }
         let mut conn = self.connect().await?;
@@ -239,6 +259,20 @@ mod tests {
             Some("0-1-5".into())
         );
         assert_eq!(value_text(Some(&Value::Int(-3))), Some("-3".into()));
+    }
+
+    #[test]
+    fn unreachable_is_no_answer_not_a_bad_answer() {
+        assert!(CheckError::Timeout {
+            after: Duration::from_secs(1)
+        }
+        .is_unreachable());
+        assert!(!CheckError::NoRow { what: "x" }.is_unreachable());
+        assert!(!CheckError::BadValue {
+            what: "@@read_only",
+            value: "2".into()
+        }
+        .is_unreachable());
     }
 
     #[tokio::test]

@@ -9,10 +9,12 @@ use std::time::SystemTime;
 use tokio::task::JoinSet;
 use tokio::time::{self, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::check::{CheckError, MysqlProbe, Probe};
+use super::gtid::GtidPos;
 use super::health::{Health, Transition};
-use super::snapshot::Topology;
+use super::snapshot::{CheckRecord, Topology};
 use super::{NodeId, NodeState, Role};
 use crate::config::{Config, MonitorConfig};
 
@@ -38,13 +40,16 @@ pub async fn run_probes<P: Probe>(
 ) {
     let mut tasks = JoinSet::new();
     for (id, probe) in probes {
-        tasks.spawn(watch_node(
+        let name = topology.snapshot().node(id).map(|n| n.name.clone());
+        let span = tracing::info_span!("monitor", node = name.as_deref().unwrap_or("?"));
+        let watch = watch_node(
             topology.clone(),
             id,
             probe,
             monitor.clone(),
             shutdown.clone(),
-        ));
+        );
+        tasks.spawn(watch.instrument(span));
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
@@ -61,11 +66,7 @@ async fn watch_node<P: Probe>(
     monitor: MonitorConfig,
     shutdown: CancellationToken,
 ) {
-    let Some((name, role)) = topology
-        .snapshot()
-        .node(id)
-        .map(|n| (n.name.clone(), n.role))
-    else {
+    let Some(name) = topology.snapshot().node(id).map(|n| n.name.clone()) else {
         tracing::error!(
             node_id = id,
             "monitor started for a node not in the topology"
@@ -97,25 +98,38 @@ async fn watch_node<P: Probe>(
             Ok(_) => health.observe_success(),
             Err(e) => {
                 let error = e.to_string();
-                tracing::debug!(node = %name, error = %error, failures = health.failures() + 1, "check failed");
-                health.observe_failure(&error)
+                let transition = health.observe_failure(&error);
+                tracing::debug!(node = %name, error = %error, failures = health.failures(), "check failed");
+                transition
             }
         };
         if let Some(t) = &transition {
             log_transition(&name, t);
         }
+        let mut gtid_current = None;
         if let Ok(seen) = &result {
             if read_only_seen != Some(seen.read_only) {
+                let role = topology.snapshot().node(id).map(|n| n.role);
                 log_read_only(&name, role, seen.read_only);
                 read_only_seen = Some(seen.read_only);
             }
+            gtid_current = match seen.gtid_current_pos.parse::<GtidPos>() {
+                Ok(pos) => Some(pos),
+                Err(e) => {
+                    tracing::warn!(node = %name, error = %e, "cannot parse @@gtid_current_pos");
+                    None
+                }
+            };
         }
-        let state = health.state();
-        let reason = transition.map(|t| t.reason);
-        let at = SystemTime::now();
-        topology.update_node(id, |node| {
-            node.record(&result, state, reason.as_ref(), at, latency)
-        });
+        let check = CheckRecord {
+            result,
+            gtid_current,
+            state: health.state(),
+            reason: transition.map(|t| t.reason),
+            at: SystemTime::now(),
+            latency,
+        };
+        topology.update_node(id, |node| node.record(&check));
     }
 }
 
@@ -132,9 +146,9 @@ fn log_transition(name: &str, t: &Transition) {
 
 /// A master that refuses writes or a writable replica is worth a line (not
 /// an action: roles change only through failover).
-fn log_read_only(name: &str, role: Role, read_only: bool) {
-    let expected = role == Role::Replica;
-    if read_only == expected {
+fn log_read_only(name: &str, role: Option<Role>, read_only: bool) {
+    let Some(role) = role else { return };
+    if read_only == (role == Role::Replica) {
         tracing::info!(node = %name, role = %role, read_only, "read_only as expected for the role");
     } else {
         tracing::warn!(node = %name, role = %role, read_only, "read_only does not match the node's role");

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use super::check::{CheckError, Observation};
+use super::gtid::{self, Gtid, GtidPos};
 use super::health::ChangeReason;
 use super::replication::ReplicationStatus;
 use super::select::{ReadSelector, Weighted};
@@ -32,6 +33,8 @@ pub struct NodeStatus {
     pub server_id: Option<u32>,
     pub version: Option<String>,
     pub gtid_current_pos: Option<String>,
+    /// `gtid_current_pos` parsed; `None` if unknown or unparsable.
+    pub gtid_current: Option<GtidPos>,
     pub gtid_binlog_pos: Option<String>,
     /// From `SHOW SLAVE STATUS`; `None` = not a replica (or never checked).
     pub replication: Option<ReplicationStatus>,
@@ -62,6 +65,7 @@ impl NodeStatus {
             server_id: None,
             version: None,
             gtid_current_pos: None,
+            gtid_current: None,
             gtid_binlog_pos: None,
             replication: None,
             last_error: None,
@@ -70,34 +74,49 @@ impl NodeStatus {
         }
     }
 
-    /// Applies one check's result (the health machine already decided `state`).
-    pub(super) fn record(
-        &mut self,
-        result: &Result<Observation, CheckError>,
-        state: NodeState,
-        reason: Option<&ChangeReason>,
-        at: SystemTime,
-        latency: Duration,
-    ) {
-        match result {
+    /// Applies one check's outcome (the health machine already decided the state).
+    pub(super) fn record(&mut self, check: &CheckRecord) {
+        match &check.result {
             Ok(seen) => {
                 self.read_only = Some(seen.read_only);
                 self.server_id = Some(seen.server_id);
                 self.version = Some(seen.version.clone());
                 self.gtid_current_pos = Some(seen.gtid_current_pos.clone());
+                self.gtid_current = check.gtid_current.clone();
                 self.gtid_binlog_pos = Some(seen.gtid_binlog_pos.clone());
                 self.replication = seen.replication.clone();
                 self.last_error = None;
             }
             Err(e) => self.last_error = Some(e.to_string()),
         }
-        self.state = state;
-        if let Some(reason) = reason {
+        self.state = check.state;
+        if let Some(reason) = &check.reason {
             self.state_reason = Some(reason.clone());
         }
-        self.last_check = Some(at);
-        self.check_latency = Some(latency);
+        self.last_check = Some(check.at);
+        self.check_latency = Some(check.latency);
     }
+
+    /// Has this node applied `gtid` (as of its last successful check)?
+    /// False when its position is unknown.
+    pub fn has_applied(&self, gtid: &Gtid) -> bool {
+        self.gtid_current
+            .as_ref()
+            .is_some_and(|pos| gtid::includes(pos, gtid))
+    }
+}
+
+/// One check's outcome as the monitor hands it to [`NodeStatus::record`].
+#[derive(Debug)]
+pub(super) struct CheckRecord {
+    pub result: Result<Observation, CheckError>,
+    /// `result`'s `gtid_current_pos`, parsed once by the monitor.
+    pub gtid_current: Option<GtidPos>,
+    pub state: NodeState,
+    /// Set when this check changed the state.
+    pub reason: Option<ChangeReason>,
+    pub at: SystemTime,
+    pub latency: Duration,
 }
 
 /// The cluster at one moment. Never mutated once published.
@@ -252,20 +271,26 @@ mod tests {
             replication: None,
         };
         let at = SystemTime::now();
-        t.update_node(1, |n| {
-            n.record(
-                &Ok(seen.clone()),
-                NodeState::Up,
-                Some(&ChangeReason::FirstCheckPassed),
-                at,
-                Duration::from_millis(3),
-            )
-        });
+        let passed = CheckRecord {
+            result: Ok(seen),
+            gtid_current: "0-1-5".parse().ok(),
+            state: NodeState::Up,
+            reason: Some(ChangeReason::FirstCheckPassed),
+            at,
+            latency: Duration::from_millis(3),
+        };
+        t.update_node(1, |n| n.record(&passed));
         let after = t.snapshot();
         assert_eq!(after.generation, 1);
         assert!(after.is_up(1) && !after.is_up(0));
         assert_eq!(after.nodes[1].server_id, Some(12));
         assert_eq!(after.nodes[1].gtid_current_pos.as_deref(), Some("0-1-5"));
+        assert!(after.nodes[1].has_applied(&"0-9-5".parse().unwrap()));
+        assert!(!after.nodes[1].has_applied(&"0-1-6".parse().unwrap()));
+        assert!(
+            !after.nodes[0].has_applied(&"0-1-1".parse().unwrap()),
+            "unknown position"
+        );
         assert_eq!(
             after.nodes[1].state_reason,
             Some(ChangeReason::FirstCheckPassed)
@@ -274,17 +299,17 @@ mod tests {
         assert!(!before.is_up(1));
         assert_eq!(before.generation, 0);
         // A failure keeps the observed values and records the error.
-        t.update_node(1, |n| {
-            n.record(
-                &Err(CheckError::Timeout {
-                    after: Duration::from_secs(1),
-                }),
-                NodeState::Up,
-                None,
-                at,
-                Duration::from_secs(1),
-            )
-        });
+        let failed = CheckRecord {
+            result: Err(CheckError::Timeout {
+                after: Duration::from_secs(1),
+            }),
+            gtid_current: None,
+            state: NodeState::Up,
+            reason: None,
+            at,
+            latency: Duration::from_secs(1),
+        };
+        t.update_node(1, |n| n.record(&failed));
         let s = t.snapshot();
         assert_eq!(s.generation, 2);
         assert_eq!(s.nodes[1].server_id, Some(12));
