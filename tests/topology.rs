@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlproxy::config::Config;
-use sqlproxy::topology::{run_monitor, ChangeReason, Topology, TopologySnapshot};
+use sqlproxy::topology::{
+    run_monitor, ChangeReason, MysqlProbe, Probe, Topology, TopologySnapshot,
+};
 use tokio_util::sync::CancellationToken;
 
 const SERVER_ID: u32 = 4242;
@@ -245,6 +247,16 @@ async fn monitor_follows_a_real_node_down_and_up() {
          GRANT SLAVE MONITOR ON *.* TO '{MONITOR_USER}'@'127.0.0.1'"
     ));
 
+    // Wrong credentials: the node answered, so it is not "unreachable".
+    let mut wrong = config(&db.address()).monitor;
+    wrong.password = "not-the-password".into();
+    let e = MysqlProbe::new(&db.address(), &wrong)
+        .check()
+        .await
+        .expect_err("wrong password must fail");
+    assert!(!e.is_unreachable(), "{e}");
+    assert!(e.to_string().contains("Access denied"), "{e}");
+
     let config = config(&db.address());
     let topology = Topology::new(&config);
     let id = topology.node_id("db1").expect("db1 configured");
@@ -281,11 +293,17 @@ async fn monitor_follows_a_real_node_down_and_up() {
     // Every check so far ran on one kept connection, and mysql_async sent
     // nothing of its own on connect (no `SELECT @@max_allowed_packet, …`).
     let log = db.general_log();
-    let monitor_connects = log
+    // Lines read `[date time\t] <connection id> Query\t<sql>`.
+    let check_connections: std::collections::BTreeSet<&str> = log
         .iter()
-        .filter(|l| l.contains("Connect") && l.contains(MONITOR_USER))
-        .count();
-    assert_eq!(monitor_connects, 1, "{log:#?}");
+        .filter(|l| l.contains("Query\tSELECT @@read_only"))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "Query")?;
+            words.get(at.checked_sub(1)?).copied()
+        })
+        .collect();
+    assert_eq!(check_connections.len(), 1, "{log:#?}");
     let checks = log
         .iter()
         .filter(|l| l.contains("SELECT @@read_only"))

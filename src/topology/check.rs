@@ -66,13 +66,16 @@ pub enum CheckError {
 }
 
 impl CheckError {
-    /// The node did not answer at all (no connection, or no reply in time),
-    /// as opposed to answering in a way we could not use. Failover wants
-    /// the first kind before it gives up on a master.
+    /// The node did not answer at all (refused, reset, or no reply in
+    /// time), as opposed to answering in a way we could not use (access
+    /// denied, a missing privilege). Failover wants the first kind before it
+    /// gives up on a master; the second is usually our configuration.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            CheckError::Timeout { .. } | CheckError::Connect { .. } => true,
-            CheckError::Query { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            CheckError::Timeout { .. } => true,
+            CheckError::Connect { source } | CheckError::Query { source, .. } => {
+                matches!(source, mysql_async::Error::Io(_))
+            }
             CheckError::BadAddress { .. }
             | CheckError::NoRow { .. }
             | CheckError::BadValue { .. } => false,
@@ -273,6 +276,19 @@ mod tests {
             value: "2".into()
         }
         .is_unreachable());
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut probe = MysqlProbe::new(&format!("127.0.0.1:{port}"), &MonitorConfig::default());
+        let e = probe.check().await.unwrap_err();
+        assert!(matches!(e, CheckError::Connect { .. }), "{e}");
+        assert!(e.is_unreachable(), "{e}");
+        assert!(e.to_string().starts_with("connect: "), "{e}");
     }
 
     #[tokio::test]

@@ -68,8 +68,7 @@ mod tests {
             .enumerate()
             .map(|(id, &(weight, up))| {
                 let role = if id == 0 { Role::Master } else { Role::Replica };
-                let mut n =
-                    NodeStatus::unchecked(id, &format!("n{id}"), "127.0.0.1:1", weight, role);
+                let mut n = NodeStatus::new(id, &format!("n{id}"), "127.0.0.1:1", weight, role);
                 if up {
                     n.state = NodeState::Up;
                 }

@@ -45,14 +45,9 @@ pub struct NodeStatus {
 }
 
 impl NodeStatus {
-    /// A configured node nobody has checked yet: Down.
-    pub(super) fn unchecked(
-        id: NodeId,
-        name: &str,
-        address: &str,
-        weight: u32,
-        role: Role,
-    ) -> NodeStatus {
+    /// A configured node nobody has checked yet: Down, nothing observed.
+    /// (Also how other modules' tests build snapshots by hand.)
+    pub fn new(id: NodeId, name: &str, address: &str, weight: u32, role: Role) -> NodeStatus {
         NodeStatus {
             id,
             name: name.to_string(),
@@ -176,7 +171,7 @@ impl Topology {
                 } else {
                     Role::Replica
                 };
-                NodeStatus::unchecked(id, name, &node.address, node.weight, role)
+                NodeStatus::new(id, name, &node.address, node.weight, role)
             })
             .collect();
         let snapshot = TopologySnapshot {
