@@ -232,13 +232,12 @@ impl Session {
             return master;
         }
         let node = snap.pick_read(rand::random()).unwrap_or(master);
-        if node != master
-            && routing.consistency == Consistency::Session
-            && self.state.last_gtid.is_some()
-        {
-            // Until the monitor shows the replica has applied our last write.
-            if !crate::topology::has_applied(&snap, node, self.state.last_gtid.as_deref()) {
-                return master;
+        if node != master && routing.consistency == Consistency::Session {
+            if let Some(g) = &self.state.last_gtid {
+                // Until the monitor shows the replica applied our last write.
+                if !snap.nodes.get(node).is_some_and(|n| n.has_applied(g)) {
+                    return master;
+                }
             }
         }
         node
@@ -413,8 +412,8 @@ impl Session {
                 self.state.status = s;
             }
         }
-        if let Some(g) = &out.last_gtid {
-            self.state.last_gtid = Some(g.clone());
+        if let Some(g) = out.last_gtid.as_deref().and_then(|g| g.parse().ok()) {
+            self.state.last_gtid = Some(g);
         }
         if let Some(schema) = &out.schema {
             self.state.schema = Some(schema.clone());

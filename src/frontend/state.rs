@@ -21,7 +21,7 @@ pub struct SessionState {
     /// Why the session must stay on the master, once something made it so.
     pub pinned: Option<Why>,
     /// GTID of the session's last committed write.
-    pub last_gtid: Option<String>,
+    pub last_gtid: Option<crate::topology::gtid::Gtid>,
 }
 
 impl SessionState {

@@ -1,120 +1,62 @@
-//! Cluster topology — TEMPORARY stand-in with the agreed API until the
-//! topology branch lands (static: every node Up, master by priority).
+//! The cluster as the proxy sees it, and the only writer of node state.
+//!
+//! The monitor (`monitor.rs`) checks every node over its own connection
+//! (`check.rs`), turns results into Up/Down with rise/fall (`health.rs`) and
+//! publishes an immutable [`TopologySnapshot`] (`snapshot.rs`). Sessions load
+//! the snapshot once per statement without a lock and pick a read node with a
+//! [`ReadSelector`] (`select.rs`). `gtid.rs` compares GTID positions for
+//! read-your-writes; `replication.rs` types `SHOW SLAVE STATUS`.
 
-use std::sync::Arc;
+use std::fmt;
 
-use arc_swap::ArcSwap;
+mod check;
+pub mod gtid;
+mod health;
+mod monitor;
+mod replication;
+mod select;
+mod snapshot;
 
+pub use check::{CheckError, MysqlProbe, Observation, Probe};
+pub use health::{ChangeReason, Health, Transition};
+pub use monitor::{run_monitor, run_probes};
+pub use replication::{IoThread, ReplicationStatus};
+pub use select::{ReadSelector, Weighted};
+pub use snapshot::{NodeStatus, Topology, TopologySnapshot};
+
+/// Index of a node in [`TopologySnapshot::nodes`]: config order, which is
+/// node-name order (the config's `BTreeMap`). Stable for the process's life.
 pub type NodeId = usize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Health as the checks see it. Admin states (offline, draining, fenced)
+/// are to come as a separate field, so a check never overrides an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeState {
     Up,
     Down,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeState::Up => "up",
+            NodeState::Down => "down",
+        })
+    }
+}
+
+/// What the proxy uses a node for. Writes go only to the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Master,
     Replica,
 }
 
-#[derive(Debug, Clone)]
-pub struct NodeStatus {
-    pub id: NodeId,
-    pub name: String,
-    pub address: String,
-    pub weight: u32,
-    pub state: NodeState,
-    pub role: Role,
-    pub gtid_current_pos: Option<String>,
-    pub version: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TopologySnapshot {
-    pub nodes: Vec<NodeStatus>,
-    pub master: Option<NodeId>,
-    pub generation: u64,
-}
-
-impl TopologySnapshot {
-    pub fn pick_read(&self, r: u64) -> Option<NodeId> {
-        let cands: Vec<&NodeStatus> = self
-            .nodes
-            .iter()
-            .filter(|n| n.state == NodeState::Up && n.weight > 0)
-            .collect();
-        let total: u64 = cands.iter().map(|n| n.weight as u64).sum();
-        if total == 0 {
-            return self.master.filter(|&m| self.is_up(m));
-        }
-        let mut x = r % total;
-        for n in cands {
-            if x < n.weight as u64 {
-                return Some(n.id);
-            }
-            x -= n.weight as u64;
-        }
-        None
-    }
-    pub fn master(&self) -> Option<&NodeStatus> {
-        self.master.and_then(|m| self.nodes.get(m))
-    }
-    pub fn is_up(&self, id: NodeId) -> bool {
-        self.nodes.get(id).is_some_and(|n| n.state == NodeState::Up)
-    }
-}
-
-pub struct Topology {
-    snapshot: ArcSwap<TopologySnapshot>,
-}
-
-impl Topology {
-    pub fn new(config: &crate::config::Config) -> Arc<Topology> {
-        let master_name = config.nodes_by_priority().first().map(|s| s.to_string());
-        let nodes: Vec<NodeStatus> = config
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(id, (name, n))| NodeStatus {
-                id,
-                name: name.clone(),
-                address: n.address.clone(),
-                weight: n.weight,
-                state: NodeState::Up,
-                role: if Some(name) == master_name.as_ref() {
-                    Role::Master
-                } else {
-                    Role::Replica
-                },
-                gtid_current_pos: None,
-                version: None,
-            })
-            .collect();
-        let master = nodes.iter().position(|n| n.role == Role::Master);
-        Arc::new(Topology {
-            snapshot: ArcSwap::from_pointee(TopologySnapshot {
-                nodes,
-                master,
-                generation: 0,
-            }),
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
         })
     }
-    pub fn snapshot(&self) -> Arc<TopologySnapshot> {
-        self.snapshot.load_full()
-    }
-}
-
-pub async fn run_monitor(
-    _t: Arc<Topology>,
-    _c: crate::config::Config,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    shutdown.cancelled().await
-}
-
-/// Whether `node` has applied the session's last write (stub: unknown → no).
-pub fn has_applied(_snap: &TopologySnapshot, _node: NodeId, _gtid: Option<&str>) -> bool {
-    false
 }

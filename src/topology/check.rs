@@ -1,0 +1,305 @@
+//! One health check of one node: the [`Probe`] seam and its real
+//! implementation over a node's own mysql_async connection.
+//!
+//! A check is two round trips on a kept connection: one `SELECT` of the
+//! variables the proxy cares about and `SHOW SLAVE STATUS`. The connection is
+//! opened with `max_allowed_packet`, `wait_timeout` and `prefer_socket(false)`
+//! set, so mysql_async runs no extra `SELECT` of its own on connect. Any error
+//! drops the connection; the next check opens a new one. The monitor puts the
+//! whole check (connect included) under `monitor.timeout`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
+
+use super::replication::ReplicationStatus;
+use crate::config::{split_host_port, MonitorConfig};
+
+/// The monitor reads a few short rows; a small packet limit is plenty and
+/// keeps a confused server from making us buffer much.
+const MONITOR_MAX_PACKET: usize = 1 << 20;
+
+/// Told to mysql_async so it skips its `SELECT @@wait_timeout` on connect;
+/// MariaDB's default (8 h). A check every `interval` keeps the session alive.
+const MONITOR_WAIT_TIMEOUT_SECS: usize = 28_800;
+
+/// Detects a peer that vanished without a FIN (power loss, cable) on a
+/// connection mysql_async is closing in the background after a timed-out check.
+const MONITOR_TCP_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// The variables read by every check, in the order `observe` expects.
+const VARIABLES_SQL: &str =
+    "SELECT @@read_only, @@server_id, @@version, @@gtid_current_pos, @@gtid_binlog_pos";
+
+/// What one successful check saw on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub read_only: bool,
+    pub server_id: u32,
+    pub version: String,
+    pub gtid_current_pos: String,
+    pub gtid_binlog_pos: String,
+    /// `None`: `SHOW SLAVE STATUS` returned no row (not a replica).
+    pub replication: Option<ReplicationStatus>,
+}
+
+/// Why a check failed. Every failure counts towards `fall`.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("no answer within {after:?}")]
+    Timeout { after: Duration },
+    #[error("bad node address `{address}`: {reason}")]
+    BadAddress { address: String, reason: String },
+    #[error("connect: {source}")]
+    Connect { source: mysql_async::Error },
+    #[error("{what}: {source}")]
+    Query {
+        what: &'static str,
+        source: mysql_async::Error,
+    },
+    #[error("{what}: no row")]
+    NoRow { what: &'static str },
+    #[error("{what}: unexpected value {value}")]
+    BadValue { what: &'static str, value: String },
+}
+
+impl CheckError {
+    /// The node did not answer at all (refused, reset, or no reply in
+    /// time), as opposed to answering in a way we could not use (access
+    /// denied, a missing privilege). Failover wants the first kind before it
+    /// gives up on a master; the second is usually our configuration.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            CheckError::Timeout { .. } => true,
+            CheckError::Connect { source } | CheckError::Query { source, .. } => {
+                matches!(source, mysql_async::Error::Io(_))
+            }
+            CheckError::BadAddress { .. }
+            | CheckError::NoRow { .. }
+            | CheckError::BadValue { .. } => false,
+        }
+    }
+}
+
+/// Runs health checks against one node. The seam lets the monitor's timing
+/// be tested with a scripted probe under a paused clock.
+pub trait Probe: Send + 'static {
+    /// One check: reachability and what the node reports about itself.
+    fn check(&mut self) -> impl Future<Output = Result<Observation, CheckError>> + Send;
+}
+
+/// The real probe: a mysql_async connection as the monitor user.
+pub struct MysqlProbe {
+    /// `Err` if the configured address does not parse (config validation
+    /// should have refused it); every check then fails with it.
+    opts: Result<Opts, (String, String)>,
+    conn: Option<Conn>,
+}
+
+impl MysqlProbe {
+    pub fn new(address: &str, monitor: &MonitorConfig) -> MysqlProbe {
+        let opts = split_host_port(address)
+            .map(|(host, port)| {
+                OptsBuilder::default()
+                    .ip_or_hostname(host)
+                    .tcp_port(port)
+                    .user(Some(monitor.user.clone()))
+                    .pass(Some(monitor.password.clone()))
+                    .prefer_socket(false)
+                    .max_allowed_packet(Some(MONITOR_MAX_PACKET))
+                    .wait_timeout(Some(MONITOR_WAIT_TIMEOUT_SECS))
+                    .tcp_keepalive(Some(MONITOR_TCP_KEEPALIVE))
+                    .stmt_cache_size(0)
+                    .into()
+            })
+            .map_err(|reason| (address.to_string(), reason));
+        MysqlProbe { opts, conn: None }
+    }
+
+    async fn connect(&self) -> Result<Conn, CheckError> {
+        let opts = match &self.opts {
+            Ok(opts) => opts.clone(),
+            Err((address, reason)) => {
+                return Err(CheckError::BadAddress {
+                    address: address.clone(),
+                    reason: reason.clone(),
+                })
+            }
+        };
+        Conn::new(opts)
+            .await
+            .map_err(|source| CheckError::Connect { source })
+    }
+}
+
+impl Probe for MysqlProbe {
+    async fn check(&mut self) -> Result<Observation, CheckError> {
+        // A kept connection may have died since the last check (server
+        // restart, wait_timeout); that alone is no reason to count a failure,
+        // so it gets one retry on a fresh connection.
+        if let Some(mut conn) = self.conn.take() {
+            match observe(&mut conn).await {
+                Ok(seen) => {
+                    self.conn = Some(conn);
+                    return Ok(seen);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "kept monitor connection failed; reconnecting")
+                }
+            }
+        }
+        let mut conn = self.connect().await?;
+        let seen = observe(&mut conn).await?;
+        self.conn = Some(conn);
+        Ok(seen)
+    }
+}
+
+/// The two queries of one check on an open connection.
+async fn observe(conn: &mut Conn) -> Result<Observation, CheckError> {
+    const VARS: &str = "reading @@variables";
+    const SLAVE: &str = "SHOW SLAVE STATUS";
+    let row: Row = conn
+        .query_first(VARIABLES_SQL)
+        .await
+        .map_err(|source| CheckError::Query { what: VARS, source })?
+        .ok_or(CheckError::NoRow { what: VARS })?;
+    let text = |i: usize| value_text(row.as_ref(i));
+    let read_only = parse_read_only(text(0).as_deref())?;
+    let server_id = text(1)
+        .as_deref()
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| CheckError::BadValue {
+            what: "@@server_id",
+            value: format!("{:?}", text(1)),
+        })?;
+    let slave: Option<Row> = conn
+        .query_first(SLAVE)
+        .await
+        .map_err(|source| CheckError::Query {
+            what: SLAVE,
+            source,
+        })?;
+    let replication = slave.map(|row| {
+        let names: Vec<String> = row
+            .columns_ref()
+            .iter()
+            .map(|c| c.name_str().into_owned())
+            .collect();
+        let values: Vec<Option<String>> = (0..names.len())
+            .map(|i| value_text(row.as_ref(i)))
+            .collect();
+        ReplicationStatus::from_columns(
+            names
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter().map(Option::as_deref)),
+        )
+    });
+    Ok(Observation {
+        read_only,
+        server_id,
+        version: text(2).unwrap_or_default(),
+        gtid_current_pos: text(3).unwrap_or_default(),
+        gtid_binlog_pos: text(4).unwrap_or_default(),
+        replication,
+    })
+}
+
+/// A text-protocol cell as a string; NULL (or a missing column) is `None`.
+fn value_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::NULL => None,
+        Value::Bytes(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// `@@read_only` is 0/1 on MariaDB 10.x and an enum (OFF, ON, NO_LOCK,
+/// NO_LOCK_NO_ADMIN) on 11.x; everything but 0/OFF refuses user writes.
+fn parse_read_only(value: Option<&str>) -> Result<bool, CheckError> {
+    match value.map(str::trim) {
+        Some(v) if v == "0" || v.eq_ignore_ascii_case("OFF") => Ok(false),
+        Some(v)
+            if v == "1"
+                || ["ON", "NO_LOCK", "NO_LOCK_NO_ADMIN"]
+                    .iter()
+                    .any(|k| v.eq_ignore_ascii_case(k)) =>
+        {
+            Ok(true)
+        }
+        other => Err(CheckError::BadValue {
+            what: "@@read_only",
+            value: format!("{other:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_values() {
+        assert!(!parse_read_only(Some("0")).unwrap());
+        assert!(!parse_read_only(Some("OFF")).unwrap());
+        assert!(parse_read_only(Some("1")).unwrap());
+        assert!(parse_read_only(Some("no_lock")).unwrap());
+        assert!(parse_read_only(None).is_err());
+        assert!(parse_read_only(Some("maybe")).is_err());
+    }
+
+    #[test]
+    fn cells_become_text() {
+        assert_eq!(value_text(None), None);
+        assert_eq!(value_text(Some(&Value::NULL)), None);
+        assert_eq!(
+            value_text(Some(&Value::Bytes(b"0-1-5".to_vec()))),
+            Some("0-1-5".into())
+        );
+        assert_eq!(value_text(Some(&Value::Int(-3))), Some("-3".into()));
+    }
+
+    #[test]
+    fn unreachable_is_no_answer_not_a_bad_answer() {
+        assert!(CheckError::Timeout {
+            after: Duration::from_secs(1)
+        }
+        .is_unreachable());
+        assert!(!CheckError::NoRow { what: "x" }.is_unreachable());
+        assert!(!CheckError::BadValue {
+            what: "@@read_only",
+            value: "2".into()
+        }
+        .is_unreachable());
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut probe = MysqlProbe::new(&format!("127.0.0.1:{port}"), &MonitorConfig::default());
+        let e = probe.check().await.unwrap_err();
+        assert!(matches!(e, CheckError::Connect { .. }), "{e}");
+        assert!(e.is_unreachable(), "{e}");
+        assert!(e.to_string().starts_with("connect: "), "{e}");
+    }
+
+    #[tokio::test]
+    async fn bad_address_fails_every_check() {
+        let mut probe = MysqlProbe::new("nowhere", &MonitorConfig::default());
+        for _ in 0..2 {
+            let e = probe.check().await.unwrap_err();
+            assert!(
+                matches!(&e, CheckError::BadAddress { address, .. } if address == "nowhere"),
+                "{e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The published view of the cluster: [`TopologySnapshot`] (immutable, one
+//! per change) and [`Topology`], which holds the current one in an
+//! `ArcSwap`. Sessions call [`Topology::snapshot`] once per statement and
+//! take no lock; only the topology module (the monitor, later failover)
+//! publishes a new snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::check::{CheckError, Observation};
+use super::gtid::{self, Gtid, GtidPos};
+use super::health::ChangeReason;
+use super::replication::ReplicationStatus;
+use super::select::{ReadSelector, Weighted};
+use super::{NodeId, NodeState, Role};
+use crate::config::Config;
+
+/// One node in a snapshot. Observed values come from the node's last
+/// *successful* check and stay while it fails (`last_error` says so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub name: String,
+    pub address: String,
+    pub weight: u32,
+    pub state: NodeState,
+    /// Why the node is in `state`; `None` until its first change.
+    pub state_reason: Option<ChangeReason>,
+    pub role: Role,
+    pub read_only: Option<bool>,
+    pub server_id: Option<u32>,
+    pub version: Option<String>,
+    pub gtid_current_pos: Option<String>,
+    /// `gtid_current_pos` parsed; `None` if unknown or unparsable.
+    pub gtid_current: Option<GtidPos>,
+    pub gtid_binlog_pos: Option<String>,
+    /// From `SHOW SLAVE STATUS`; `None` = not a replica (or never checked).
+    pub replication: Option<ReplicationStatus>,
+    /// The last check's error; `None` when it passed.
+    pub last_error: Option<String>,
+    pub last_check: Option<SystemTime>,
+    pub check_latency: Option<Duration>,
+}
+
+impl NodeStatus {
+    /// A configured node nobody has checked yet: Down, nothing observed.
+    /// (Also how other modules' tests build snapshots by hand.)
+    pub fn new(id: NodeId, name: &str, address: &str, weight: u32, role: Role) -> NodeStatus {
+        NodeStatus {
+            id,
+            name: name.to_string(),
+            address: address.to_string(),
+            weight,
+            state: NodeState::Down,
+            state_reason: None,
+            role,
+            read_only: None,
+            server_id: None,
+            version: None,
+            gtid_current_pos: None,
+            gtid_current: None,
+            gtid_binlog_pos: None,
+            replication: None,
+            last_error: None,
+            last_check: None,
+            check_latency: None,
+        }
+    }
+
+    /// Applies one check's outcome (the health machine already decided the state).
+    pub(super) fn record(&mut self, check: &CheckRecord) {
+        match &check.result {
+            Ok(seen) => {
+                self.read_only = Some(seen.read_only);
+                self.server_id = Some(seen.server_id);
+                self.version = Some(seen.version.clone());
+                self.gtid_current_pos = Some(seen.gtid_current_pos.clone());
+                self.gtid_current = check.gtid_current.clone();
+                self.gtid_binlog_pos = Some(seen.gtid_binlog_pos.clone());
+                self.replication = seen.replication.clone();
+                self.last_error = None;
+            }
+            Err(e) => self.last_error = Some(e.to_string()),
+        }
+        self.state = check.state;
+        if let Some(reason) = &check.reason {
+            self.state_reason = Some(reason.clone());
+        }
+        self.last_check = Some(check.at);
+        self.check_latency = Some(check.latency);
+    }
+
+    /// Has this node applied `gtid` (as of its last successful check)?
+    /// False when its position is unknown.
+    pub fn has_applied(&self, gtid: &Gtid) -> bool {
+        self.gtid_current
+            .as_ref()
+            .is_some_and(|pos| gtid::includes(pos, gtid))
+    }
+}
+
+/// One check's outcome as the monitor hands it to [`NodeStatus::record`].
+#[derive(Debug)]
+pub(super) struct CheckRecord {
+    pub result: Result<Observation, CheckError>,
+    /// `result`'s `gtid_current_pos`, parsed once by the monitor.
+    pub gtid_current: Option<GtidPos>,
+    pub state: NodeState,
+    /// Set when this check changed the state.
+    pub reason: Option<ChangeReason>,
+    pub at: SystemTime,
+    pub latency: Duration,
+}
+
+/// The cluster at one moment. Never mutated once published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopologySnapshot {
+    /// Indexed by [`NodeId`], in config order (node names sorted).
+    pub nodes: Vec<NodeStatus>,
+    pub master: Option<NodeId>,
+    /// Grows by one with every published snapshot.
+    pub generation: u64,
+}
+
+impl TopologySnapshot {
+    /// A read node for random `r`: weighted among Up nodes with weight > 0,
+    /// else the master if Up, else `None`. Pure; the caller draws `r`.
+    pub fn pick_read(&self, r: u64) -> Option<NodeId> {
+        Weighted.select(self, r, &|_| true)
+    }
+
+    pub fn master(&self) -> Option<&NodeStatus> {
+        self.master.and_then(|id| self.nodes.get(id))
+    }
+
+    /// False for Down nodes and for ids that are not in the snapshot.
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.nodes.get(id).is_some_and(|n| n.state == NodeState::Up)
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&NodeStatus> {
+        self.nodes.get(id)
+    }
+}
+
+/// The current snapshot plus what never changes (node names).
+#[derive(Debug)]
+pub struct Topology {
+    current: ArcSwap<TopologySnapshot>,
+    names: Vec<String>,
+}
+
+impl Topology {
+    /// All nodes unchecked (Down); the master is the node with the lowest
+    /// `priority` (`Config::nodes_by_priority`), the others replicas.
+    pub fn new(config: &Config) -> Arc<Topology> {
+        let names: Vec<String> = config.nodes.keys().cloned().collect();
+        let master = config
+            .nodes_by_priority()
+            .first()
+            .and_then(|first| names.iter().position(|n| n == first));
+        let nodes = config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, (name, node))| {
+                let role = if Some(id) == master {
+                    Role::Master
+                } else {
+                    Role::Replica
+                };
+                NodeStatus::new(id, name, &node.address, node.weight, role)
+            })
+            .collect();
+        let snapshot = TopologySnapshot {
+            nodes,
+            master,
+            generation: 0,
+        };
+        Arc::new(Topology {
+            current: ArcSwap::from_pointee(snapshot),
+            names,
+        })
+    }
+
+    /// The current snapshot; cheap (no lock), keep it for one statement.
+    pub fn snapshot(&self) -> Arc<TopologySnapshot> {
+        self.current.load_full()
+    }
+
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Publishes a copy of the current snapshot with `change` applied to
+    /// node `id` and the generation bumped. Concurrent writers (one monitor
+    /// task per node) are serialised by `rcu`, which re-applies `change` to
+    /// the newest snapshot if another writer got in first.
+    pub(super) fn update_node(&self, id: NodeId, change: impl Fn(&mut NodeStatus)) {
+        self.current.rcu(|current| {
+            let mut next = TopologySnapshot::clone(current);
+            if let Some(node) = next.nodes.get_mut(id) {
+                change(node);
+            }
+            next.generation += 1;
+            next
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn config(nodes: &[(&str, u32, u32)]) -> Config {
+        let mut toml =
+            String::from("[mysql]\nlisten = \"127.0.0.1:0\"\n[users.app]\npassword = \"x\"\n");
+        for (i, (name, weight, priority)) in nodes.iter().enumerate() {
+            toml.push_str(&format!(
+                "[nodes.{name}]\naddress = \"127.0.0.1:{}\"\nweight = {weight}\npriority = {priority}\n",
+                4000 + i
+            ));
+        }
+        Config::from_toml_str(&toml, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn master_is_lowest_priority_and_ids_follow_name_order() {
+        let t = Topology::new(&config(&[("cn2", 1, 10), ("cn1", 1, 20), ("cn3", 0, 10)]));
+        let s = t.snapshot();
+        let names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["cn1", "cn2", "cn3"]);
+        assert!(s.nodes.iter().enumerate().all(|(i, n)| n.id == i));
+        // cn2 and cn3 tie on priority 10; the name breaks the tie.
+        assert_eq!(s.master, Some(1));
+        assert_eq!(s.master().map(|m| m.name.as_str()), Some("cn2"));
+        assert_eq!(s.nodes[1].role, Role::Master);
+        assert_eq!(s.nodes[0].role, Role::Replica);
+        assert_eq!(s.nodes[2].role, Role::Replica);
+        assert_eq!(t.node_id("cn3"), Some(2));
+        assert_eq!(t.node_id("nope"), None);
+    }
+
+    #[test]
+    fn nodes_start_down_and_unchecked() {
+        let t = Topology::new(&config(&[("a", 1, 1), ("b", 1, 2)]));
+        let s = t.snapshot();
+        assert_eq!(s.generation, 0);
+        assert!(!s.is_up(0) && !s.is_up(1) && !s.is_up(7));
+        assert!(s.nodes.iter().all(|n| n.last_check.is_none()));
+        assert_eq!(s.pick_read(0), None);
+    }
+
+    #[test]
+    fn update_publishes_a_new_generation_and_old_snapshots_stay() {
+        let t = Topology::new(&config(&[("a", 1, 1), ("b", 1, 2)]));
+        let before = t.snapshot();
+        let seen = Observation {
+            read_only: true,
+            server_id: 12,
+            version: "10.11".into(),
+            gtid_current_pos: "0-1-5".into(),
+            gtid_binlog_pos: String::new(),
+            replication: None,
+        };
+        let at = SystemTime::now();
+        let passed = CheckRecord {
+            result: Ok(seen),
+            gtid_current: "0-1-5".parse().ok(),
+            state: NodeState::Up,
+            reason: Some(ChangeReason::FirstCheckPassed),
+            at,
+            latency: Duration::from_millis(3),
+        };
+        t.update_node(1, |n| n.record(&passed));
+        let after = t.snapshot();
+        assert_eq!(after.generation, 1);
+        assert!(after.is_up(1) && !after.is_up(0));
+        assert_eq!(after.nodes[1].server_id, Some(12));
+        assert_eq!(after.nodes[1].gtid_current_pos.as_deref(), Some("0-1-5"));
+        assert!(after.nodes[1].has_applied(&"0-9-5".parse().unwrap()));
+        assert!(!after.nodes[1].has_applied(&"0-1-6".parse().unwrap()));
+        assert!(
+            !after.nodes[0].has_applied(&"0-1-1".parse().unwrap()),
+            "unknown position"
+        );
+        assert_eq!(
+            after.nodes[1].state_reason,
+            Some(ChangeReason::FirstCheckPassed)
+        );
+        // A reader holding the old snapshot still sees the old world.
+        assert!(!before.is_up(1));
+        assert_eq!(before.generation, 0);
+        // A failure keeps the observed values and records the error.
+        let failed = CheckRecord {
+            result: Err(CheckError::Timeout {
+                after: Duration::from_secs(1),
+            }),
+            gtid_current: None,
+            state: NodeState::Up,
+            reason: None,
+            at,
+            latency: Duration::from_secs(1),
+        };
+        t.update_node(1, |n| n.record(&failed));
+        let s = t.snapshot();
+        assert_eq!(s.generation, 2);
+        assert_eq!(s.nodes[1].server_id, Some(12));
+        assert_eq!(
+            s.nodes[1].last_error.as_deref(),
+            Some("no answer within 1s")
+        );
+        assert_eq!(
+            s.nodes[1].state_reason,
+            Some(ChangeReason::FirstCheckPassed)
+        );
+    }
+}
