@@ -1,0 +1,119 @@
+//! A sqlproxy under test: `Proxy::start(cluster().config())` runs the real
+//! server on its own thread with its own multi-thread tokio runtime (the
+//! fixture must not depend on the calling test's runtime, which may be a
+//! current-thread one that is blocked in a sync call), bound to a free port.
+//! Dropping the `Proxy` cancels the server and joins the thread.
+//!
+//! Written against `sqlproxy::server::Server::{bind, mysql_addr, run}`;
+//! `mod.rs` compiles it only once that API exists.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread;
+
+use sqlproxy::config::Config;
+use sqlproxy::server::Server;
+use tokio_util::sync::CancellationToken;
+
+use super::{APP_PASSWORD, APP_USER};
+
+/// Worker threads of the proxy's runtime: two cores on the CI box.
+const WORKER_THREADS: usize = 2;
+
+/// A running proxy; stops when dropped.
+pub struct Proxy {
+    /// The MySQL listener's address (127.0.0.1 and a port the OS chose).
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Proxy {
+    /// Binds and starts a proxy for `config` and returns once it accepts
+    /// connections. Panics with the server's error if it cannot bind.
+    pub fn start(config: Config) -> Proxy {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let (bound_tx, bound_rx) = mpsc::channel::<Result<SocketAddr, String>>();
+        let spawned = thread::Builder::new()
+            .name("sqlproxy-under-test".into())
+            .spawn(move || -> Result<(), String> {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(WORKER_THREADS)
+                    .thread_name("sqlproxy-test-rt")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("build the proxy runtime: {e}"));
+                let runtime = match runtime {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        // The receiver reports it; nothing else to do with a send error.
+                        bound_tx.send(Err(e.clone())).ok();
+                        return Err(e);
+                    }
+                };
+                runtime.block_on(async move {
+                    let server = match Server::bind(config).await {
+                        Ok(server) => server,
+                        Err(e) => {
+                            let e = format!("Server::bind: {e}");
+                            bound_tx.send(Err(e.clone())).ok();
+                            return Err(e);
+                        }
+                    };
+                    bound_tx.send(Ok(server.mysql_addr())).ok();
+                    server
+                        .run(token)
+                        .await
+                        .map_err(|e| format!("Server::run: {e}"))
+                })
+            });
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => panic!("spawn the proxy thread: {e}"),
+        };
+        let addr = match bound_rx.recv() {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => panic!("the proxy did not start: {e}"),
+            Err(_) => match thread.join() {
+                Ok(Err(e)) => panic!("the proxy did not start: {e}"),
+                _ => panic!("the proxy thread ended before binding"),
+            },
+        };
+        Proxy {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// `mysql://prestashop:prestashop@<proxy addr>[/db]`.
+    pub fn url(&self, db: Option<&str>) -> String {
+        let base = format!("mysql://{APP_USER}:{APP_PASSWORD}@{}", self.addr);
+        match db {
+            Some(db) => format!("{base}/{db}"),
+            None => base,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    /// Cancels the server and waits for its thread; a server that failed
+    /// while running fails the test (unless the test is already failing).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let outcome = match thread.join() {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => "the proxy thread panicked".to_string(),
+        };
+        if thread::panicking() {
+            eprintln!("proxy on {}: {outcome}", self.addr);
+        } else {
+            panic!("proxy on {}: {outcome}", self.addr);
+        }
+    }
+}
