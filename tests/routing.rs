@@ -79,8 +79,9 @@ async fn inserts_land_on_master_only() {
     let _g = c.shared().await;
     let db = c.fresh_db("inserts_master");
     let proxy = proxy_master_no_reads();
-    wait_both_nodes_serve(&proxy.url(Some(&db))).await;
     let mut conn = connect(&proxy.url(Some(&db))).await;
+    // The monitor has seen cn2 up once reads reach it.
+    eventually_reads_from(&mut conn, 2).await;
     conn.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, sid INT)")
         .await
         .unwrap();
@@ -108,8 +109,9 @@ async fn transactions_run_on_master() {
     let _g = c.shared().await;
     let db = c.fresh_db("tx_master");
     let proxy = proxy_master_no_reads();
-    wait_both_nodes_serve(&proxy.url(Some(&db))).await;
     let mut conn = connect(&proxy.url(Some(&db))).await;
+    // The monitor has seen cn2 up once reads reach it.
+    eventually_reads_from(&mut conn, 2).await;
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await.unwrap();
     conn.query_drop("BEGIN").await.unwrap();
     conn.query_drop("INSERT INTO t VALUES (1, 10)").await.unwrap();
@@ -222,3 +224,4 @@ async fn found_rows_follows_calc_found_rows() {
         assert_eq!(total, Some(20));
     }
 }
+

@@ -206,15 +206,15 @@ async fn wrong_password_gets_1045() {
     let c = cluster();
     let _g = c.shared().await;
     let p = proxy();
-    let url = format!("mysql://prestashop:wrong@{}", p.addr);
+    let url = format!("mysql://prestashop:wrong@{}?prefer_socket=false", p.addr);
     let err = Conn::from_url(url).await.err().expect("login must fail");
     let (code, state, msg) = server_error(err);
     assert_eq!((code, state.as_str()), (1045, "28000"));
     assert!(msg.starts_with("Access denied for user 'prestashop'@'127.0.0.1'"), "{msg}");
-    let url = format!("mysql://nobody:x@{}", p.addr);
+    let url = format!("mysql://nobody:x@{}?prefer_socket=false", p.addr);
     let (code, _, _) = server_error(Conn::from_url(url).await.err().expect("unknown user"));
     assert_eq!(code, 1045);
-    let url = format!("mysql://prestashop:prestashop@{}/no_such_db_here", p.addr);
+    let url = format!("mysql://prestashop:prestashop@{}/no_such_db_here?prefer_socket=false", p.addr);
     let (code, state, _) = server_error(Conn::from_url(url).await.err().expect("unknown db"));
     assert_eq!((code, state.as_str()), (1049, "42000"));
 }

@@ -22,10 +22,8 @@
 
 mod gtid;
 mod node;
-// Needs `sqlproxy::server::Server` (the lead's branch); enable when merged.
-#[cfg(any())]
 mod proxy;
-#[cfg(any())]
+#[allow(unused_imports)]
 pub use proxy::Proxy;
 
 use std::path::{Path, PathBuf};

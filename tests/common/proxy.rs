@@ -32,6 +32,14 @@ impl Proxy {
     /// Binds and starts a proxy for `config` and returns once it accepts
     /// connections. Panics with the server's error if it cannot bind.
     pub fn start(config: Config) -> Proxy {
+        // SQLPROXY_TEST_LOG=debug shows the proxy's own log in test output.
+        if let Ok(filter) = std::env::var("SQLPROXY_TEST_LOG") {
+            // Only the first proxy of a test binary installs it.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (bound_tx, bound_rx) = mpsc::channel::<Result<SocketAddr, String>>();
@@ -87,12 +95,16 @@ impl Proxy {
         }
     }
 
-    /// `mysql://prestashop:prestashop@<proxy addr>[/db]`.
+    /// `mysql://prestashop:prestashop@<proxy addr>[/db]?prefer_socket=false`.
+    ///
+    /// mysql_async reads `@@socket` after connecting and, when the server looks
+    /// local, reconnects through that unix socket: straight to a node, past
+    /// the proxy. `prefer_socket=false` keeps every test on the proxy.
     pub fn url(&self, db: Option<&str>) -> String {
         let base = format!("mysql://{APP_USER}:{APP_PASSWORD}@{}", self.addr);
         match db {
-            Some(db) => format!("{base}/{db}"),
-            None => base,
+            Some(db) => format!("{base}/{db}?prefer_socket=false"),
+            None => format!("{base}?prefer_socket=false"),
         }
     }
 }
