@@ -53,8 +53,9 @@ socket_of() {
     if [ "${#sock}" -gt 100 ]; then
         sock=${TMPDIR:-/tmp}/sqlproxy-cluster-$(id -u)-$1.sock
     fi
-    mkdir -p "$dir"
-    printf '%s\n' "$sock" >"$record"
+    if [ -d "$dir" ]; then
+        printf '%s\n' "$sock" >"$record"
+    fi
     printf '%s\n' "$sock"
 }
 
@@ -113,6 +114,7 @@ start_node() {
         die "port $port (for $node) is taken by another program; set ${node^^}_PORT"
     fi
     mkdir -p "$dir/tmp"
+    socket_of "$node" >/dev/null # records the socket path now that the directory exists
     if [ ! -d "$dir/data/mysql" ]; then
         step "$node: creating $dir/data"
         "$INSTALL_DB" --defaults-file="$CNF" --datadir="$dir/data" --user="$OS_USER" \
@@ -159,7 +161,7 @@ wait_replication() {
         until [ "$(slave_field "$node" Slave_IO_Running)" = Yes ] &&
             [ "$(slave_field "$node" Slave_SQL_Running)" = Yes ]; do
             if [ "$waited" -ge $((START_WAIT * 10)) ]; then
-                status >&2
+                status >&2 || true
                 die "replication did not start on $node"
             fi
             sleep 0.1

@@ -9,7 +9,7 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 
-use common::{cluster, connect, server_id, GtidPos};
+use common::{cluster, connect, php, server_id, GtidPos};
 use mysql_async::prelude::Queryable;
 
 /// Rows of `SELECT id, origin FROM <db>.t ORDER BY id` on a node.
@@ -188,6 +188,91 @@ async fn kill_and_restart_cn1_explicitly() {
     assert_eq!(rows(0, &db).await, vec![(1, "cn2".to_string())]);
     assert_eq!(slave_threads(0), running());
     assert_eq!(slave_threads(1), running());
+}
+
+#[tokio::test]
+async fn php_drivers_reach_each_node() {
+    let c = cluster();
+    let _shared = c.shared().await;
+    let db = c.fresh_db("php_drivers");
+    for node in 0..2 {
+        let id = c.nodes[node].server_id.to_string();
+        let port = c.nodes[node].port.to_string();
+        let out = php::run(
+            "whoami.php",
+            &["127.0.0.1", &port, "prestashop", "prestashop", &db],
+        )
+        .unwrap_or_else(|e| panic!("node {node}: {e}"));
+        let kv = php::key_values(&out);
+        for driver in ["pdo", "mysqli"] {
+            assert_eq!(
+                kv.get(&format!("{driver}.server_id")),
+                Some(&id),
+                "{driver} on node {node}: {out}"
+            );
+            assert_eq!(
+                kv.get(&format!("{driver}.db")),
+                Some(&db),
+                "{driver} on node {node}: {out}"
+            );
+        }
+    }
+    // A refused login comes back as the script's error, not as output.
+    let port = c.nodes[0].port.to_string();
+    let err = php::run("whoami.php", &["127.0.0.1", &port, "prestashop", "wrong"])
+        .expect_err("a wrong password must fail");
+    assert!(err.contains("1045"), "{err}");
+}
+
+/// The settings of scripts/cluster.cnf and the accounts of
+/// scripts/cluster-init.sql, as sqlproxy will rely on them.
+#[tokio::test]
+async fn nodes_have_the_shared_settings_and_accounts() {
+    let c = cluster();
+    let _exclusive = c.exclusive().await; // flips read_only on cn2
+    for node in 0..2 {
+        let mut conn = connect(&c.direct_url(node, None)).await;
+        let settings: Option<(u32, u32, String, u32, u64, String)> = conn
+            .query_first(
+                "SELECT @@auto_increment_increment, @@auto_increment_offset, @@binlog_format, \
+                 @@log_slave_updates, @@max_allowed_packet, @@bind_address",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            settings,
+            Some((1, 1, "ROW".into(), 1, 1 << 30, "127.0.0.1".into())),
+            "node {node}"
+        );
+        conn.disconnect().await.ok();
+    }
+    // The monitor reads replication state and flips read_only.
+    let port = c.nodes[1].port;
+    let monitor_url = format!("mysql://sqlproxy_monitor:monitor@127.0.0.1:{port}");
+    let mut monitor = connect(&monitor_url).await;
+    let status: Vec<mysql_async::Row> = monitor.query("SHOW SLAVE STATUS").await.unwrap();
+    assert_eq!(status.len(), 1);
+    monitor
+        .query_drop("SET GLOBAL read_only = 1")
+        .await
+        .unwrap();
+    let read_only: Option<u32> = monitor
+        .query_first("SELECT @@GLOBAL.read_only")
+        .await
+        .unwrap();
+    monitor
+        .query_drop("SET GLOBAL read_only = 0")
+        .await
+        .unwrap();
+    assert_eq!(read_only, Some(1));
+    monitor.disconnect().await.ok();
+    // root has no TCP login at all (unix socket only).
+    let root = mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:{port}")).await;
+    match root {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045, "{e}"),
+        Err(e) => panic!("root over TCP: unexpected error {e}"),
+        Ok(_) => panic!("root logged in over TCP"),
+    }
 }
 
 #[test]

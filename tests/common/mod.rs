@@ -22,8 +22,9 @@
 
 mod gtid;
 mod node;
+pub mod php;
 mod proxy;
-#[allow(unused_imports)]
+#[allow(unused_imports)] // test binaries without a proxy
 pub use proxy::Proxy;
 
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,7 @@ impl Node {
             .arg(&self.socket)
             .arg(program("mariadbd"))
             .arg(format!("--defaults-file={CLUSTER_CNF}"))
-            .arg("--user=root")
+            .arg(format!("--user={}", os_user()))
             .arg(format!("--datadir={}", self.datadir.display()))
             .arg(format!("--port={}", self.port))
             .arg(format!("--socket={}", self.socket.display()))
@@ -220,7 +220,7 @@ impl Node {
         self.lock().is_some()
     }
 
-    /// Runs `sql` as root over the unix socket with the `mariadb` client and
+    /// Runs `sql` as the socket admin (root) over the unix socket with the `mariadb` client and
     /// returns its batch output (tab-separated, no header).
     pub fn sql(&self, sql: &str) -> Result<String, HarnessError> {
         self.client(sql, false)
@@ -258,7 +258,7 @@ impl Node {
         cmd.arg("--no-defaults")
             .arg("--protocol=socket")
             .arg(format!("--socket={}", self.socket.display()))
-            .arg("--user=root")
+            .arg(format!("--user={}", os_user()))
             .arg("--connect-timeout=5")
             .arg("--batch");
         if !with_header {
@@ -317,14 +317,16 @@ impl Running {
     }
 }
 
-/// `mariadb-install-db` into `datadir` with the cluster settings; root gets
-/// unix-socket authentication only. Takes under a second.
+/// `mariadb-install-db` into `datadir` with the cluster settings; root (and
+/// the OS user running the tests, when that is not root) gets unix-socket
+/// authentication only. Takes under a second.
 fn install_db(datadir: &Path, dir: &Path) -> Result<(), HarnessError> {
     let out = Command::new(program("mariadb-install-db"))
         .arg(format!("--defaults-file={CLUSTER_CNF}"))
         .arg(format!("--datadir={}", datadir.display()))
-        .arg("--user=root")
+        .arg(format!("--user={}", os_user()))
         .arg("--auth-root-authentication-method=socket")
+        .arg(format!("--auth-root-socket-user={}", os_user()))
         .arg("--skip-test-db")
         // Bootstraps of other builds on this box share /tmp; keep ours apart.
         .arg(format!("--tmpdir={}", dir.display()))
@@ -369,6 +371,22 @@ fn pid_alive(pid: u32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// The OS account that runs the nodes and is their unix-socket admin: root
+/// in CI (so `--user=root`), a developer's own account elsewhere.
+fn os_user() -> &'static str {
+    static USER: OnceLock<String> = OnceLock::new();
+    USER.get_or_init(|| {
+        Command::new("id")
+            .arg("-un")
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|user| !user.is_empty())
+            .unwrap_or_else(|| "root".to_string())
+    })
 }
 
 /// MariaDB's programs, found in `PATH` or in /usr/sbin (mariadbd is there and
