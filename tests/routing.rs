@@ -112,20 +112,29 @@ async fn transactions_run_on_master() {
     let mut conn = connect(&proxy.url(Some(&db))).await;
     // The monitor has seen cn2 up once reads reach it.
     eventually_reads_from(&mut conn, 2).await;
-    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await.unwrap();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
     conn.query_drop("BEGIN").await.unwrap();
-    conn.query_drop("INSERT INTO t VALUES (1, 10)").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1, 10)")
+        .await
+        .unwrap();
     for _ in 0..20 {
         assert_eq!(server_id(&mut conn).await, 1, "SELECT inside BEGIN");
     }
     // Sees its own uncommitted row: same connection as the INSERT.
-    let v: Option<i32> = conn.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let v: Option<i32> = conn
+        .query_first("SELECT v FROM t WHERE id = 1")
+        .await
+        .unwrap();
     assert_eq!(v, Some(10));
     conn.query_drop("COMMIT").await.unwrap();
     eventually_reads_from(&mut conn, 2).await;
 
     // START TRANSACTION with a snapshot, and an implicit one by autocommit=0 (HC5).
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.unwrap();
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .unwrap();
     assert_eq!(server_id(&mut conn).await, 1);
     conn.query_drop("ROLLBACK").await.unwrap();
     conn.query_drop("SET autocommit=0").await.unwrap();
@@ -133,7 +142,10 @@ async fn transactions_run_on_master() {
         assert_eq!(server_id(&mut conn).await, 1, "SELECT with autocommit=0");
     }
     conn.query_drop("DELETE FROM t WHERE id = 1").await.unwrap();
-    let gone: Option<i32> = conn.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let gone: Option<i32> = conn
+        .query_first("SELECT v FROM t WHERE id = 1")
+        .await
+        .unwrap();
     assert_eq!(gone, None, "the SELECT sees the uncommitted DELETE");
     conn.query_drop("COMMIT").await.unwrap();
     assert_eq!(server_id(&mut conn).await, 1, "still autocommit=0");
@@ -188,7 +200,10 @@ async fn last_insert_id_is_this_sessions() {
     for t in tasks {
         t.await.unwrap();
     }
-    let n: Option<u64> = setup.query_first("SELECT /* sqlproxy:master */ COUNT(*) FROM t").await.unwrap();
+    let n: Option<u64> = setup
+        .query_first("SELECT /* sqlproxy:master */ COUNT(*) FROM t")
+        .await
+        .unwrap();
     assert_eq!(n, Some(240));
 }
 
@@ -199,7 +214,9 @@ async fn found_rows_follows_calc_found_rows() {
     let db = c.fresh_db("found_rows");
     let proxy = Proxy::start(config_with(&[]));
     let mut conn = connect(&proxy.url(Some(&db))).await;
-    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
     let values: Vec<String> = (1..=30).map(|i| format!("({i})")).collect();
     conn.query_drop(format!("INSERT INTO t VALUES {}", values.join(",")))
         .await
@@ -216,7 +233,10 @@ async fn found_rows_follows_calc_found_rows() {
     // Prepared form (HC1 variant).
     for _ in 0..10 {
         let rows: Vec<i32> = conn
-            .exec("SELECT SQL_CALC_FOUND_ROWS id FROM t WHERE id > ? ORDER BY id LIMIT 3", (10,))
+            .exec(
+                "SELECT SQL_CALC_FOUND_ROWS id FROM t WHERE id > ? ORDER BY id LIMIT 3",
+                (10,),
+            )
             .await
             .unwrap();
         assert_eq!(rows, vec![11, 12, 13]);
@@ -224,4 +244,3 @@ async fn found_rows_follows_calc_found_rows() {
         assert_eq!(total, Some(20));
     }
 }
-

@@ -79,13 +79,19 @@ fn type_params(id: i32, blob: &[u8]) -> Vec<Value> {
 
 async fn fetch_types(conn: &mut Conn, binary: bool) -> (Vec<String>, Vec<Row>) {
     if binary {
-        let stmt = conn.prep("SELECT * FROM types WHERE id >= ? ORDER BY id").await.unwrap();
+        let stmt = conn
+            .prep("SELECT * FROM types WHERE id >= ? ORDER BY id")
+            .await
+            .unwrap();
         let mut res = conn.exec_iter(&stmt, (0,)).await.unwrap();
         let meta = column_meta(&res.columns().unwrap());
         let rows: Vec<Row> = res.collect().await.unwrap();
         (meta, rows)
     } else {
-        let mut res = conn.query_iter("SELECT * FROM types ORDER BY id").await.unwrap();
+        let mut res = conn
+            .query_iter("SELECT * FROM types ORDER BY id")
+            .await
+            .unwrap();
         let meta = column_meta(&res.columns().unwrap());
         let rows: Vec<Row> = res.collect().await.unwrap();
         (meta, rows)
@@ -101,8 +107,12 @@ async fn every_column_type_round_trips_with_its_metadata() {
     let mut conn = connect(&p.url(Some(&db))).await;
     conn.query_drop(ALL_TYPES).await.unwrap();
     let all_bytes: Vec<u8> = (0..=255u8).collect();
-    conn.exec_drop(INSERT_TYPES, type_params(1, &all_bytes)).await.unwrap();
-    conn.exec_drop(INSERT_TYPES, type_params(2, &all_bytes.repeat(4))).await.unwrap();
+    conn.exec_drop(INSERT_TYPES, type_params(1, &all_bytes))
+        .await
+        .unwrap();
+    conn.exec_drop(INSERT_TYPES, type_params(2, &all_bytes.repeat(4)))
+        .await
+        .unwrap();
     c.wait_replicated();
     let mut direct = connect(&c.direct_url(0, Some(&db))).await;
     for binary in [true, false] {
@@ -113,7 +123,11 @@ async fn every_column_type_round_trips_with_its_metadata() {
             assert_eq!(meta, meta_direct, "column metadata (binary={binary})");
             assert_eq!(rows.len(), 2);
             for (a, b) in rows.iter().zip(&rows_direct) {
-                assert_eq!(a.clone().unwrap(), b.clone().unwrap(), "row values (binary={binary})");
+                assert_eq!(
+                    a.clone().unwrap(),
+                    b.clone().unwrap(),
+                    "row values (binary={binary})"
+                );
             }
         }
         let blob: Vec<u8> = rows_direct[0].get("bl").unwrap();
@@ -142,15 +156,27 @@ async fn twenty_mib_blob_round_trips() {
     let db = c.fresh_db("big_blob");
     let p = proxy();
     let mut conn = connect(&p.url(Some(&db))).await;
-    conn.query_drop("CREATE TABLE f (id INT PRIMARY KEY, data LONGBLOB)").await.unwrap();
+    conn.query_drop("CREATE TABLE f (id INT PRIMARY KEY, data LONGBLOB)")
+        .await
+        .unwrap();
     let blob: Vec<u8> = (0..20 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     // binary protocol (COM_STMT_EXECUTE over several 16 MiB packets)
-    conn.exec_drop("INSERT INTO f VALUES (1, ?)", (blob.clone(),)).await.unwrap();
+    conn.exec_drop("INSERT INTO f VALUES (1, ?)", (blob.clone(),))
+        .await
+        .unwrap();
     // text protocol: a >16 MiB COM_QUERY
-    let hex: String = blob[..9 * 1024 * 1024].iter().map(|b| format!("{b:02x}")).collect();
-    conn.query_drop(format!("INSERT INTO f VALUES (2, x'{hex}')")).await.unwrap();
+    let hex: String = blob[..9 * 1024 * 1024]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    conn.query_drop(format!("INSERT INTO f VALUES (2, x'{hex}')"))
+        .await
+        .unwrap();
     let back: Option<Vec<u8>> = conn
-        .exec_first("SELECT /* sqlproxy:master */ data FROM f WHERE id = ?", (1,))
+        .exec_first(
+            "SELECT /* sqlproxy:master */ data FROM f WHERE id = ?",
+            (1,),
+        )
         .await
         .unwrap();
     assert_eq!(back.as_deref(), Some(&blob[..]));
@@ -181,12 +207,22 @@ async fn node_errors_reach_the_client_unchanged() {
     let p = proxy();
     let mut conn = connect(&p.url(Some(&db))).await;
     let mut direct = connect(&c.direct_url(0, Some(&db))).await;
-    conn.query_drop("CREATE TABLE u (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("CREATE TABLE u (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
     conn.query_drop("INSERT INTO u VALUES (1)").await.unwrap();
-    let e = server_error(conn.query_drop("INSERT INTO u VALUES (1)").await.unwrap_err());
+    let e = server_error(
+        conn.query_drop("INSERT INTO u VALUES (1)")
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.0, e.1.as_str()), (1062, "23000"));
     assert_eq!(e.2, "Duplicate entry '1' for key 'PRIMARY'");
-    let e = server_error(conn.exec_drop("INSERT INTO u VALUES (?)", (1,)).await.unwrap_err());
+    let e = server_error(
+        conn.exec_drop("INSERT INTO u VALUES (?)", (1,))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.0, e.1.as_str()), (1062, "23000"));
     let bad = "SELEKT 1 FROM u";
     let via_proxy = server_error(conn.query_drop(bad).await.unwrap_err());
@@ -194,7 +230,11 @@ async fn node_errors_reach_the_client_unchanged() {
     assert_eq!(via_proxy, from_node);
     assert_eq!(via_proxy.0, 1064);
     assert_eq!(via_proxy.1, "42000");
-    let missing = server_error(conn.query_drop("SELECT * FROM no_such_table").await.unwrap_err());
+    let missing = server_error(
+        conn.query_drop("SELECT * FROM no_such_table")
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((missing.0, missing.1.as_str()), (1146, "42S02"));
     // The session goes on after errors.
     let one: Option<i32> = conn.query_first("SELECT 1").await.unwrap();
@@ -210,11 +250,17 @@ async fn wrong_password_gets_1045() {
     let err = Conn::from_url(url).await.err().expect("login must fail");
     let (code, state, msg) = server_error(err);
     assert_eq!((code, state.as_str()), (1045, "28000"));
-    assert!(msg.starts_with("Access denied for user 'prestashop'@'127.0.0.1'"), "{msg}");
+    assert!(
+        msg.starts_with("Access denied for user 'prestashop'@'127.0.0.1'"),
+        "{msg}"
+    );
     let url = format!("mysql://nobody:x@{}?prefer_socket=false", p.addr);
     let (code, _, _) = server_error(Conn::from_url(url).await.err().expect("unknown user"));
     assert_eq!(code, 1045);
-    let url = format!("mysql://prestashop:prestashop@{}/no_such_db_here?prefer_socket=false", p.addr);
+    let url = format!(
+        "mysql://prestashop:prestashop@{}/no_such_db_here?prefer_socket=false",
+        p.addr
+    );
     let (code, state, _) = server_error(Conn::from_url(url).await.err().expect("unknown db"));
     assert_eq!((code, state.as_str()), (1049, "42000"));
 }
@@ -226,7 +272,9 @@ async fn reset_connection_and_change_user_really_reset() {
     let db = c.fresh_db("reset");
     let p = proxy();
     let mut conn = connect(&p.url(Some(&db))).await;
-    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
     for reset_kind in ["reset", "change_user"] {
         conn.query_drop("SET @x = 42").await.unwrap();
         conn.query_drop("BEGIN").await.unwrap();
@@ -235,7 +283,10 @@ async fn reset_connection_and_change_user_really_reset() {
         assert_eq!(x, Some(42));
         if reset_kind == "reset" {
             // mysql_async sends COM_RESET_CONNECTION to a MariaDB >= 10.2.4
-            assert!(conn.reset().await.unwrap(), "COM_RESET_CONNECTION supported");
+            assert!(
+                conn.reset().await.unwrap(),
+                "COM_RESET_CONNECTION supported"
+            );
         } else {
             let opts = mysql_async::ChangeUserOpts::default()
                 .with_user(Some("prestashop".into()))
@@ -249,7 +300,11 @@ async fn reset_connection_and_change_user_really_reset() {
             .query_first("SELECT /* sqlproxy:master */ COUNT(*) FROM t")
             .await
             .unwrap();
-        assert_eq!(rows, Some(0), "open transaction rolled back by {reset_kind}");
+        assert_eq!(
+            rows,
+            Some(0),
+            "open transaction rolled back by {reset_kind}"
+        );
     }
 }
 
@@ -264,14 +319,22 @@ async fn charset_and_session_variables_follow_the_session() {
     conn.query_drop("CREATE TABLE e (id INT PRIMARY KEY, v VARCHAR(20) CHARACTER SET utf8mb4)")
         .await
         .unwrap();
-    conn.query_drop("INSERT INTO e VALUES (1, '😀')").await.unwrap();
-    conn.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'").await.unwrap();
-    conn.query_drop("SET SESSION group_concat_max_len = 7").await.unwrap();
+    conn.query_drop("INSERT INTO e VALUES (1, '😀')")
+        .await
+        .unwrap();
+    conn.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    conn.query_drop("SET SESSION group_concat_max_len = 7")
+        .await
+        .unwrap();
     c.wait_replicated();
     let mut seen = [false; 2];
     for _ in 0..40 {
         let row: (String, String, u64, u32) = conn
-            .query_first("SELECT v, @@sql_mode, @@group_concat_max_len, @@server_id FROM e WHERE id = 1")
+            .query_first(
+                "SELECT v, @@sql_mode, @@group_concat_max_len, @@server_id FROM e WHERE id = 1",
+            )
             .await
             .unwrap()
             .unwrap();
@@ -292,27 +355,45 @@ async fn session_state_pins_to_the_connection_that_has_it() {
     let p = proxy();
     let mut conn = connect(&p.url(Some(&db))).await;
     // HC9: user variables
-    conn.query_drop("SET @sessionvariable = 'value'").await.unwrap();
+    conn.query_drop("SET @sessionvariable = 'value'")
+        .await
+        .unwrap();
     for _ in 0..10 {
         let v: Option<String> = conn.query_first("SELECT @sessionvariable").await.unwrap();
         assert_eq!(v.as_deref(), Some("value"));
     }
     // HC3: temporary tables
-    conn.query_drop("CREATE TEMPORARY TABLE tmp_x (id INT)").await.unwrap();
-    conn.query_drop("INSERT INTO tmp_x VALUES (1), (2)").await.unwrap();
+    conn.query_drop("CREATE TEMPORARY TABLE tmp_x (id INT)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO tmp_x VALUES (1), (2)")
+        .await
+        .unwrap();
     for _ in 0..10 {
-        let n: Option<u64> = conn.query_first("SELECT COUNT(*) FROM tmp_x").await.unwrap();
+        let n: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM tmp_x")
+            .await
+            .unwrap();
         assert_eq!(n, Some(2));
     }
     conn.query_drop("DROP TEMPORARY TABLE tmp_x").await.unwrap();
     // HC4: named locks
-    let got: Option<i32> = conn.query_first("SELECT GET_LOCK('job', 10)").await.unwrap();
+    let got: Option<i32> = conn
+        .query_first("SELECT GET_LOCK('job', 10)")
+        .await
+        .unwrap();
     assert_eq!(got, Some(1));
     for _ in 0..5 {
-        let used: Option<i32> = conn.query_first("SELECT IS_USED_LOCK('job') = CONNECTION_ID()").await.unwrap();
+        let used: Option<i32> = conn
+            .query_first("SELECT IS_USED_LOCK('job') = CONNECTION_ID()")
+            .await
+            .unwrap();
         assert_eq!(used, Some(1));
     }
-    let rel: Option<i32> = conn.query_first("SELECT RELEASE_LOCK('job')").await.unwrap();
+    let rel: Option<i32> = conn
+        .query_first("SELECT RELEASE_LOCK('job')")
+        .await
+        .unwrap();
     assert_eq!(rel, Some(1));
     // Pinned sessions stay on the master.
     assert_eq!(server_id(&mut conn).await, 1);
@@ -340,7 +421,9 @@ async fn multi_statements_and_procedures_return_every_result() {
     drop(res);
     // USE inside a multi-statement moves the session's schema.
     let other = c.fresh_db("multi_other");
-    conn.query_drop(format!("USE `{other}`; SELECT 1")).await.unwrap();
+    conn.query_drop(format!("USE `{other}`; SELECT 1"))
+        .await
+        .unwrap();
     let now: Option<String> = conn.query_first("SELECT DATABASE()").await.unwrap();
     assert_eq!(now.as_deref(), Some(other.as_str()));
     conn.query_drop(format!("USE `{db}`")).await.unwrap();
@@ -360,6 +443,9 @@ async fn multi_statements_and_procedures_return_every_result() {
     assert_eq!(a, vec![8]);
     assert_eq!(b, vec![(9, "two".to_string())]);
     drop(res);
-    let t: Option<String> = conn.query_first("SELECT /* sqlproxy:master */ t FROM test").await.unwrap();
+    let t: Option<String> = conn
+        .query_first("SELECT /* sqlproxy:master */ t FROM test")
+        .await
+        .unwrap();
     assert_eq!(t.as_deref(), Some("b"));
 }
