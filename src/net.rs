@@ -104,7 +104,12 @@ impl PacketIo {
         let mut payload: Option<BytesMut> = None;
         let mut expected: Option<u8> = None;
         loop {
+            let t = if payload.is_some() { timeout } else { first_timeout };
             // Check the announced size before buffering the body.
+            while self.rbuf.len() < 4 {
+                let wait = if self.rbuf.is_empty() { t } else { timeout };
+                self.fill(wait).await?;
+            }
             if let Some(h) = Header::parse(&self.rbuf) {
                 let so_far = payload.as_ref().map_or(0, |p| p.len());
                 if so_far + h.len > limit {
@@ -114,12 +119,7 @@ impl PacketIo {
                     });
                 }
             }
-            let t = if payload.is_some() {
-                timeout
-            } else {
-                first_timeout
-            };
-            let h = self.physical(t, timeout).await?;
+            let h = self.physical(timeout, timeout).await?;
             if let Some(e) = expected {
                 if h.seq != e {
                     return Err(NetError::Sequence {
