@@ -104,7 +104,11 @@ impl PacketIo {
         let mut payload: Option<BytesMut> = None;
         let mut expected: Option<u8> = None;
         loop {
-            let t = if payload.is_some() { timeout } else { first_timeout };
+            let t = if payload.is_some() {
+                timeout
+            } else {
+                first_timeout
+            };
             // Check the announced size before buffering the body.
             while self.rbuf.len() < 4 {
                 let wait = if self.rbuf.is_empty() { t } else { timeout };

@@ -29,7 +29,9 @@ async fn raw_login(proxy: &Proxy, db: Option<&str>) -> TcpStream {
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let greeting = read_packet(&mut s).await.expect("greeting");
     let hello = handshake::parse_greeting(&greeting).expect("parse greeting");
-    let token = NativeSecret::from_password("prestashop").scramble(&hello.nonce).unwrap();
+    let token = NativeSecret::from_password("prestashop")
+        .scramble(&hello.nonce)
+        .unwrap();
     let mut c = caps::PROTOCOL_41
         | caps::SECURE_CONNECTION
         | caps::PLUGIN_AUTH
@@ -105,7 +107,9 @@ async fn garbage_and_truncated_packets_cost_only_their_connection() {
     // Garbage instead of a handshake response.
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     read_packet(&mut s).await.expect("greeting");
-    let junk: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let _ = s.write_all(&junk).await;
     closed_after(&mut s).await;
 
@@ -149,12 +153,18 @@ async fn vanished_clients_leak_no_node_connection() {
     let db = c.fresh_db("vanish");
     let proxy = Proxy::start(c.config());
     let mut conn = connect(&proxy.url(Some(&db))).await;
-    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
     let before = [app_threads(0).await, app_threads(1).await];
     for _ in 0..15 {
         // Start a large result, read a little of it, and disappear.
         let mut s = raw_login(&proxy, Some(&db)).await;
-        send_query(&mut s, "SELECT /* sqlproxy:master */ REPEAT('x', 100000), seq FROM seq_1_to_2000").await;
+        send_query(
+            &mut s,
+            "SELECT /* sqlproxy:master */ REPEAT('x', 100000), seq FROM seq_1_to_2000",
+        )
+        .await;
         let mut buf = vec![0u8; 4096];
         let _ = s.read(&mut buf).await;
         drop(s);

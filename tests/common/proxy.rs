@@ -8,10 +8,11 @@
 //! `mod.rs` compiles it only once that API exists.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use sqlproxy::config::Config;
+use sqlproxy::frontend::ProxyContext;
 use sqlproxy::server::Server;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,9 @@ const WORKER_THREADS: usize = 2;
 pub struct Proxy {
     /// The MySQL listener's address (127.0.0.1 and a port the OS chose).
     pub addr: SocketAddr,
+    /// The running proxy's shared state (topology snapshot, pools), to
+    /// observe what it decided.
+    pub context: Arc<ProxyContext>,
     shutdown: CancellationToken,
     thread: Option<thread::JoinHandle<Result<(), String>>>,
 }
@@ -42,7 +46,8 @@ impl Proxy {
         }
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let (bound_tx, bound_rx) = mpsc::channel::<Result<SocketAddr, String>>();
+        let (bound_tx, bound_rx) =
+            mpsc::channel::<Result<(SocketAddr, Arc<ProxyContext>), String>>();
         let spawned = thread::Builder::new()
             .name("sqlproxy-under-test".into())
             .spawn(move || -> Result<(), String> {
@@ -69,7 +74,9 @@ impl Proxy {
                             return Err(e);
                         }
                     };
-                    bound_tx.send(Ok(server.mysql_addr())).ok();
+                    bound_tx
+                        .send(Ok((server.mysql_addr(), server.context())))
+                        .ok();
                     server
                         .run(token)
                         .await
@@ -80,8 +87,8 @@ impl Proxy {
             Ok(thread) => thread,
             Err(e) => panic!("spawn the proxy thread: {e}"),
         };
-        let addr = match bound_rx.recv() {
-            Ok(Ok(addr)) => addr,
+        let (addr, context) = match bound_rx.recv() {
+            Ok(Ok(bound)) => bound,
             Ok(Err(e)) => panic!("the proxy did not start: {e}"),
             Err(_) => match thread.join() {
                 Ok(Err(e)) => panic!("the proxy did not start: {e}"),
@@ -90,6 +97,7 @@ impl Proxy {
         };
         Proxy {
             addr,
+            context,
             shutdown,
             thread: Some(thread),
         }
