@@ -247,7 +247,7 @@ async fn wrong_password_gets_1045() {
     let _g = c.shared().await;
     let p = proxy();
     let url = format!("mysql://prestashop:wrong@{}?prefer_socket=false", p.addr);
-    let err = Conn::from_url(url).await.err().expect("login must fail");
+    let err = Conn::from_url(url).await.expect_err("login must fail");
     let (code, state, msg) = server_error(err);
     assert_eq!((code, state.as_str()), (1045, "28000"));
     assert!(
@@ -255,13 +255,13 @@ async fn wrong_password_gets_1045() {
         "{msg}"
     );
     let url = format!("mysql://nobody:x@{}?prefer_socket=false", p.addr);
-    let (code, _, _) = server_error(Conn::from_url(url).await.err().expect("unknown user"));
+    let (code, _, _) = server_error(Conn::from_url(url).await.expect_err("unknown user"));
     assert_eq!(code, 1045);
     let url = format!(
         "mysql://prestashop:prestashop@{}/no_such_db_here?prefer_socket=false",
         p.addr
     );
-    let (code, state, _) = server_error(Conn::from_url(url).await.err().expect("unknown db"));
+    let (code, state, _) = server_error(Conn::from_url(url).await.expect_err("unknown db"));
     assert_eq!((code, state.as_str()), (1049, "42000"));
 }
 
