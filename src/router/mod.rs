@@ -1,1 +1,24 @@
-//! Routing decisions (stub, filled by the router work).
+//! The router: reads a statement's text and decides where it runs. No I/O, never awaits.
+//!
+//! * `lexer`: token scan over raw bytes (comments, quotes, executable comments, hints).
+//! * `keywords`: the sorted keyword table (roles and digest upper-casing).
+//! * `classify`: [`Statement`] facts and the digest, from one pass over the tokens.
+//! * `set`: what a SET statement assigns (user, session or global variables).
+//! * `digest`: the normalized text that keys the verdict cache and stats.
+//! * `analyze`: sqlparser fallback for texts the lexer left as `Other`, with a bounded
+//!   verdict cache keyed by digest.
+//! * `route`: [`route`] from a [`RouterContext`] to a [`Route`] with its [`Why`].
+
+pub mod analyze;
+pub mod classify;
+mod digest;
+pub mod keywords;
+pub mod lexer;
+pub mod route;
+mod set;
+
+pub use classify::{classify, Hint, Statement, StmtKind};
+pub use route::{pins_session, route, Route, RouterContext, Target, Why};
+
+#[cfg(test)]
+mod tests;
