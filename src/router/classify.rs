@@ -56,6 +56,8 @@ pub struct Statement {
     pub hint: Option<Hint>,
     /// Normalized text; see [`super::digest`].
     pub digest: String,
+    /// Kinds of the statements after the first (empty unless `multi`).
+    pub rest: Vec<StmtKind>,
 }
 
 /// What kind of statement a text starts with.
@@ -239,8 +241,8 @@ impl StmtScan {
             return;
         }
         if self.ntok == 0 && punct(b"(") {
-            self.depth += 1;
-            self.base_depth += 1;
+            self.depth = self.depth.saturating_add(1);
+            self.base_depth = self.depth;
             return;
         }
         self.ntok += 1;
@@ -253,8 +255,8 @@ impl StmtScan {
         }
         let f = &mut self.flags;
         match tok.kind {
-            TokenKind::Punct if punct(b"(") => self.depth += 1,
-            TokenKind::Punct if punct(b")") => self.depth -= 1,
+            TokenKind::Punct if punct(b"(") => self.depth = self.depth.saturating_add(1),
+            TokenKind::Punct if punct(b")") => self.depth = self.depth.saturating_sub(1),
             TokenKind::Punct if punct(b":=") && self.prev_kind == Some(TokenKind::UserVar) => {
                 f.user_var_write = true;
             }
@@ -576,6 +578,7 @@ fn scan_inner(sql: &[u8]) -> (Statement, bool) {
         set_statement: out.set_statement,
         hint: lexer.hint(),
         digest: digest.finish(),
+        rest: out.rest,
     };
     (stmt, complete)
 }
@@ -589,6 +592,7 @@ struct Acc {
     set_user_var: bool,
     set_statement: bool,
     flags: Flags,
+    rest: Vec<StmtKind>,
 }
 
 impl Default for Acc {
@@ -601,6 +605,7 @@ impl Default for Acc {
             set_user_var: false,
             set_statement: false,
             flags: Flags::default(),
+            rest: Vec::new(),
         }
     }
 }
@@ -638,6 +643,8 @@ impl Acc {
         acc.same_conn |= f.same_conn;
         if self.first_kind.is_none() {
             self.first_kind = Some(kind);
+        } else {
+            self.rest.push(kind);
         }
         self.count += 1;
     }

@@ -228,17 +228,19 @@ fn flag_why(s: &Statement) -> Option<Why> {
 /// a user variable written, a temporary table, a named lock or table lock, an SQL-level
 /// PREPARE, or a CALL (a procedure may create temp tables or set variables we cannot see).
 pub fn pins_session(stmt: &Statement) -> Option<Why> {
-    if stmt.kind == StmtKind::SetUserVar || stmt.user_var_write {
+    let kinds = || std::iter::once(&stmt.kind).chain(&stmt.rest);
+    let any = |k: StmtKind| kinds().any(|s| *s == k);
+    if stmt.user_var_write || any(StmtKind::SetUserVar) {
         Some(Why::UserVariable)
     } else if stmt.temp_table {
         Some(Why::TempTable)
-    } else if stmt.kind == StmtKind::LockTables || (stmt.uses_lock && stmt.kind == StmtKind::Ddl) {
+    } else if any(StmtKind::LockTables) || (stmt.uses_lock && any(StmtKind::Ddl)) {
         Some(Why::LockTables)
     } else if stmt.uses_lock {
         Some(Why::NamedLock)
-    } else if stmt.kind == StmtKind::Prepare {
+    } else if any(StmtKind::Prepare) {
         Some(Why::Prepare)
-    } else if stmt.kind == StmtKind::Call {
+    } else if any(StmtKind::Call) {
         Some(Why::Call)
     } else {
         None

@@ -354,6 +354,22 @@ fn hc13_multi_statements() {
     let s = classify(b"SELECT 1 ; ; -- trailing\n /* c */ ");
     assert!(!s.multi && s.all_reads);
     check("SELECT ';' FROM t", Read);
+    let s = classify(b"USE db1; SELECT 1; COMMIT");
+    assert_eq!(s.kind, StmtKind::Use(b"db1".to_vec()));
+    assert_eq!(s.rest, vec![StmtKind::Select, StmtKind::Commit]);
+    assert!(classify(b"SELECT 1;").rest.is_empty());
+    assert_eq!(
+        pins_session(&classify(b"SELECT 1; PREPARE s FROM 'SELECT 2'")),
+        Some(Why::Prepare)
+    );
+    assert_eq!(
+        pins_session(&classify(b"SELECT 1; SET @a=1")),
+        Some(Why::UserVariable)
+    );
+    assert_eq!(
+        pins_session(&classify(b"SELECT 1; CREATE TEMPORARY TABLE x (a int)")),
+        Some(Why::TempTable)
+    );
 }
 
 #[test]
