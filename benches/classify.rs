@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlproxy::router::analyze::VerdictCache;
-use sqlproxy::router::classify::{classify_with, scan};
+use sqlproxy::router::classify::{classify_with, scan, LexMode};
 
 const POINT_SELECT: &str = "SELECT c FROM sbtest1 WHERE id=4991";
 
@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
         ("category_listing_2kb", CATEGORY_LISTING),
     ] {
         c.bench_function(&format!("classify/{name}"), |b| {
-            b.iter(|| classify_with(black_box(sql.as_bytes()), &cache))
+            b.iter(|| classify_with(black_box(sql.as_bytes()), LexMode::default(), &cache))
         });
         c.bench_function(&format!("sqlparser/{name}"), |b| {
             b.iter(|| Parser::parse_sql(&dialect, black_box(sql)))
@@ -86,7 +86,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("classify/corpus_15", |b| {
         b.iter(|| {
             for sql in &all {
-                black_box(classify_with(black_box(sql.as_bytes()), &cache));
+                black_box(classify_with(
+                    black_box(sql.as_bytes()),
+                    LexMode::default(),
+                    &cache,
+                ));
             }
         })
     });

@@ -6,8 +6,8 @@
 //! Input may be any bytes (latin1, broken UTF-8, NULs): bytes >= 0x80 are identifier bytes.
 //!
 //! What it knows of MariaDB's lexical rules:
-//! * `'..'` and `".."` strings with backslash escapes and doubled quotes (we assume
-//!   `NO_BACKSLASH_ESCAPES` is off, as for every PHP client); `` `..` `` identifiers with doubled
+//! * `'..'` and `".."` strings with backslash escapes and doubled quotes (backslash escapes
+//!   can be turned off for a session whose sql_mode has `NO_BACKSLASH_ESCAPES`); `` `..` `` identifiers with doubled
 //!   backticks; `X'..'`, `B'..'`, `N'..'`, `0x..`, `0b..` literals; numbers with fraction and
 //!   exponent; identifiers may start with a digit (`1t`).
 //! * Comments: `-- ` (dashes then a space or control byte), `#` to end of line, `/* */`.
@@ -82,6 +82,8 @@ pub struct Lexer<'a> {
     prev_end: usize,
     prev_kind: Option<TokenKind>,
     done: bool,
+    /// A backslash escapes the next byte in strings (off under `NO_BACKSLASH_ESCAPES`).
+    backslash_escapes: bool,
 }
 
 /// True for bytes that may appear in a bare identifier.
@@ -90,7 +92,13 @@ pub fn is_ident_byte(b: u8) -> bool {
 }
 
 impl<'a> Lexer<'a> {
+    /// A lexer for the default sql_mode (backslash escapes on).
     pub fn new(src: &'a [u8]) -> Self {
+        Self::with_backslash_escapes(src, true)
+    }
+
+    /// A lexer with backslash escapes in strings on or off.
+    pub fn with_backslash_escapes(src: &'a [u8], backslash_escapes: bool) -> Self {
         Lexer {
             src,
             pos: 0,
@@ -99,6 +107,7 @@ impl<'a> Lexer<'a> {
             prev_end: usize::MAX,
             prev_kind: None,
             done: false,
+            backslash_escapes,
         }
     }
 
@@ -188,7 +197,7 @@ impl<'a> Lexer<'a> {
         let mut i = open + 1;
         loop {
             let b = self.at(i)?;
-            if b == b'\\' && q != b'`' {
+            if b == b'\\' && q != b'`' && self.backslash_escapes {
                 i += 2;
             } else if b == q {
                 if self.at(i + 1) == Some(q) {
@@ -541,6 +550,17 @@ mod tests {
             let toks: Vec<_> = Lexer::new(sql.as_bytes()).collect();
             assert_eq!(toks.last().map(|t| t.kind), Some(Unterminated), "{sql}");
         }
+    }
+
+    #[test]
+    fn no_backslash_escapes_moves_the_string_end() {
+        let sql = b"SELECT 'a\\'; DELETE FROM t; -- '";
+        let on: Vec<_> = Lexer::new(sql).map(|t| t.kind).collect();
+        assert_eq!(on, vec![Word, Str]);
+        let off: Vec<_> = Lexer::with_backslash_escapes(sql, false)
+            .map(|t| t.kind)
+            .collect();
+        assert_eq!(off, vec![Word, Str, Semicolon, Word, Word, Word, Semicolon]);
     }
 
     #[test]

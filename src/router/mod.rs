@@ -3,6 +3,7 @@
 //! * `lexer`: token scan over raw bytes (comments, quotes, executable comments, hints).
 //! * `keywords`: the sorted keyword table (roles and digest upper-casing).
 //! * `classify`: [`Statement`] facts and the digest, from one pass over the tokens.
+//! * `stmt_scan`: one statement's kind and flags from its tokens.
 //! * `set`: what a SET statement assigns (user, session or global variables).
 //! * `digest`: the normalized text that keys the verdict cache and stats.
 //! * `analyze`: sqlparser fallback for texts the lexer left as `Other`, with a bounded
@@ -16,8 +17,9 @@ pub mod keywords;
 pub mod lexer;
 pub mod route;
 mod set;
+mod stmt_scan;
 
-pub use classify::{classify, Hint, Statement, StmtKind};
+pub use classify::{classify, Hint, LexMode, Statement, StmtKind};
 pub use route::{pins_session, route, Route, RouterContext, Target, Why};
 
 #[cfg(test)]

@@ -6,9 +6,10 @@
 //! none, as in the server. `SET STATEMENT ... FOR` is detected here; the classifier then
 //! restarts its scan on the inner statement.
 
-use super::classify::{sysvar_name, StmtKind};
+use super::classify::StmtKind;
 use super::keywords::Kw;
 use super::lexer::{Token, TokenKind};
+use super::stmt_scan::sysvar_name;
 
 /// Assignment-by-assignment scan of one SET statement.
 pub struct SetScan {

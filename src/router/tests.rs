@@ -695,6 +695,17 @@ fn unterminated_input_goes_to_master() {
     check_why("SELECT /*!40101 1", Master, Why::Unknown);
     check_why("SELECT 1; SELECT 'x", Master, Why::MultiStatement);
     kind("SELECT 'it''s' FROM t", StmtKind::Select);
+    // under NO_BACKSLASH_ESCAPES the same bytes hide a write after the string
+    let sql = b"SELECT 'a\\'; DELETE FROM t; -- '";
+    let cache = VerdictCache::new(16);
+    let default = classify_with(sql, LexMode::default(), &cache);
+    assert!(!default.multi && default.all_reads);
+    let nbe = LexMode {
+        no_backslash_escapes: true,
+    };
+    let s = classify_with(sql, nbe, &cache);
+    assert!(s.multi && !s.all_reads);
+    assert_eq!(route(&ctx(&s)).why, Why::MultiStatement);
     kind("SELECT 'a\\'b' FROM t", StmtKind::Select);
 }
 
@@ -776,20 +787,24 @@ fn digests() {
 #[test]
 fn sqlparser_fallback_only_for_other() {
     let cache = VerdictCache::new(64);
-    let s = classify_with(b"SELECT c FROM sbtest1 WHERE id=1", &cache);
+    let s = classify_with(
+        b"SELECT c FROM sbtest1 WHERE id=1",
+        LexMode::default(),
+        &cache,
+    );
     assert_eq!(s.kind, StmtKind::Select);
     assert_eq!(
         cache.stats(),
         (0, 0),
         "a lexer-decided statement must not reach sqlparser"
     );
-    let s = classify_with(b"HANDLER t READ FIRST", &cache);
+    let s = classify_with(b"HANDLER t READ FIRST", LexMode::default(), &cache);
     assert_eq!(s.kind, StmtKind::Other);
     assert_eq!(cache.stats(), (0, 1));
-    classify_with(b"HANDLER t READ FIRST", &cache);
+    classify_with(b"HANDLER t READ FIRST", LexMode::default(), &cache);
     assert_eq!(cache.stats(), (1, 1));
     // unterminated text is never parsed
-    classify_with(b"SELECT 'x", &cache);
+    classify_with(b"SELECT 'x", LexMode::default(), &cache);
     assert_eq!(cache.stats(), (1, 1));
     assert_eq!(scan(b"SELECT 1").kind, StmtKind::Select);
 }
@@ -868,7 +883,10 @@ fn garbage_never_panics() {
                 buf.extend_from_slice(piece);
             }
         }
-        let s = classify_with(&buf, &cache);
+        let mode = LexMode {
+            no_backslash_escapes: round % 3 == 0,
+        };
+        let s = classify_with(&buf, mode, &cache);
         let r = route(&ctx(&s));
         if !s.kind.is_read() {
             assert_eq!(r.target, Master, "{buf:?}");
