@@ -8,7 +8,7 @@
 
 use super::analyze::{self, Verdict, VerdictCache};
 use super::digest::Digest;
-use super::keywords::{self, Kw, MAX_KEYWORD_LEN};
+use super::keywords::{self, Kw};
 use super::lexer::{Lexer, TokenKind};
 use super::stmt_scan::{Flags, StmtScan};
 
@@ -164,19 +164,6 @@ pub fn scan(sql: &[u8]) -> Statement {
     scan_inner(sql, LexMode::default()).0
 }
 
-/// Looks a word up in the keyword table (ASCII case-insensitive).
-fn lookup_word(word: &[u8]) -> Option<(Kw, bool)> {
-    if word.len() > MAX_KEYWORD_LEN || !word.first().is_some_and(u8::is_ascii_alphabetic) {
-        return None;
-    }
-    let mut buf = [0u8; MAX_KEYWORD_LEN];
-    let upper = buf.get_mut(..word.len())?;
-    for (d, s) in upper.iter_mut().zip(word) {
-        *d = s.to_ascii_uppercase();
-    }
-    keywords::lookup(upper)
-}
-
 /// The single pass. Returns the statement and whether the text lexed to the end.
 fn scan_inner(sql: &[u8], mode: LexMode) -> (Statement, bool) {
     let mut lexer = Lexer::with_backslash_escapes(sql, !mode.no_backslash_escapes);
@@ -206,7 +193,7 @@ fn scan_inner(sql: &[u8], mode: LexMode) -> (Statement, bool) {
         }
         in_stmt += 1;
         let (kw, upper) = if tok.kind == TokenKind::Word {
-            lookup_word(sql.get(tok.start..tok.end).unwrap_or_default())
+            keywords::lookup_ci(sql.get(tok.start..tok.end).unwrap_or_default())
                 .unwrap_or((Kw::None, false))
         } else {
             (Kw::None, false)

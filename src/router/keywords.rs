@@ -137,6 +137,20 @@ pub fn lookup(upper: &[u8]) -> Option<(Kw, bool)> {
         .map(|&(_, kw, up)| (kw, up))
 }
 
+/// Looks a word up in any letter case. Words that cannot be keywords (too long, not starting
+/// with a letter) return None without a search.
+pub fn lookup_ci(word: &[u8]) -> Option<(Kw, bool)> {
+    if word.len() > MAX_KEYWORD_LEN || !word.first().is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let mut buf = [0u8; MAX_KEYWORD_LEN];
+    let upper = buf.get_mut(..word.len())?;
+    for (d, s) in upper.iter_mut().zip(word) {
+        *d = s.to_ascii_uppercase();
+    }
+    lookup(upper)
+}
+
 /// Sorted by bytes (checked by a test): `(word, role, upper-case in digest)`.
 static KEYWORDS: &[(&[u8], Kw, bool)] = &[
     (b"ACCESSIBLE", Kw::Reserved, true),
@@ -475,5 +489,8 @@ mod tests {
         assert_eq!(lookup(b"FROM"), Some((Kw::Reserved, true)));
         assert_eq!(lookup(b"SBTEST1"), None);
         assert_eq!(lookup(b""), None);
+        assert_eq!(lookup_ci(b"select"), Some((Kw::Select, true)));
+        assert_eq!(lookup_ci(b"_utf8mb4"), None);
+        assert_eq!(lookup_ci(&[b'a'; 100]), None);
     }
 }

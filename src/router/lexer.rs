@@ -17,6 +17,8 @@
 //! * `@x`, `@'x'`, `` @`x` `` are user variables, `@@x` / `@@session.x` system variables; an
 //!   `@` glued to a preceding string or word (`'u'@'host'`, `root@localhost`) is punctuation.
 
+use super::keywords;
+
 /// A routing hint found in a comment: `/* sqlproxy:master */` or `/* sqlproxy:replica */`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hint {
@@ -79,6 +81,7 @@ pub struct Lexer<'a> {
     in_exec: bool,
     hint: Option<Hint>,
     /// End of the previous token, to compute `joined`.
+    prev_start: usize,
     prev_end: usize,
     prev_kind: Option<TokenKind>,
     done: bool,
@@ -104,6 +107,7 @@ impl<'a> Lexer<'a> {
             pos: 0,
             in_exec: false,
             hint: None,
+            prev_start: 0,
             prev_end: usize::MAX,
             prev_kind: None,
             done: false,
@@ -270,10 +274,15 @@ impl<'a> Lexer<'a> {
     /// At `@`: a user or system variable, or punctuation (`'u'@'host'`).
     fn at_sign(&self, start: usize, joined: bool) -> (TokenKind, usize) {
         let glued_to_name = joined
-            && matches!(
-                self.prev_kind,
-                Some(TokenKind::Str | TokenKind::QuotedIdent | TokenKind::Word)
-            );
+            && match self.prev_kind {
+                Some(TokenKind::Str | TokenKind::QuotedIdent) => true,
+                // `root@localhost`, but `SELECT@x` reads a variable.
+                Some(TokenKind::Word) => self
+                    .src
+                    .get(self.prev_start..self.prev_end)
+                    .is_some_and(|w| keywords::lookup_ci(w).is_none()),
+                _ => false,
+            };
         if glued_to_name {
             return (TokenKind::Punct, start + 1);
         }
@@ -339,14 +348,15 @@ impl<'a> Lexer<'a> {
             b';' => (TokenKind::Semicolon, start + 1),
             b'@' => self.at_sign(start, joined),
             c if is_ident_byte(c) => (TokenKind::Word, self.ident_end(start)),
-            _ => {
-                let rest = &self.src[start..];
+            b'<' | b'>' | b'-' | b'!' | b':' | b'|' | b'&' => {
+                let rest = self.src.get(start..).unwrap_or_default();
                 let len = MULTI_OPS
                     .iter()
                     .find(|op| rest.starts_with(op))
                     .map_or(1, |op| op.len());
                 (TokenKind::Punct, start + len)
             }
+            _ => (TokenKind::Punct, start + 1),
         }
     }
 }
@@ -380,6 +390,7 @@ impl Iterator for Lexer<'_> {
         }
         let end = end.clamp(start + 1, self.src.len());
         self.pos = end;
+        self.prev_start = start;
         self.prev_end = end;
         self.prev_kind = Some(kind);
         let call = matches!(kind, TokenKind::Word | TokenKind::QuotedIdent) && self.next_paren(end);
@@ -519,7 +530,7 @@ mod tests {
     #[test]
     fn variables_and_user_at_host() {
         assert_eq!(
-            kinds("@a:=@@session.x, 'u'@'%', root@localhost, @'q r'"),
+            kinds("@a:=@@session.x, 'u'@'%', root@localhost, @'q r', SELECT@b"),
             vec![
                 (UserVar, "@a".into()),
                 (Punct, ":=".into()),
@@ -534,6 +545,9 @@ mod tests {
                 (Word, "localhost".into()),
                 (Punct, ",".into()),
                 (UserVar, "@'q r'".into()),
+                (Punct, ",".into()),
+                (Word, "SELECT".into()),
+                (UserVar, "@b".into()),
             ]
         );
     }

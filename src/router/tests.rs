@@ -682,6 +682,11 @@ fn comments_hints_and_executable_comments() {
     kind("/*+ MAX_EXECUTION_TIME(1000) */ SELECT 1", StmtKind::Select);
     kind("SELECT /*+ BKA(t) */ * FROM t", StmtKind::Select);
     check("SELECT /*M!100100 1, */ 2", Read);
+    check_why("SELECT '/* sqlproxy:replica */' FROM t", Read, Why::Read);
+    check_why("SELECT \"-- sqlproxy:master\" FROM t", Read, Why::Read);
+    check_why("SELECT@x", Master, Why::UserVariable);
+    check_why("SELECT CONCAT(name,@x) FROM t", Master, Why::UserVariable);
+    check("SELECT email FROM customer WHERE email LIKE '%@example.com'", Read);
     check_why("SELECT 1 /*!50000 FOR UPDATE */", Master, Why::Locking);
     check_why("/*!50000 UPDATE t SET a=1 */", Master, Why::Write);
 }
