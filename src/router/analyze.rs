@@ -6,14 +6,17 @@
 //! in a bounded, sharded map keyed by the digest (literals replaced), so the same statement
 //! with other values costs one map look-up. A text the parser cannot read is cached as
 //! [`Verdict::Unparsed`] (it goes to the master). Only [`Verdict::PlainRead`] may turn a
-//! statement into a read; routing never depends on the parser succeeding.
+//! statement into a read; routing never depends on the parser succeeding. [`tables`] lists the
+//! tables a text names, for the result cache's invalidation.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use sqlparser::ast::{Query, SetExpr, Statement as Ast};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{visit_relations, Query, SetExpr, Statement as Ast};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
@@ -38,23 +41,63 @@ pub const DEFAULT_CAPACITY: usize = 8192;
 /// Shards of the cache, so sessions on different cores rarely wait on the same lock.
 const SHARDS: usize = 16;
 
-/// Parses `sql` and judges it; no cache.
-pub fn analyze(sql: &[u8]) -> Verdict {
+/// Why a text could not be analyzed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("statement of {len} bytes exceeds the analysis limit of {MAX_ANALYZE_LEN} bytes")]
+    TooLong { len: usize },
+    #[error("statement is not valid UTF-8 (first bad byte at offset {at})")]
+    NotUtf8 { at: usize },
+    #[error("sqlparser cannot read the statement: {reason}")]
+    Parse { reason: String },
+}
+
+/// Parses `sql` with the MySQL dialect, within the length and recursion limits.
+pub fn parse(sql: &[u8]) -> Result<Vec<Ast>, AnalyzeError> {
     if sql.len() > MAX_ANALYZE_LEN {
-        return Verdict::Unparsed;
+        return Err(AnalyzeError::TooLong { len: sql.len() });
     }
-    let Ok(text) = std::str::from_utf8(sql) else {
-        return Verdict::Unparsed;
-    };
-    let parsed = Parser::new(&MySqlDialect {})
+    let text = std::str::from_utf8(sql).map_err(|e| AnalyzeError::NotUtf8 {
+        at: e.valid_up_to(),
+    })?;
+    Parser::new(&MySqlDialect {})
         .with_recursion_limit(RECURSION_LIMIT)
         .try_with_sql(text)
-        .and_then(|mut p| p.parse_statements());
-    match parsed.as_deref() {
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| AnalyzeError::Parse {
+            reason: e.to_string(),
+        })
+}
+
+/// Parses `sql` and judges it; no cache.
+pub fn analyze(sql: &[u8]) -> Verdict {
+    match parse(sql).as_deref() {
         Ok([Ast::Query(q)]) if query_is_read(q) => Verdict::PlainRead,
         Ok(_) => Verdict::NotRead,
         Err(_) => Verdict::Unparsed,
     }
+}
+
+/// The tables a text names (read or written), unquoted, `db.table` where qualified, each once,
+/// in order of first appearance. For cache invalidation; resolve unqualified names against the
+/// session's schema.
+pub fn tables(sql: &[u8]) -> Result<Vec<String>, AnalyzeError> {
+    let stmts = parse(sql)?;
+    let mut out: Vec<String> = Vec::new();
+    let _: ControlFlow<()> = visit_relations(&stmts, |name| {
+        let parts: Vec<&str> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| i.value.as_str())
+            .collect();
+        let joined = parts.join(".");
+        if !out.contains(&joined) {
+            out.push(joined);
+        }
+        ControlFlow::Continue(())
+    });
+    Ok(out)
 }
 
 fn query_is_read(q: &Query) -> bool {
@@ -183,6 +226,32 @@ mod tests {
         assert_eq!(analyze(b"SELECT \xff"), Verdict::Unparsed);
         let deep = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
         assert_eq!(analyze(deep.as_bytes()), Verdict::Unparsed);
+    }
+
+    #[test]
+    fn tables_are_unquoted_and_deduplicated() {
+        let sql = b"SELECT * FROM `ps_product` p JOIN shop.`ps_lang` l ON 1 \
+                    WHERE p.id IN (SELECT id FROM ps_product)";
+        assert_eq!(
+            tables(sql),
+            Ok(vec!["ps_product".to_string(), "shop.ps_lang".to_string()])
+        );
+        assert_eq!(
+            tables(b"INSERT INTO t2 SELECT * FROM t"),
+            Ok(vec!["t2".to_string(), "t".to_string()])
+        );
+        assert!(matches!(
+            tables(b"XA START 'x'"),
+            Err(AnalyzeError::Parse { .. })
+        ));
+        assert_eq!(tables(b"SELECT \xff"), Err(AnalyzeError::NotUtf8 { at: 7 }));
+        let long = vec![b' '; MAX_ANALYZE_LEN + 1];
+        assert_eq!(
+            tables(&long),
+            Err(AnalyzeError::TooLong {
+                len: MAX_ANALYZE_LEN + 1
+            })
+        );
     }
 
     #[test]

@@ -686,7 +686,10 @@ fn comments_hints_and_executable_comments() {
     check_why("SELECT \"-- sqlproxy:master\" FROM t", Read, Why::Read);
     check_why("SELECT@x", Master, Why::UserVariable);
     check_why("SELECT CONCAT(name,@x) FROM t", Master, Why::UserVariable);
-    check("SELECT email FROM customer WHERE email LIKE '%@example.com'", Read);
+    check(
+        "SELECT email FROM customer WHERE email LIKE '%@example.com'",
+        Read,
+    );
     check_why("SELECT 1 /*!50000 FOR UPDATE */", Master, Why::Locking);
     check_why("/*!50000 UPDATE t SET a=1 */", Master, Why::Write);
 }
