@@ -138,6 +138,41 @@ fn prestashop_statements() {
 }
 
 #[test]
+fn prestashop_listing_with_joins() {
+    let sql = "SELECT SQL_NO_CACHE p.*, product_shop.*, IFNULL(stock.quantity, 0) AS quantity, \
+        pl.`name`, image_shop.`id_image` id_image, il.`legend` as legend, m.`name` AS manufacturer_name, \
+        DATEDIFF(product_shop.`date_add`, DATE_SUB('2026-11-25 00:00:00', INTERVAL 20 DAY)) > 0 AS new \
+        FROM `ps_category_product` cp \
+        LEFT JOIN `ps_product` p ON p.`id_product` = cp.`id_product` \
+        INNER JOIN ps_product_shop product_shop ON (product_shop.id_product = p.id_product AND product_shop.id_shop = 1) \
+        LEFT JOIN `ps_stock_available` stock ON (stock.id_product = p.id_product AND stock.id_shop = 1) \
+        LEFT JOIN `ps_product_lang` pl ON (p.`id_product` = pl.`id_product` AND pl.`id_lang` = 1) \
+        LEFT JOIN `ps_image_shop` image_shop ON (image_shop.`id_product` = p.`id_product` AND image_shop.cover=1) \
+        LEFT JOIN `ps_image_lang` il ON (image_shop.`id_image` = il.`id_image` AND il.`id_lang` = 1) \
+        LEFT JOIN `ps_manufacturer` m ON m.`id_manufacturer` = p.`id_manufacturer` \
+        WHERE product_shop.`id_shop` = 1 AND cp.`id_category` = 3 AND product_shop.`active` = 1 \
+        AND product_shop.`visibility` IN ('both', 'catalog') ORDER BY cp.`position` ASC LIMIT 0,12";
+    let s = classify(sql.as_bytes());
+    assert_eq!(s.kind, StmtKind::Select);
+    assert!(s.all_reads && !s.multi && !s.has_master_flag());
+    assert!(s
+        .digest
+        .contains("product_shop.`visibility` IN (...) ORDER BY cp.`position` ASC LIMIT ?, ?"));
+    assert!(
+        s.digest.contains("DATE_SUB(?, INTERVAL ? DAY)"),
+        "{}",
+        s.digest
+    );
+    assert_eq!(
+        route(&ctx(&s)),
+        Route {
+            target: Read,
+            why: Why::Read
+        }
+    );
+}
+
+#[test]
 fn hc1_calc_found_rows() {
     check_why(
         "SELECT SQL_CALC_FOUND_ROWS id FROM t LIMIT 1",
@@ -900,5 +935,21 @@ fn garbage_never_panics() {
             assert_eq!(r.target, Master, "{buf:?}");
         }
         let _ = pins_session(&s);
+    }
+    // a few long ones: deep nesting, long comment and string runs
+    for round in 0..200u64 {
+        let mut buf = Vec::new();
+        for _ in 0..400 {
+            let r = rng.next();
+            let piece = PIECES[(r as usize) % PIECES.len()];
+            buf.extend_from_slice(piece);
+            if round % 2 == 0 {
+                buf.push(b'(');
+            }
+        }
+        let s = classify_with(&buf, LexMode::default(), &cache);
+        if !s.kind.is_read() {
+            assert_eq!(route(&ctx(&s)).target, Master, "{buf:?}");
+        }
     }
 }
