@@ -13,7 +13,8 @@
 //! * Comments: `-- ` (dashes then a space or control byte), `#` to end of line, `/* */`.
 //!   `/*!NNNNN ...*/` and `/*M!NNNNNN ...*/` are executed by the server, so their body is lexed
 //!   as code (version digits skipped). `/*+ ... */` optimizer hints are plain comments here.
-//! * A comment containing `sqlproxy:master` or `sqlproxy:replica` sets [`Lexer::hint`].
+//! * A comment containing `sqlproxy:master` or `sqlproxy:replica` sets [`Lexer::hint`]
+//!   (master wins if both appear).
 //! * `@x`, `@'x'`, `` @`x` `` are user variables, `@@x` / `@@session.x` system variables; an
 //!   `@` glued to a preceding string or word (`'u'@'host'`, `root@localhost`) is punctuation.
 
@@ -115,7 +116,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// The last routing hint seen in a comment so far.
+    /// The routing hint seen in comments so far (`Master` if any comment asked for it).
     pub fn hint(&self) -> Option<Hint> {
         self.hint
     }
@@ -191,7 +192,10 @@ impl<'a> Lexer<'a> {
     fn note_hint(&mut self, start: usize, end: usize) {
         let body = self.src.get(start..end).unwrap_or_default();
         if let Some(h) = find_hint(body) {
-            self.hint = Some(h);
+            // A master hint wins over a replica hint, wherever each appears.
+            if self.hint != Some(Hint::Master) {
+                self.hint = Some(h);
+            }
         }
     }
 
@@ -435,7 +439,7 @@ pub fn find_hint(body: &[u8]) -> Option<Hint> {
             let starts =
                 |w: &[u8]| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w);
             if starts(b"master") {
-                found = Some(Hint::Master);
+                return Some(Hint::Master);
             } else if starts(b"replica") {
                 found = Some(Hint::Replica);
             }

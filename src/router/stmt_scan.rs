@@ -289,8 +289,9 @@ impl StmtScan {
             Kw::Xa => StmtKind::Xa,
             Kw::Kill => self.kill(src),
             Kw::Do => StmtKind::Do,
-            Kw::Show | Kw::Describe | Kw::Desc | Kw::Help => StmtKind::Show,
-            Kw::Explain => {
+            Kw::Show | Kw::Help => StmtKind::Show,
+            // DESCRIBE/DESC are synonyms of EXPLAIN: of a write (or with ANALYZE) it is Other.
+            Kw::Explain | Kw::Describe | Kw::Desc => {
                 let writes = [Kw::Analyze, Kw::Insert, Kw::Update, Kw::Delete, Kw::Replace];
                 if writes.iter().any(|&w| has(w)) {
                     StmtKind::Other

@@ -232,6 +232,9 @@ fn hc3_temporary_tables() {
 fn hc4_hc5_transactions_and_autocommit() {
     kind("SET autocommit=0", StmtKind::SetAutocommit(false));
     kind("SET autocommit = 1", StmtKind::SetAutocommit(true));
+    kind("SET autocommit=1;", StmtKind::SetAutocommit(true));
+    kind("SET @@autocommit := 0", StmtKind::SetAutocommit(false));
+    kind("SET SESSION @@session.autocommit = 0", StmtKind::SetSession);
     kind("set AUTOCOMMIT=off", StmtKind::SetAutocommit(false));
     kind("SET SESSION autocommit=ON", StmtKind::SetAutocommit(true));
     kind(
@@ -602,6 +605,10 @@ fn other_kinds() {
     kind("FLUSH PRIVILEGES", StmtKind::Ddl);
     kind("EXPLAIN UPDATE t SET a=1", StmtKind::Other);
     kind("EXPLAIN ANALYZE SELECT 1", StmtKind::Other);
+    kind("DESCRIBE SELECT * FROM t", StmtKind::Show);
+    kind("DESC DELETE FROM t", StmtKind::Other);
+    kind("EXPLAIN EXTENDED SELECT 1", StmtKind::Show);
+    kind("EXPLAIN ps_product", StmtKind::Show);
     kind("VALUES (1), (2)", StmtKind::Select);
     kind("TABLE t", StmtKind::Select);
     kind("((SELECT 1) UNION (SELECT 2))", StmtKind::Select);
@@ -673,6 +680,16 @@ fn comments_hints_and_executable_comments() {
     check_why("SELECT /* sqlproxy:replica */ * FROM t", Read, Why::Hint);
     check_why("SELECT * FROM t -- sqlproxy:master", Master, Why::Hint);
     check_why("SELECT * FROM t # SQLPROXY:MASTER", Master, Why::Hint);
+    check_why(
+        "/* sqlproxy:master */ SELECT /* sqlproxy:replica */ 1",
+        Master,
+        Why::Hint,
+    );
+    check_why(
+        "/* sqlproxy:replica sqlproxy:master */ SELECT 1",
+        Master,
+        Why::Hint,
+    );
     // a replica hint never sends a write, a transaction or a pinned session to a read node
     check_why(
         "/* sqlproxy:replica */ UPDATE t SET a=1",
