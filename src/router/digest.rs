@@ -94,7 +94,10 @@ impl Digest {
                     self.out.push(char::from(b.to_ascii_uppercase()));
                 }
             }
-            _ => self.out.push_str(&String::from_utf8_lossy(bytes)),
+            _ => match std::str::from_utf8(bytes) {
+                Ok(text) => self.out.push_str(text),
+                Err(_) => self.out.push_str(&String::from_utf8_lossy(bytes)),
+            },
         }
         if punct(b"(") && self.after_in {
             self.in_list = Some(InList {

@@ -129,8 +129,8 @@ pub enum Kw {
 pub const MAX_KEYWORD_LEN: usize = 24;
 
 /// A word upper-cased and packed big-endian into three u64s, zero-padded. Packed words
-/// compare like their bytes, and comparing three integers is far cheaper than a `memcmp` call
-/// per probe (the table look-up was most of the classifier's time before).
+/// compare like their bytes and hash cheaply; a binary search with a `memcmp` per probe was
+/// most of the classifier's time.
 type Packed = [u64; 3];
 
 /// Packs the first [`MAX_KEYWORD_LEN`] bytes of `word`, upper-cased.
@@ -152,15 +152,50 @@ pub fn lookup_ci(word: &[u8]) -> Option<(Kw, bool)> {
         return None;
     }
     let key = pack(word);
-    KEYWORDS
-        .binary_search_by(|(packed, _, _)| packed.cmp(&key))
-        .ok()
-        .and_then(|i| KEYWORDS.get(i))
-        .map(|&(_, kw, up)| (kw, up))
+    let mut at = slot(&key);
+    // The index is never full, so an empty slot ends every probe sequence.
+    loop {
+        let entry = match INDEX.get(at).copied() {
+            Some(0) | None => return None,
+            Some(n) => KEYWORDS.get(usize::from(n) - 1)?,
+        };
+        if entry.0 == key {
+            return Some((entry.1, entry.2));
+        }
+        at = (at + 1) & (SLOTS - 1);
+    }
 }
 
-/// Sorted by bytes (checked by a test): `(packed word, role, upper-case in digest)`.
-static KEYWORDS: &[(Packed, Kw, bool)] = &[
+/// Slots of the open-addressing index: a power of two, about three times the table, so most
+/// look-ups probe one or two slots.
+const SLOTS: usize = 1024;
+
+const fn slot(p: &Packed) -> usize {
+    let h =
+        (p[0] ^ p[1].rotate_left(21) ^ p[2].rotate_left(42)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 54) as usize & (SLOTS - 1)
+}
+
+/// Keyword index + 1 per slot (0 = empty), built at compile time from [`KEYWORDS`].
+static INDEX: [u16; SLOTS] = build_index();
+
+const fn build_index() -> [u16; SLOTS] {
+    let mut index = [0u16; SLOTS];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let mut at = slot(&KEYWORDS[i].0);
+        while index[at] != 0 {
+            at = (at + 1) & (SLOTS - 1);
+        }
+        index[at] = (i + 1) as u16;
+        i += 1;
+    }
+    index
+}
+
+/// `(packed word, role, upper-case in digest)`, sorted by bytes (checked by a test) so the
+/// list stays easy to read and to extend.
+const KEYWORDS: &[(Packed, Kw, bool)] = &[
     (pack(b"ACCESSIBLE"), Kw::Reserved, true),
     (pack(b"ADD"), Kw::Reserved, true),
     (pack(b"ALL"), Kw::Reserved, true),
@@ -491,6 +526,24 @@ mod tests {
         assert!(pack(b"SQL") < pack(b"SQL_CALC_FOUND_ROWS"));
         assert!(pack(b"SQLWARNING") < pack(b"SQL_BIG_RESULT"));
         assert_eq!(pack(b"select"), pack(b"SELECT"));
+        assert!(KEYWORDS.len() * 2 < SLOTS);
+    }
+
+    #[test]
+    fn every_keyword_is_found() {
+        for (packed, kw, up) in KEYWORDS {
+            let bytes: Vec<u8> = packed
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .take_while(|&b| b != 0)
+                .collect();
+            assert_eq!(
+                lookup_ci(&bytes),
+                Some((*kw, *up)),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
     }
 
     #[test]
