@@ -194,7 +194,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The process-wide cache used by [`super::classify`].
+/// The process-wide cache used by [`super::classify()`].
 pub fn global() -> &'static VerdictCache {
     static CACHE: OnceLock<VerdictCache> = OnceLock::new();
     CACHE.get_or_init(|| VerdictCache::new(DEFAULT_CAPACITY))

@@ -2,7 +2,7 @@
 //!
 //! [`classify`] is the hot-path entry. It runs the [`Lexer`] once; each token updates the
 //! per-statement scan (kind from the first tokens, flags from keyword patterns) and the
-//! [`Digest`]. Only when the scan ends in [`StmtKind::Other`] does it ask [`analyze`] (sqlparser
+//! digest. Only when the scan ends in [`StmtKind::Other`] does it ask [`analyze`] (sqlparser
 //! behind a verdict cache keyed by the digest) whether the text is in fact a plain read.
 //! Nothing here allocates except the digest, the `USE` name, and a verdict-cache miss.
 
@@ -47,14 +47,15 @@ pub struct Statement {
     /// Reads `@@x` / `@@session.x`.
     pub session_vars: bool,
     /// Depends on the connection that ran the previous statement: SHOW WARNINGS/ERRORS,
-    /// SHOW COUNT(*) WARNINGS, SHOW PROFILE(S), SHOW [SESSION] STATUS, @@warning_count,
+    /// SHOW COUNT(*) WARNINGS, SHOW PROFILE(S), `SHOW [SESSION] STATUS`, @@warning_count,
     /// @@error_count, GET DIAGNOSTICS, LAST_INSERT_ID(, FOUND_ROWS(, ROW_COUNT(, @@identity.
     pub same_conn: bool,
     /// `SET STATEMENT ... FOR <stmt>`: `kind` and the flags describe `<stmt>`.
     pub set_statement: bool,
     /// `/* sqlproxy:master */` or `/* sqlproxy:replica */` in any comment.
     pub hint: Option<Hint>,
-    /// Normalized text; see [`super::digest`].
+    /// Normalized text: literals → `?`, comments dropped, keywords upper-cased, identifiers
+    /// as written, `IN (...)` lists collapsed.
     pub digest: String,
     /// Kinds of the statements after the first (empty unless `multi`).
     pub rest: Vec<StmtKind>,
@@ -77,13 +78,13 @@ pub enum StmtKind {
     /// CREATE/ALTER/DROP/RENAME/TRUNCATE/GRANT/REVOKE, ANALYZE/OPTIMIZE/REPAIR/CHECK/CHECKSUM
     /// TABLE, FLUSH.
     Ddl,
-    /// BEGIN [WORK], START TRANSACTION [READ ONLY|READ WRITE|WITH CONSISTENT SNAPSHOT].
+    /// `BEGIN [WORK]`, `START TRANSACTION [READ ONLY|READ WRITE|WITH CONSISTENT SNAPSHOT]`.
     Begin {
         read_only: bool,
     },
     Commit,
     Rollback,
-    /// SAVEPOINT, RELEASE SAVEPOINT, ROLLBACK [WORK] TO [SAVEPOINT].
+    /// `SAVEPOINT`, `RELEASE SAVEPOINT`, `ROLLBACK [WORK] TO [SAVEPOINT]`.
     Savepoint,
     /// Exactly `SET [SESSION|LOCAL|@@session.|@@local.|@@]autocommit = 0|1|ON|OFF|TRUE|FALSE`.
     SetAutocommit(bool),

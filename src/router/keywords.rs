@@ -125,7 +125,7 @@ pub enum Kw {
     Xml,
 }
 
-/// The longest word in [`KEYWORDS`]; longer words are never looked up.
+/// The longest word in the keyword table; longer words are never looked up.
 pub const MAX_KEYWORD_LEN: usize = 24;
 
 /// A word upper-cased and packed big-endian into three u64s, zero-padded. Packed words

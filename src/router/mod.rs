@@ -8,7 +8,7 @@
 //! * `digest`: the normalized text that keys the verdict cache and stats.
 //! * `analyze`: sqlparser fallback for texts the lexer left as `Other`, with a bounded
 //!   verdict cache keyed by digest.
-//! * `route`: [`route`] from a [`RouterContext`] to a [`Route`] with its [`Why`].
+//! * `route`: [`route()`] from a [`RouterContext`] to a [`Route`] with its [`Why`].
 
 pub mod analyze;
 pub mod classify;

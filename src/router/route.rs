@@ -6,7 +6,7 @@
 //! | # | statement / session | target | why |
 //! |---|---|---|---|
 //! | 1 | INSERT, UPDATE, DELETE, REPLACE | master | `Write` |
-//! | 2 | LOAD DATA [LOCAL] | master | `LoadData` |
+//! | 2 | `LOAD DATA [LOCAL]` | master | `LoadData` |
 //! | 3 | CREATE/DROP TEMPORARY TABLE | master | `TempTable` |
 //! | 4 | FLUSH TABLES WITH READ LOCK, LOCK/UNLOCK TABLES | master | `LockTables` |
 //! | 5 | other DDL (CREATE, ALTER, DROP, TRUNCATE, GRANT, FLUSH, OPTIMIZE ...) | master | `Ddl` |

@@ -303,7 +303,7 @@ impl StmtScan {
         }
     }
 
-    /// KILL [HARD|SOFT] [CONNECTION|QUERY [ID]] n
+    /// `KILL [HARD|SOFT] [CONNECTION|QUERY [ID]] n`
     fn kill(&self, src: &[u8]) -> StmtKind {
         let mut i = 1;
         if matches!(self.head_kw(i), Kw::Hard | Kw::Soft) {
