@@ -1,0 +1,248 @@
+//! The routing decision: master or any healthy read node, with the reason.
+//!
+//! [`route`] is a pure function of a [`RouterContext`]: the classified statement plus the
+//! session facts the router may look at. Its rules, checked top to bottom (first match wins):
+//!
+//! | # | statement / session | target | why |
+//! |---|---|---|---|
+//! | 1 | INSERT, UPDATE, DELETE, REPLACE | master | `Write` |
+//! | 2 | `LOAD DATA [LOCAL]` | master | `LoadData` |
+//! | 3 | CREATE/DROP TEMPORARY TABLE | master | `TempTable` |
+//! | 4 | FLUSH TABLES WITH READ LOCK, LOCK/UNLOCK TABLES | master | `LockTables` |
+//! | 5 | other DDL (CREATE, ALTER, DROP, TRUNCATE, GRANT, FLUSH, OPTIMIZE ...) | master | `Ddl` |
+//! | 6 | BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT | master | `Transaction` |
+//! | 7 | XA ... | master | `Xa` |
+//! | 8 | SET of any kind (the session replays `SetSession` on its other connections) | master | `Set` / `UserVariable` |
+//! | 9 | USE db | master | `Use` |
+//! | 10 | CALL | master | `Call` |
+//! | 11 | SQL-level PREPARE / EXECUTE / DEALLOCATE | master | `Prepare` |
+//! | 12 | DO, KILL | master | `Do`, `Kill` |
+//! | 13 | anything not understood (incl. unterminated quotes, HANDLER, EXPLAIN of a write) | master | `Unknown` |
+//! | 14 | read with FOR UPDATE / FOR SHARE / LOCK IN SHARE MODE | master | `Locking` |
+//! | 15 | SELECT ... INTO | master | `SelectInto` |
+//! | 16 | LAST_INSERT_ID(), FOUND_ROWS(), GET_LOCK(), NEXTVAL(), @@identity, SHOW PROCESSLIST ... | master | `MasterFunction` |
+//! | 17 | SHOW WARNINGS/ERRORS, @@warning_count ... (about the previous statement) | master | `SameConnection` |
+//! | 18 | SQL_CALC_FOUND_ROWS | master | `FoundRows` |
+//! | 19 | reads or writes a user variable `@x` | master | `UserVariable` |
+//! | 20 | several statements, not all plain reads | master | `MultiStatement` |
+//! | 21 | session pinned to the master (user vars, temp tables, locks, SQL PREPARE, CALL) | master | `Pinned` |
+//! | 22 | inside a transaction (server says IN_TRANS, or autocommit is off) | master | `Transaction` |
+//! | 23 | `routing.read_split = false` | master | `ReadSplitOff` |
+//! | 24 | `/* sqlproxy:master */` hint | master | `Hint` |
+//! | 25 | `/* sqlproxy:replica */` hint on a plain read | read node | `Hint` |
+//! | 26 | plain SELECT / SHOW / DESCRIBE / EXPLAIN SELECT / HELP (`@@session` reads allowed) | read node | `Read` |
+//!
+//! A replica hint never sends a write, a transaction or a pinned session's statement to a
+//! read node: rules 1–24 come first. `SET STATEMENT ... FOR <stmt>` routes as `<stmt>`.
+
+use std::fmt;
+
+use super::classify::{Hint, Statement, StmtKind};
+
+/// Where a statement goes. `Read` = any healthy node by weight (topology picks which).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Master,
+    Read,
+}
+
+/// Why a statement goes where it goes (for the debug log and admin output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    Write,
+    LoadData,
+    Ddl,
+    Transaction,
+    Locking,
+    MasterFunction,
+    SameConnection,
+    FoundRows,
+    UserVariable,
+    SelectInto,
+    Call,
+    LockTables,
+    NamedLock,
+    TempTable,
+    Xa,
+    Set,
+    Use,
+    Prepare,
+    Do,
+    Kill,
+    Hint,
+    Pinned,
+    Unknown,
+    MultiStatement,
+    Read,
+    ReadSplitOff,
+    /// Reserved for the session: a `START TRANSACTION READ ONLY` it runs whole on one read
+    /// node (HC16). [`route`] never returns it.
+    ReadOnlyTx,
+}
+
+impl Why {
+    /// A short snake_case name for logs and admin output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Write => "write",
+            Why::LoadData => "load_data",
+            Why::Ddl => "ddl",
+            Why::Transaction => "transaction",
+            Why::Locking => "locking",
+            Why::MasterFunction => "master_function",
+            Why::SameConnection => "same_connection",
+            Why::FoundRows => "found_rows",
+            Why::UserVariable => "user_variable",
+            Why::SelectInto => "select_into",
+            Why::Call => "call",
+            Why::LockTables => "lock_tables",
+            Why::NamedLock => "named_lock",
+            Why::TempTable => "temp_table",
+            Why::Xa => "xa",
+            Why::Set => "set",
+            Why::Use => "use",
+            Why::Prepare => "prepare",
+            Why::Do => "do",
+            Why::Kill => "kill",
+            Why::Hint => "hint",
+            Why::Pinned => "pinned",
+            Why::Unknown => "unknown",
+            Why::MultiStatement => "multi_statement",
+            Why::Read => "read",
+            Why::ReadSplitOff => "read_split_off",
+            Why::ReadOnlyTx => "read_only_tx",
+        }
+    }
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The decision: target and reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub target: Target,
+    pub why: Why,
+}
+
+impl Route {
+    fn master(why: Why) -> Self {
+        Route {
+            target: Target::Master,
+            why,
+        }
+    }
+}
+
+/// Everything [`route`] may look at.
+#[derive(Clone, Copy, Debug)]
+pub struct RouterContext<'a> {
+    pub stmt: &'a Statement,
+    /// The backend said SERVER_STATUS_IN_TRANS, or autocommit is off.
+    pub in_transaction: bool,
+    /// The session is pinned to the master (see [`pins_session`]).
+    pub pinned: bool,
+    /// Config `routing.read_split`.
+    pub read_split: bool,
+}
+
+/// Decides where the statement goes; see the module table.
+pub fn route(ctx: &RouterContext) -> Route {
+    let s = ctx.stmt;
+    if let Some(why) = kind_why(s) {
+        return Route::master(why);
+    }
+    if let Some(why) = flag_why(s) {
+        return Route::master(why);
+    }
+    if s.multi && !s.all_reads {
+        return Route::master(Why::MultiStatement);
+    }
+    if ctx.pinned {
+        return Route::master(Why::Pinned);
+    }
+    if ctx.in_transaction {
+        return Route::master(Why::Transaction);
+    }
+    if !ctx.read_split {
+        return Route::master(Why::ReadSplitOff);
+    }
+    match s.hint {
+        Some(Hint::Master) => Route::master(Why::Hint),
+        Some(Hint::Replica) => Route {
+            target: Target::Read,
+            why: Why::Hint,
+        },
+        None => Route {
+            target: Target::Read,
+            why: Why::Read,
+        },
+    }
+}
+
+/// The reason a statement of this kind always goes to the master; None for reads.
+fn kind_why(s: &Statement) -> Option<Why> {
+    Some(match s.kind {
+        StmtKind::Select | StmtKind::Show => return None,
+        StmtKind::Insert | StmtKind::Update | StmtKind::Delete | StmtKind::Replace => Why::Write,
+        StmtKind::LoadData { .. } => Why::LoadData,
+        StmtKind::Ddl if s.temp_table => Why::TempTable,
+        StmtKind::Ddl if s.uses_lock => Why::LockTables,
+        StmtKind::Ddl => Why::Ddl,
+        StmtKind::Begin { .. } | StmtKind::Commit | StmtKind::Rollback | StmtKind::Savepoint => {
+            Why::Transaction
+        }
+        StmtKind::Xa => Why::Xa,
+        StmtKind::SetUserVar => Why::UserVariable,
+        StmtKind::SetAutocommit(_) | StmtKind::SetSession | StmtKind::SetGlobal => Why::Set,
+        StmtKind::Use(_) => Why::Use,
+        StmtKind::LockTables | StmtKind::UnlockTables => Why::LockTables,
+        StmtKind::Call => Why::Call,
+        StmtKind::Prepare | StmtKind::Execute | StmtKind::Deallocate => Why::Prepare,
+        StmtKind::Do => Why::Do,
+        StmtKind::Kill { .. } => Why::Kill,
+        StmtKind::Other => Why::Unknown,
+    })
+}
+
+/// The first master-only flag of a read, in the table's order.
+fn flag_why(s: &Statement) -> Option<Why> {
+    [
+        (s.locking, Why::Locking),
+        (s.into, Why::SelectInto),
+        (s.master_func, Why::MasterFunction),
+        (s.same_conn, Why::SameConnection),
+        (s.calc_found_rows, Why::FoundRows),
+        (s.user_vars, Why::UserVariable),
+        (s.temp_table, Why::TempTable),
+        (s.uses_lock, Why::LockTables),
+    ]
+    .into_iter()
+    .find_map(|(on, why)| on.then_some(why))
+}
+
+/// Whether running `stmt` pins the session to the master for the rest of its life, and why:
+/// a user variable written, a temporary table, a named lock or table lock, an SQL-level
+/// PREPARE, or a CALL (a procedure may create temp tables or set variables we cannot see).
+pub fn pins_session(stmt: &Statement) -> Option<Why> {
+    let kinds = || std::iter::once(&stmt.kind).chain(&stmt.rest);
+    let any = |k: StmtKind| kinds().any(|s| *s == k);
+    if stmt.user_var_write || any(StmtKind::SetUserVar) {
+        Some(Why::UserVariable)
+    } else if stmt.temp_table {
+        Some(Why::TempTable)
+    } else if any(StmtKind::LockTables) || (stmt.uses_lock && any(StmtKind::Ddl)) {
+        Some(Why::LockTables)
+    } else if stmt.uses_lock {
+        Some(Why::NamedLock)
+    } else if any(StmtKind::Prepare) {
+        Some(Why::Prepare)
+    } else if any(StmtKind::Call) {
+        Some(Why::Call)
+    } else {
+        None
+    }
+}

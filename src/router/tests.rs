@@ -1,0 +1,995 @@
+//! Table-driven tests of the router: routing, kinds, flags, digests, and garbage input.
+
+use super::analyze::VerdictCache;
+use super::classify::{classify_with, scan};
+use super::*;
+
+use Target::{Master, Read};
+
+fn ctx(stmt: &Statement) -> RouterContext<'_> {
+    RouterContext {
+        stmt,
+        in_transaction: false,
+        pinned: false,
+        read_split: true,
+    }
+}
+
+fn routed(sql: &str) -> Route {
+    let stmt = classify(sql.as_bytes());
+    route(&ctx(&stmt))
+}
+
+/// Routes `sql` alone (autocommit on, not pinned, read split on) and checks the target.
+#[track_caller]
+fn check(sql: &str, expected: Target) {
+    let r = routed(sql);
+    assert_eq!(r.target, expected, "{sql:?} routed {r:?}");
+}
+
+#[track_caller]
+fn check_why(sql: &str, expected: Target, why: Why) {
+    let r = routed(sql);
+    assert_eq!(
+        r,
+        Route {
+            target: expected,
+            why
+        },
+        "{sql:?}"
+    );
+}
+
+#[track_caller]
+fn kind(sql: &str, expected: StmtKind) {
+    assert_eq!(classify(sql.as_bytes()).kind, expected, "{sql:?}");
+}
+
+#[track_caller]
+fn digest(sql: &str, expected: &str) {
+    assert_eq!(classify(sql.as_bytes()).digest, expected, "{sql:?}");
+}
+
+#[test]
+fn sysbench_statements() {
+    check("SELECT c FROM sbtest1 WHERE id=4991", Read);
+    check("SELECT c FROM sbtest1 WHERE id=?", Read);
+    check("SELECT c FROM sbtest3 WHERE id BETWEEN 10 AND 109", Read);
+    check(
+        "SELECT SUM(k) FROM sbtest1 WHERE id BETWEEN 5 AND 104",
+        Read,
+    );
+    check(
+        "SELECT c FROM sbtest1 WHERE id BETWEEN 5 AND 104 ORDER BY c",
+        Read,
+    );
+    check(
+        "SELECT DISTINCT c FROM sbtest1 WHERE id BETWEEN 5 AND 104 ORDER BY c",
+        Read,
+    );
+    check_why("UPDATE sbtest1 SET k=k+1 WHERE id=5", Master, Why::Write);
+    check_why(
+        "UPDATE sbtest1 SET c='09-12' WHERE id=5",
+        Master,
+        Why::Write,
+    );
+    check_why("DELETE FROM sbtest1 WHERE id=5", Master, Why::Write);
+    check_why(
+        "INSERT INTO sbtest1 (id, k, c, pad) VALUES (5, 4, 'c', 'p')",
+        Master,
+        Why::Write,
+    );
+    check_why("BEGIN", Master, Why::Transaction);
+    check_why("COMMIT", Master, Why::Transaction);
+}
+
+#[test]
+fn prestashop_statements() {
+    check(
+        "SELECT `value` FROM `ps_configuration` WHERE `name` = 'PS_SHOP_ENABLE' LIMIT 1",
+        Read,
+    );
+    check(
+        "SELECT SQL_NO_CACHE c.`id_category`, cl.`name` FROM `ps_category` c \
+         LEFT JOIN `ps_category_lang` cl ON (c.`id_category` = cl.`id_category` AND cl.`id_lang` = 1) \
+         WHERE c.`id_parent` IN (2, 3, 4) ORDER BY c.`position` ASC LIMIT 0,10",
+        Read,
+    );
+    check("SELECT p.* FROM ps_product p INNER JOIN ps_product_shop ps ON ps.id_product = p.id_product WHERE p.id_product = 7", Read);
+    check(
+        "SELECT COUNT(*) FROM `ps_orders` o WHERE o.`id_customer` = 2",
+        Read,
+    );
+    check("SHOW TABLES LIKE 'ps_%'", Read);
+    check("SHOW TABLE STATUS LIKE 'ps_product'", Read);
+    check("SHOW COLUMNS FROM `ps_product`", Read);
+    check("DESCRIBE ps_product", Read);
+    check("DESC `ps_product`", Read);
+    check("EXPLAIN SELECT * FROM ps_product", Read);
+    check("EXPLAIN FORMAT=JSON SELECT * FROM ps_product", Read);
+    check("HELP 'SELECT'", Read);
+    check("SELECT @@session.sql_mode", Read);
+    check("SELECT @@server_id, @@version", Read);
+    check_why(
+        "INSERT INTO `ps_connections` (`id_guest`, `date_add`) VALUES (1, NOW())",
+        Master,
+        Why::Write,
+    );
+    check_why(
+        "UPDATE `ps_cart` SET `date_upd` = '2026-01-01' WHERE `id_cart` = 3",
+        Master,
+        Why::Write,
+    );
+    check_why(
+        "REPLACE INTO ps_cart_product VALUES (1,2,3)",
+        Master,
+        Why::Write,
+    );
+    check_why(
+        "INSERT INTO ps_x (a) SELECT a FROM ps_y",
+        Master,
+        Why::Write,
+    );
+    check_why(
+        "DELETE FROM `ps_cart_rule_combination` WHERE `id_cart_rule_1` IN (1,2)",
+        Master,
+        Why::Write,
+    );
+}
+
+#[test]
+fn prestashop_listing_with_joins() {
+    let sql = "SELECT SQL_NO_CACHE p.*, product_shop.*, IFNULL(stock.quantity, 0) AS quantity, \
+        pl.`name`, image_shop.`id_image` id_image, il.`legend` as legend, m.`name` AS manufacturer_name, \
+        DATEDIFF(product_shop.`date_add`, DATE_SUB('2026-11-25 00:00:00', INTERVAL 20 DAY)) > 0 AS new \
+        FROM `ps_category_product` cp \
+        LEFT JOIN `ps_product` p ON p.`id_product` = cp.`id_product` \
+        INNER JOIN ps_product_shop product_shop ON (product_shop.id_product = p.id_product AND product_shop.id_shop = 1) \
+        LEFT JOIN `ps_stock_available` stock ON (stock.id_product = p.id_product AND stock.id_shop = 1) \
+        LEFT JOIN `ps_product_lang` pl ON (p.`id_product` = pl.`id_product` AND pl.`id_lang` = 1) \
+        LEFT JOIN `ps_image_shop` image_shop ON (image_shop.`id_product` = p.`id_product` AND image_shop.cover=1) \
+        LEFT JOIN `ps_image_lang` il ON (image_shop.`id_image` = il.`id_image` AND il.`id_lang` = 1) \
+        LEFT JOIN `ps_manufacturer` m ON m.`id_manufacturer` = p.`id_manufacturer` \
+        WHERE product_shop.`id_shop` = 1 AND cp.`id_category` = 3 AND product_shop.`active` = 1 \
+        AND product_shop.`visibility` IN ('both', 'catalog') ORDER BY cp.`position` ASC LIMIT 0,12";
+    let s = classify(sql.as_bytes());
+    assert_eq!(s.kind, StmtKind::Select);
+    assert!(s.all_reads && !s.multi && !s.has_master_flag());
+    assert!(s
+        .digest
+        .contains("product_shop.`visibility` IN (...) ORDER BY cp.`position` ASC LIMIT ?, ?"));
+    assert!(
+        s.digest.contains("DATE_SUB(?, INTERVAL ? DAY)"),
+        "{}",
+        s.digest
+    );
+    assert_eq!(
+        route(&ctx(&s)),
+        Route {
+            target: Read,
+            why: Why::Read
+        }
+    );
+}
+
+#[test]
+fn hc1_calc_found_rows() {
+    check_why(
+        "SELECT SQL_CALC_FOUND_ROWS id FROM t LIMIT 1",
+        Master,
+        Why::FoundRows,
+    );
+    check_why("SELECT FOUND_ROWS()", Master, Why::MasterFunction);
+    check_why("select found_rows ( )", Master, Why::MasterFunction);
+    // a column called found_rows is not the function
+    check("SELECT found_rows FROM stats", Read);
+}
+
+#[test]
+fn hc2_last_insert_id() {
+    check_why("SELECT LAST_INSERT_ID()", Master, Why::MasterFunction);
+    check_why("SELECT LAST_INSERT_ID();", Master, Why::MasterFunction);
+    check_why(
+        "SELECT LAST_INSERT_ID() AS id ;  -- done",
+        Master,
+        Why::MasterFunction,
+    );
+    check_why("SELECT @@identity", Master, Why::MasterFunction);
+    check_why("SELECT @@IDENTITY", Master, Why::MasterFunction);
+    check_why(
+        "SELECT @@session.last_insert_id",
+        Master,
+        Why::MasterFunction,
+    );
+    check_why("SELECT ROW_COUNT()", Master, Why::MasterFunction);
+    check("UPDATE t SET id=LAST_INSERT_ID(id+1)", Master);
+    assert!(!classify(b"SELECT LAST_INSERT_ID();").multi);
+}
+
+#[test]
+fn hc3_temporary_tables() {
+    check_why(
+        "CREATE TEMPORARY TABLE tmp_x AS SELECT * FROM t",
+        Master,
+        Why::TempTable,
+    );
+    check_why(
+        "CREATE OR REPLACE TEMPORARY TABLE ps_cat_restriction (id int)",
+        Master,
+        Why::TempTable,
+    );
+    check_why(
+        "DROP TEMPORARY TABLE IF EXISTS tmp_x",
+        Master,
+        Why::TempTable,
+    );
+    check_why("CREATE TABLE t (temporary int)", Master, Why::Ddl);
+    let s = classify(b"CREATE TEMPORARY TABLE tmp_x (id int)");
+    assert_eq!(pins_session(&s), Some(Why::TempTable));
+}
+
+#[test]
+fn hc4_hc5_transactions_and_autocommit() {
+    kind("SET autocommit=0", StmtKind::SetAutocommit(false));
+    kind("SET autocommit = 1", StmtKind::SetAutocommit(true));
+    kind("SET autocommit=1;", StmtKind::SetAutocommit(true));
+    kind("SET @@autocommit := 0", StmtKind::SetAutocommit(false));
+    kind("SET SESSION @@session.autocommit = 0", StmtKind::SetSession);
+    kind("set AUTOCOMMIT=off", StmtKind::SetAutocommit(false));
+    kind("SET SESSION autocommit=ON", StmtKind::SetAutocommit(true));
+    kind(
+        "SET LOCAL autocommit := FALSE",
+        StmtKind::SetAutocommit(false),
+    );
+    kind("SET @@autocommit=1", StmtKind::SetAutocommit(true));
+    kind("SET @@session.autocommit=0", StmtKind::SetAutocommit(false));
+    kind(
+        "/*!40101 SET autocommit=0 */",
+        StmtKind::SetAutocommit(false),
+    );
+    kind("SET autocommit=0, sql_mode=''", StmtKind::SetSession);
+    kind("SET GLOBAL autocommit=0", StmtKind::SetGlobal);
+    kind("SET @@global.autocommit=0", StmtKind::SetGlobal);
+    kind("SET autocommit=2", StmtKind::SetSession);
+    check_why("SET autocommit=0", Master, Why::Set);
+    // after SET autocommit=0 the session reports in_transaction: the SELECT goes to the master
+    let s = classify(b"SELECT version FROM t WHERE id=1");
+    let r = route(&RouterContext {
+        in_transaction: true,
+        ..ctx(&s)
+    });
+    assert_eq!(
+        r,
+        Route {
+            target: Master,
+            why: Why::Transaction
+        }
+    );
+    kind("BEGIN", StmtKind::Begin { read_only: false });
+    kind("begin work", StmtKind::Begin { read_only: false });
+    kind("BEGIN NOT ATOMIC SELECT 1; END", StmtKind::Other);
+    kind("START TRANSACTION", StmtKind::Begin { read_only: false });
+    kind(
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+        StmtKind::Begin { read_only: false },
+    );
+    kind(
+        "START TRANSACTION READ WRITE",
+        StmtKind::Begin { read_only: false },
+    );
+    kind("START SLAVE", StmtKind::Other);
+    kind("COMMIT WORK AND NO CHAIN NO RELEASE", StmtKind::Commit);
+    kind("ROLLBACK", StmtKind::Rollback);
+    kind("ROLLBACK WORK AND CHAIN", StmtKind::Rollback);
+    kind("ROLLBACK TO SAVEPOINT sp1", StmtKind::Savepoint);
+    kind("ROLLBACK WORK TO sp1", StmtKind::Savepoint);
+    kind("SAVEPOINT sp1", StmtKind::Savepoint);
+    kind("RELEASE SAVEPOINT sp1", StmtKind::Savepoint);
+}
+
+#[test]
+fn hc9_user_and_session_variables() {
+    kind("SET @sessionvariable='value'", StmtKind::SetUserVar);
+    kind("SET @a := 1", StmtKind::SetUserVar);
+    kind("SET @a = 1, @@session.sql_mode = ''", StmtKind::SetUserVar);
+    kind(
+        "SET NAMES utf8mb4 COLLATE 'utf8mb4_unicode_ci'",
+        StmtKind::SetSession,
+    );
+    kind("SET NAMES utf8", StmtKind::SetSession);
+    kind("SET CHARACTER SET utf8", StmtKind::SetSession);
+    kind("SET CHARSET latin1", StmtKind::SetSession);
+    kind("SET @@session.sql_select_limit=10", StmtKind::SetSession);
+    kind(
+        "SET SESSION group_concat_max_len=100000",
+        StmtKind::SetSession,
+    );
+    kind(
+        "SET sql_mode=CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'), time_zone='+00:00'",
+        StmtKind::SetSession,
+    );
+    kind(
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        StmtKind::SetSession,
+    );
+    kind("SET TRANSACTION READ ONLY", StmtKind::SetSession);
+    kind("SET GLOBAL max_connections=1000", StmtKind::SetGlobal);
+    kind(
+        "SET GLOBAL read_only=1, sort_buffer_size=100",
+        StmtKind::SetGlobal,
+    );
+    kind(
+        "SET GLOBAL TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        StmtKind::SetGlobal,
+    );
+    kind("SET PASSWORD = PASSWORD('x')", StmtKind::SetGlobal);
+    kind("SET ROLE admin", StmtKind::SetGlobal);
+    kind("SET DEFAULT ROLE admin FOR u", StmtKind::SetGlobal);
+    check_why("SET @x=1", Master, Why::UserVariable);
+    check_why("SELECT @sessionvariable", Master, Why::UserVariable);
+    check_why("SELECT @x:=MAX(id) FROM t", Master, Why::UserVariable);
+    check_why("SET NAMES utf8mb4", Master, Why::Set);
+    let s = classify(b"SELECT @x:=MAX(id) FROM t");
+    assert!(s.user_var_write && s.user_vars);
+    assert_eq!(pins_session(&s), Some(Why::UserVariable));
+    assert_eq!(
+        pins_session(&classify(b"SET @a=1")),
+        Some(Why::UserVariable)
+    );
+    assert_eq!(pins_session(&classify(b"SELECT @a")), None);
+    assert_eq!(pins_session(&classify(b"SET NAMES utf8")), None);
+    let s = classify(b"SELECT @@session.tx_read_only");
+    assert!(s.session_vars && !s.user_vars);
+    assert_eq!(route(&ctx(&s)).target, Read);
+}
+
+#[test]
+fn hc11_load_data() {
+    kind(
+        "LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t",
+        StmtKind::LoadData { local: true },
+    );
+    kind(
+        "LOAD DATA CONCURRENT LOCAL INFILE 'x.csv' INTO TABLE t",
+        StmtKind::LoadData { local: true },
+    );
+    kind(
+        "load data infile '/tmp/x' into table t",
+        StmtKind::LoadData { local: false },
+    );
+    kind(
+        "LOAD XML LOCAL INFILE 'x.xml' INTO TABLE t",
+        StmtKind::LoadData { local: true },
+    );
+    check_why(
+        "LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t",
+        Master,
+        Why::LoadData,
+    );
+    assert!(!classify(b"LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t").into);
+}
+
+#[test]
+fn hc13_multi_statements() {
+    let s = classify(b"INSERT INTO test(t) VALUES ('a'); SELECT LAST_INSERT_ID() AS LID;");
+    assert!(s.multi && !s.all_reads);
+    assert_eq!(s.kind, StmtKind::Insert);
+    check(
+        "INSERT INTO test(t) VALUES ('a'); SELECT LAST_INSERT_ID() AS LID;",
+        Master,
+    );
+    check_why("USE db1; SELECT 1", Master, Why::Use);
+    let s = classify(b"SELECT 1; SELECT 2");
+    assert!(s.multi && s.all_reads);
+    check("SELECT 1; SELECT 2", Read);
+    check_why("SELECT 1; UPDATE t SET a=1", Master, Why::MultiStatement);
+    check_why(
+        "SELECT * FROM t; DELETE FROM t",
+        Master,
+        Why::MultiStatement,
+    );
+    check_why("SELECT 1; SELECT 2 FOR UPDATE", Master, Why::Locking);
+    let s = classify(b"SELECT 1 ; ; -- trailing\n /* c */ ");
+    assert!(!s.multi && s.all_reads);
+    check("SELECT ';' FROM t", Read);
+    let s = classify(b"USE db1; SELECT 1; COMMIT");
+    assert_eq!(s.kind, StmtKind::Use(b"db1".to_vec()));
+    assert_eq!(s.rest, vec![StmtKind::Select, StmtKind::Commit]);
+    assert!(classify(b"SELECT 1;").rest.is_empty());
+    assert_eq!(
+        pins_session(&classify(b"SELECT 1; PREPARE s FROM 'SELECT 2'")),
+        Some(Why::Prepare)
+    );
+    assert_eq!(
+        pins_session(&classify(b"SELECT 1; SET @a=1")),
+        Some(Why::UserVariable)
+    );
+    assert_eq!(
+        pins_session(&classify(b"SELECT 1; CREATE TEMPORARY TABLE x (a int)")),
+        Some(Why::TempTable)
+    );
+}
+
+#[test]
+fn hc14_call() {
+    check_why("CALL p()", Master, Why::Call);
+    check_why("call shop.p(1, @out)", Master, Why::Call);
+    assert_eq!(pins_session(&classify(b"CALL p()")), Some(Why::Call));
+}
+
+#[test]
+fn hc16_read_only_transactions() {
+    kind(
+        "START TRANSACTION READ ONLY",
+        StmtKind::Begin { read_only: true },
+    );
+    kind(
+        "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT",
+        StmtKind::Begin { read_only: true },
+    );
+    kind("SET SESSION TRANSACTION READ ONLY", StmtKind::SetSession);
+    kind("SET SESSION TRANSACTION READ WRITE", StmtKind::SetSession);
+    check_why("START TRANSACTION READ ONLY", Master, Why::Transaction);
+    check("SELECT @@session.transaction_read_only", Read);
+    check("SELECT @@tx_read_only", Read);
+}
+
+#[test]
+fn locking_reads() {
+    check_why(
+        "SELECT * FROM t WHERE id=1 FOR UPDATE",
+        Master,
+        Why::Locking,
+    );
+    check_why(
+        "SELECT * FROM t WHERE id=1 for update skip locked",
+        Master,
+        Why::Locking,
+    );
+    check_why(
+        "SELECT * FROM t WHERE id=1 FOR UPDATE NOWAIT",
+        Master,
+        Why::Locking,
+    );
+    check_why(
+        "SELECT * FROM t WHERE id=1 LOCK IN SHARE MODE",
+        Master,
+        Why::Locking,
+    );
+    check_why("SELECT * FROM t FOR SHARE", Master, Why::Locking);
+    check_why("(SELECT * FROM t FOR UPDATE)", Master, Why::Locking);
+    check("SELECT `for`, `update` FROM t", Read);
+    check("SELECT 'FOR UPDATE' FROM t", Read);
+    check("SELECT * FROM t /* FOR UPDATE */", Read);
+}
+
+#[test]
+fn select_into_and_master_functions() {
+    check_why("SELECT a INTO @x FROM t", Master, Why::SelectInto);
+    check_why(
+        "SELECT * FROM t INTO OUTFILE '/tmp/x'",
+        Master,
+        Why::SelectInto,
+    );
+    check_why(
+        "SELECT a FROM t INTO DUMPFILE '/tmp/x'",
+        Master,
+        Why::SelectInto,
+    );
+    assert!(classify(b"SELECT a INTO @x FROM t").user_var_write);
+    check_why("SELECT GET_LOCK('x', 10)", Master, Why::MasterFunction);
+    check_why("SELECT RELEASE_LOCK('x')", Master, Why::MasterFunction);
+    check_why("SELECT IS_FREE_LOCK('x')", Master, Why::MasterFunction);
+    check_why(
+        "SELECT MASTER_GTID_WAIT('0-1-100', 1)",
+        Master,
+        Why::MasterFunction,
+    );
+    check_why("SELECT NEXTVAL(seq)", Master, Why::MasterFunction);
+    check_why("SELECT NEXT VALUE FOR seq", Master, Why::MasterFunction);
+    check_why("SELECT PREVIOUS VALUE FOR seq", Master, Why::MasterFunction);
+    check_why("SELECT lastval(s)", Master, Why::MasterFunction);
+    assert_eq!(
+        pins_session(&classify(b"SELECT GET_LOCK('x', 10)")),
+        Some(Why::NamedLock)
+    );
+    check("SELECT NOW(), RAND(), UUID()", Read);
+    assert!(classify(b"SELECT NOW()").non_deterministic);
+    assert!(classify(b"SELECT CURRENT_TIMESTAMP").non_deterministic);
+    assert!(!classify(b"SELECT c FROM t WHERE id=1").non_deterministic);
+    assert!(!classify(b"SELECT now FROM t").non_deterministic);
+}
+
+#[test]
+fn show_of_connection_or_node_state() {
+    check_why("SHOW WARNINGS", Master, Why::SameConnection);
+    check_why("SHOW ERRORS LIMIT 1", Master, Why::SameConnection);
+    check_why("SHOW COUNT(*) WARNINGS", Master, Why::SameConnection);
+    check_why("SELECT @@warning_count", Master, Why::SameConnection);
+    check_why("SHOW STATUS LIKE 'Handler%'", Master, Why::SameConnection);
+    check_why("SHOW FULL PROCESSLIST", Master, Why::MasterFunction);
+    check_why("SHOW MASTER STATUS", Master, Why::MasterFunction);
+    check_why("SHOW SLAVE STATUS", Master, Why::MasterFunction);
+    check_why("SHOW GLOBAL STATUS", Master, Why::MasterFunction);
+    check_why(
+        "GET DIAGNOSTICS CONDITION 1 @p = MESSAGE_TEXT",
+        Master,
+        Why::Unknown,
+    );
+    check("SHOW VARIABLES LIKE 'sql_mode'", Read);
+    check("SHOW CREATE TABLE ps_product", Read);
+    check("SHOW DATABASES", Read);
+    check("SHOW INDEX FROM ps_product", Read);
+}
+
+#[test]
+fn other_kinds() {
+    kind("USE shop", StmtKind::Use(b"shop".to_vec()));
+    kind("USE `my``shop`;", StmtKind::Use(b"my`shop".to_vec()));
+    kind("LOCK TABLES t WRITE, u READ", StmtKind::LockTables);
+    kind("LOCK TABLE t READ", StmtKind::LockTables);
+    kind("UNLOCK TABLES", StmtKind::UnlockTables);
+    kind("PREPARE s FROM 'SELECT 1'", StmtKind::Prepare);
+    kind("EXECUTE s USING @a", StmtKind::Execute);
+    kind("EXECUTE IMMEDIATE 'SELECT 1'", StmtKind::Execute);
+    kind("DEALLOCATE PREPARE s", StmtKind::Deallocate);
+    kind("DROP PREPARE s", StmtKind::Deallocate);
+    kind("XA START 'x'", StmtKind::Xa);
+    kind("xa commit 'x'", StmtKind::Xa);
+    kind(
+        "KILL 42",
+        StmtKind::Kill {
+            query: false,
+            id: Some(42),
+        },
+    );
+    kind(
+        "KILL QUERY 42",
+        StmtKind::Kill {
+            query: true,
+            id: Some(42),
+        },
+    );
+    kind(
+        "KILL CONNECTION 7;",
+        StmtKind::Kill {
+            query: false,
+            id: Some(7),
+        },
+    );
+    kind(
+        "KILL HARD QUERY 7",
+        StmtKind::Kill {
+            query: true,
+            id: Some(7),
+        },
+    );
+    kind(
+        "KILL QUERY ID 7",
+        StmtKind::Kill {
+            query: true,
+            id: None,
+        },
+    );
+    kind(
+        "KILL USER bob",
+        StmtKind::Kill {
+            query: false,
+            id: None,
+        },
+    );
+    kind(
+        "KILL 99999999999999999999999",
+        StmtKind::Kill {
+            query: false,
+            id: None,
+        },
+    );
+    kind("DO SLEEP(1)", StmtKind::Do);
+    kind("HANDLER t READ FIRST", StmtKind::Other);
+    kind("CREATE TABLE t (a int)", StmtKind::Ddl);
+    kind("ALTER TABLE t ADD COLUMN b int", StmtKind::Ddl);
+    kind("TRUNCATE TABLE t", StmtKind::Ddl);
+    kind("RENAME TABLE a TO b", StmtKind::Ddl);
+    kind("GRANT SELECT ON *.* TO 'u'@'%'", StmtKind::Ddl);
+    kind(
+        "CREATE USER 'u'@'localhost' IDENTIFIED BY 'p'",
+        StmtKind::Ddl,
+    );
+    kind("ANALYZE TABLE t", StmtKind::Ddl);
+    kind("ANALYZE SELECT * FROM t", StmtKind::Other);
+    kind("OPTIMIZE TABLE t", StmtKind::Ddl);
+    kind("CHECK TABLE t", StmtKind::Ddl);
+    kind("CHECKSUM TABLE t", StmtKind::Ddl);
+    kind("REPAIR TABLE t", StmtKind::Ddl);
+    kind("FLUSH PRIVILEGES", StmtKind::Ddl);
+    kind("EXPLAIN UPDATE t SET a=1", StmtKind::Other);
+    kind("EXPLAIN ANALYZE SELECT 1", StmtKind::Other);
+    kind("DESCRIBE SELECT * FROM t", StmtKind::Show);
+    kind("DESC DELETE FROM t", StmtKind::Other);
+    kind("EXPLAIN EXTENDED SELECT 1", StmtKind::Show);
+    kind("EXPLAIN ps_product", StmtKind::Show);
+    kind("VALUES (1), (2)", StmtKind::Select);
+    kind("TABLE t", StmtKind::Select);
+    kind("((SELECT 1) UNION (SELECT 2))", StmtKind::Select);
+    kind(
+        "WITH c AS (SELECT * FROM t) SELECT * FROM c",
+        StmtKind::Select,
+    );
+    kind(
+        "WITH RECURSIVE c (n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n<5) SELECT n FROM c",
+        StmtKind::Select,
+    );
+    kind(
+        "WITH c AS (SELECT id FROM t) UPDATE u JOIN c USING (id) SET u.a=1",
+        StmtKind::Update,
+    );
+    kind(
+        "WITH c AS (SELECT id FROM t) DELETE FROM u WHERE id IN (SELECT id FROM c)",
+        StmtKind::Delete,
+    );
+    kind("", StmtKind::Other);
+    kind("  -- only a comment", StmtKind::Other);
+    kind("frobnicate the database", StmtKind::Other);
+    check_why("LOCK TABLES t WRITE", Master, Why::LockTables);
+    check_why("FLUSH TABLES WITH READ LOCK", Master, Why::LockTables);
+    check_why("PREPARE s FROM 'SELECT 1'", Master, Why::Prepare);
+    check_why("XA START 'x'", Master, Why::Xa);
+    check_why("KILL QUERY 5", Master, Why::Kill);
+    check_why("DO 1", Master, Why::Do);
+    check_why("HANDLER t READ FIRST", Master, Why::Unknown);
+    check_why("ALTER TABLE t ENGINE=InnoDB", Master, Why::Ddl);
+    assert_eq!(
+        pins_session(&classify(b"LOCK TABLES t WRITE")),
+        Some(Why::LockTables)
+    );
+    assert_eq!(
+        pins_session(&classify(b"FLUSH TABLES WITH READ LOCK")),
+        Some(Why::LockTables)
+    );
+    assert_eq!(
+        pins_session(&classify(b"PREPARE s FROM 'SELECT 1'")),
+        Some(Why::Prepare)
+    );
+    assert_eq!(pins_session(&classify(b"SELECT 1")), None);
+    assert_eq!(pins_session(&classify(b"UPDATE t SET a=1")), None);
+}
+
+#[test]
+fn set_statement_reports_the_inner_statement() {
+    let s = classify(b"SET STATEMENT max_statement_time=1 FOR SELECT * FROM t");
+    assert_eq!(s.kind, StmtKind::Select);
+    assert!(s.set_statement && s.all_reads);
+    check(
+        "SET STATEMENT max_statement_time=1 FOR SELECT * FROM t",
+        Read,
+    );
+    let s = classify(b"SET STATEMENT sort_buffer_size=100000, sql_mode='' FOR UPDATE t SET a=1");
+    assert_eq!(s.kind, StmtKind::Update);
+    assert!(!s.locking);
+    check_why(
+        "SET STATEMENT x=1 FOR SELECT * FROM t FOR UPDATE",
+        Master,
+        Why::Locking,
+    );
+}
+
+#[test]
+fn comments_hints_and_executable_comments() {
+    check_why("/* sqlproxy:master */ SELECT * FROM t", Master, Why::Hint);
+    check_why("SELECT /* sqlproxy:replica */ * FROM t", Read, Why::Hint);
+    check_why("SELECT * FROM t -- sqlproxy:master", Master, Why::Hint);
+    check_why("SELECT * FROM t # SQLPROXY:MASTER", Master, Why::Hint);
+    check_why(
+        "/* sqlproxy:master */ SELECT /* sqlproxy:replica */ 1",
+        Master,
+        Why::Hint,
+    );
+    check_why(
+        "/* sqlproxy:replica sqlproxy:master */ SELECT 1",
+        Master,
+        Why::Hint,
+    );
+    // a replica hint never sends a write, a transaction or a pinned session to a read node
+    check_why(
+        "/* sqlproxy:replica */ UPDATE t SET a=1",
+        Master,
+        Why::Write,
+    );
+    check_why(
+        "/* sqlproxy:replica */ SELECT * FROM t FOR UPDATE",
+        Master,
+        Why::Locking,
+    );
+    let s = classify(b"/* sqlproxy:replica */ SELECT 1");
+    assert_eq!(
+        route(&RouterContext {
+            pinned: true,
+            ..ctx(&s)
+        })
+        .why,
+        Why::Pinned
+    );
+    assert_eq!(
+        route(&RouterContext {
+            in_transaction: true,
+            ..ctx(&s)
+        })
+        .why,
+        Why::Transaction
+    );
+    assert_eq!(
+        route(&RouterContext {
+            read_split: false,
+            ..ctx(&s)
+        })
+        .why,
+        Why::ReadSplitOff
+    );
+    kind("/*!40101 SET NAMES utf8 */", StmtKind::SetSession);
+    kind("/*!40101 SET NAMES utf8 */;", StmtKind::SetSession);
+    kind("/* a comment */ SELECT 1", StmtKind::Select);
+    kind("# comment\nDELETE FROM t", StmtKind::Delete);
+    kind("-- comment\nINSERT INTO t VALUES (1)", StmtKind::Insert);
+    kind("/*+ MAX_EXECUTION_TIME(1000) */ SELECT 1", StmtKind::Select);
+    kind("SELECT /*+ BKA(t) */ * FROM t", StmtKind::Select);
+    check("SELECT /*M!100100 1, */ 2", Read);
+    check_why("SELECT '/* sqlproxy:replica */' FROM t", Read, Why::Read);
+    check_why("SELECT \"-- sqlproxy:master\" FROM t", Read, Why::Read);
+    check_why("SELECT@x", Master, Why::UserVariable);
+    check_why("SELECT CONCAT(name,@x) FROM t", Master, Why::UserVariable);
+    check(
+        "SELECT email FROM customer WHERE email LIKE '%@example.com'",
+        Read,
+    );
+    check_why("SELECT 1 /*!50000 FOR UPDATE */", Master, Why::Locking);
+    check_why("/*!50000 UPDATE t SET a=1 */", Master, Why::Write);
+}
+
+#[test]
+fn unterminated_input_goes_to_master() {
+    check_why("SELECT 'abc", Master, Why::Unknown);
+    check_why("SELECT * FROM t WHERE a=\"x", Master, Why::Unknown);
+    check_why("SELECT `abc FROM t", Master, Why::Unknown);
+    check_why("SELECT 1 /* open", Master, Why::Unknown);
+    check_why("SELECT /*!40101 1", Master, Why::Unknown);
+    check_why("SELECT 1; SELECT 'x", Master, Why::MultiStatement);
+    kind("SELECT 'it''s' FROM t", StmtKind::Select);
+    // under NO_BACKSLASH_ESCAPES the same bytes hide a write after the string
+    let sql = b"SELECT 'a\\'; DELETE FROM t; -- '";
+    let cache = VerdictCache::new(16);
+    let default = classify_with(sql, LexMode::default(), &cache);
+    assert!(!default.multi && default.all_reads);
+    let nbe = LexMode {
+        no_backslash_escapes: true,
+    };
+    let s = classify_with(sql, nbe, &cache);
+    assert!(s.multi && !s.all_reads);
+    assert_eq!(route(&ctx(&s)).why, Why::MultiStatement);
+    kind("SELECT 'a\\'b' FROM t", StmtKind::Select);
+}
+
+#[test]
+fn non_utf8_text() {
+    let latin1 = b"SELECT * FROM ps_product_lang WHERE name = 'caf\xe9' AND `d\xe9j\xe0` = 1";
+    let s = classify(latin1);
+    assert_eq!(s.kind, StmtKind::Select);
+    assert_eq!(route(&ctx(&s)).target, Read);
+    assert!(s
+        .digest
+        .starts_with("SELECT * FROM ps_product_lang WHERE name = ?"));
+    let s = classify(b"UPDATE t\xff SET a=1");
+    assert_eq!(s.kind, StmtKind::Update);
+}
+
+#[test]
+fn digests() {
+    digest(
+        "SELECT c FROM sbtest1 WHERE id=4991",
+        "SELECT c FROM sbtest1 WHERE id = ?",
+    );
+    digest(
+        "select c from sbtest1 where id = ?",
+        "SELECT c FROM sbtest1 WHERE id = ?",
+    );
+    digest(
+        "SELECT  `Value`\n FROM  `ps_Configuration`  WHERE Name='x'",
+        "SELECT `Value` FROM `ps_Configuration` WHERE Name = ?",
+    );
+    digest(
+        "SELECT a FROM t WHERE id IN (1, 2, 3)",
+        "SELECT a FROM t WHERE id IN (...)",
+    );
+    digest(
+        "SELECT a FROM t WHERE id IN ('a','b') AND b NOT IN (?)",
+        "SELECT a FROM t WHERE id IN (...) AND b NOT IN (...)",
+    );
+    digest(
+        "SELECT a FROM t WHERE id IN (SELECT id FROM u)",
+        "SELECT a FROM t WHERE id IN (SELECT id FROM u)",
+    );
+    digest(
+        "SELECT a FROM t WHERE id IN (1, b)",
+        "SELECT a FROM t WHERE id IN (?, b)",
+    );
+    digest(
+        "SELECT x'ff', 0x1F, b'01', 1.5e3, -2, \"s\", N'n'",
+        "SELECT ?, ?, ?, ?, - ?, ?, ?",
+    );
+    digest("SELECT /* hello */ 1 -- bye", "SELECT ?");
+    digest("SELECT /*M!100100 1, */ 2", "SELECT ?, ?");
+    digest("/*!40101 SET NAMES utf8 */", "SET NAMES utf8");
+    digest(
+        "SELECT COUNT(*) FROM t LIMIT 0,10",
+        "SELECT COUNT(*) FROM t LIMIT ?, ?",
+    );
+    digest(
+        "INSERT INTO t (a,b) VALUES (1,'x')",
+        "INSERT INTO t (a, b) VALUES (?, ?)",
+    );
+    digest(
+        "SELECT t.a, `t`.`b` FROM db.t",
+        "SELECT t.a, `t`.`b` FROM db.t",
+    );
+    digest(
+        "SELECT @x := 1, @@session.sql_mode",
+        "SELECT @x := ?, @@session.sql_mode",
+    );
+    digest("SELECT 1; SELECT 2;", "SELECT ?; SELECT ?");
+    digest("GRANT ALL ON *.* TO 'u'@'%'", "GRANT ALL ON *.* TO ?@?");
+    digest("SELECT LAST_INSERT_ID();", "SELECT LAST_INSERT_ID()");
+    assert_eq!(
+        classify(b"SELECT c FROM t WHERE id=1").digest,
+        classify(b"select c   FROM t WHERE id = 99").digest
+    );
+}
+
+#[test]
+fn sqlparser_fallback_only_for_other() {
+    let cache = VerdictCache::new(64);
+    let s = classify_with(
+        b"SELECT c FROM sbtest1 WHERE id=1",
+        LexMode::default(),
+        &cache,
+    );
+    assert_eq!(s.kind, StmtKind::Select);
+    assert_eq!(
+        cache.stats(),
+        (0, 0),
+        "a lexer-decided statement must not reach sqlparser"
+    );
+    let s = classify_with(b"HANDLER t READ FIRST", LexMode::default(), &cache);
+    assert_eq!(s.kind, StmtKind::Other);
+    assert_eq!(cache.stats(), (0, 1));
+    classify_with(b"HANDLER t READ FIRST", LexMode::default(), &cache);
+    assert_eq!(cache.stats(), (1, 1));
+    // the lexer cannot see the main query of a WITH inside parentheses; sqlparser can
+    let sql = b"WITH c AS (SELECT 1 AS n) (SELECT n FROM c)";
+    assert_eq!(scan(sql).kind, StmtKind::Other);
+    let s = classify_with(sql, LexMode::default(), &cache);
+    assert_eq!(s.kind, StmtKind::Select);
+    assert!(s.all_reads);
+    assert_eq!(
+        route(&ctx(&s)),
+        Route {
+            target: Read,
+            why: Why::Read
+        }
+    );
+    assert_eq!(cache.stats(), (1, 2));
+    // a parsed read keeps the lexer's master-only flags
+    let s = classify_with(
+        b"WITH c AS (SELECT 1) (SELECT LAST_INSERT_ID())",
+        LexMode::default(),
+        &cache,
+    );
+    assert_eq!(s.kind, StmtKind::Select);
+    assert_eq!(route(&ctx(&s)).why, Why::MasterFunction);
+    let (hits, misses) = cache.stats();
+    // unterminated text is never parsed
+    classify_with(b"SELECT 'x", LexMode::default(), &cache);
+    assert_eq!(cache.stats(), (hits, misses));
+    assert_eq!(scan(b"SELECT 1").kind, StmtKind::Select);
+}
+
+/// A tiny deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn garbage_never_panics() {
+    const PIECES: &[&[u8]] = &[
+        b"SELECT",
+        b"SET",
+        b"STATEMENT",
+        b"FOR",
+        b"UPDATE",
+        b"(",
+        b")",
+        b"'",
+        b"\"",
+        b"`",
+        b"/*",
+        b"*/",
+        b"/*!",
+        b"/*M!",
+        b"--",
+        b"-- ",
+        b"#",
+        b"\n",
+        b";",
+        b"@",
+        b"@@",
+        b"@@global.",
+        b".",
+        b"0x",
+        b"0b",
+        b"1e",
+        b"1.5",
+        b".5",
+        b"x'",
+        b"\\",
+        b"IN",
+        b" ",
+        b",",
+        b"?",
+        b":=",
+        b"\xff",
+        b"\x00",
+        b"USE",
+        b"KILL",
+        b"WITH",
+        b"LOCK",
+        b"IN SHARE MODE",
+        b"autocommit",
+        b"=",
+    ];
+    let cache = VerdictCache::new(256);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..20_000 {
+        let mut buf = Vec::new();
+        let n = rng.next() % 24;
+        for _ in 0..n {
+            let r = rng.next();
+            if round % 2 == 0 {
+                buf.push((r >> 8) as u8);
+            } else {
+                let piece = PIECES[(r as usize) % PIECES.len()];
+                buf.extend_from_slice(piece);
+            }
+        }
+        let mode = LexMode {
+            no_backslash_escapes: round % 3 == 0,
+        };
+        let s = classify_with(&buf, mode, &cache);
+        let r = route(&ctx(&s));
+        if !s.kind.is_read() {
+            assert_eq!(r.target, Master, "{buf:?}");
+        }
+        let _ = pins_session(&s);
+    }
+    // a few long ones: deep nesting, long comment and string runs
+    for round in 0..200u64 {
+        let mut buf = Vec::new();
+        for _ in 0..400 {
+            let r = rng.next();
+            let piece = PIECES[(r as usize) % PIECES.len()];
+            buf.extend_from_slice(piece);
+            if round % 2 == 0 {
+                buf.push(b'(');
+            }
+        }
+        let s = classify_with(&buf, LexMode::default(), &cache);
+        if !s.kind.is_read() {
+            assert_eq!(route(&ctx(&s)).target, Master, "{buf:?}");
+        }
+    }
+}
