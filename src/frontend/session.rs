@@ -92,6 +92,8 @@ struct Session {
     conns: Vec<Option<BackendConn>>,
     prepared: Prepared,
     login_seq: u8,
+    /// Node of the previous statement: SHOW WARNINGS and friends go there.
+    last_node: Option<usize>,
 }
 
 impl Drop for Session {
@@ -121,6 +123,7 @@ impl Session {
             conns: (0..nodes).map(|_| None).collect(),
             prepared: Prepared::default(),
             login_seq: next_seq,
+            last_node: None,
             ctx,
         }
     }
@@ -244,6 +247,12 @@ impl Session {
     }
 
     fn node_for(&self, route: Route, stmt: &Statement) -> Result<usize, FrontendError> {
+        if route.why == router::Why::SameConnection && !stmt.master_func {
+            // About the previous statement: ask the connection that ran it.
+            if let Some(node) = self.last_node {
+                return Ok(node);
+            }
+        }
         match route.target {
             Target::Master => self.master(),
             Target::Read => Ok(self.read_node(Some(stmt))),
@@ -407,6 +416,7 @@ impl Session {
 
     /// Records what a reply from `node` changed.
     fn after(&mut self, node: usize, out: &RelayOutcome) {
+        self.last_node = Some(node);
         if self.master().is_ok_and(|m| m == node) {
             if let Some(s) = out.status {
                 self.state.status = s;
