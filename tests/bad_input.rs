@@ -6,61 +6,18 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{self, read_packet};
 use common::{cluster, connect, Proxy};
 use mysql_async::prelude::Queryable;
-use sqlproxy::protocol::caps;
-use sqlproxy::protocol::codec;
-use sqlproxy::protocol::handshake::{self, NativeSecret, NATIVE_PLUGIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Reads one packet (header + payload); None at end of stream.
-async fn read_packet(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).await.ok()?;
-    let len = h[0] as usize | (h[1] as usize) << 8 | (h[2] as usize) << 16;
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p).await.ok()?;
-    Some(p)
-}
-
-/// A raw client logged in as prestashop (optionally into `db`).
 async fn raw_login(proxy: &Proxy, db: Option<&str>) -> TcpStream {
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    let greeting = read_packet(&mut s).await.expect("greeting");
-    let hello = handshake::parse_greeting(&greeting).expect("parse greeting");
-    let token = NativeSecret::from_password("prestashop")
-        .scramble(&hello.nonce)
-        .unwrap();
-    let mut c = caps::PROTOCOL_41
-        | caps::SECURE_CONNECTION
-        | caps::PLUGIN_AUTH
-        | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
-        | caps::DEPRECATE_EOF
-        | caps::TRANSACTIONS;
-    let mut resp = handshake::backend_response(c, 45, b"prestashop", &token, NATIVE_PLUGIN);
-    if let Some(db) = db {
-        c |= caps::CONNECT_WITH_DB;
-        resp = handshake::backend_response(c, 45, b"prestashop", &token, NATIVE_PLUGIN);
-        let at = resp.len() - NATIVE_PLUGIN.len() - 1;
-        let mut d = db.as_bytes().to_vec();
-        d.push(0);
-        resp.splice(at..at, d);
-    }
-    let mut out = Vec::new();
-    codec::write_packet(&mut out, 1, &resp);
-    s.write_all(&out).await.unwrap();
-    let ok = read_packet(&mut s).await.expect("login reply");
-    assert_eq!(ok[0], 0x00, "login OK, got {ok:?}");
-    s
+    raw::login(proxy.addr, db).await
 }
 
 async fn send_query(s: &mut TcpStream, sql: &str) {
-    let mut p = vec![0x03];
-    p.extend_from_slice(sql.as_bytes());
-    let mut out = Vec::new();
-    codec::write_packet(&mut out, 0, &p);
-    s.write_all(&out).await.unwrap();
+    raw::query(s, sql).await
 }
 
 /// The proxy closes the connection (EOF or reset), possibly after an ERR.

@@ -24,6 +24,7 @@ mod gtid;
 mod node;
 pub mod php;
 mod proxy;
+pub mod raw;
 #[allow(unused_imports)] // test binaries without a proxy
 pub use proxy::Proxy;
 
