@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod php;
 pub mod worker;
 
 use std::net::SocketAddr;
