@@ -27,7 +27,11 @@ fn within_5pct(got: usize, want: usize) -> bool {
 
 #[tokio::test]
 async fn roundrobin_and_weights_distribute_1000_requests() {
-    let (a, b2, c3) = (Worker::start("wa1").await, Worker::start("wa2").await, Worker::start("wa3").await);
+    let (a, b2, c3) = (
+        Worker::start("wa1").await,
+        Worker::start("wa2").await,
+        Worker::start("wa3").await,
+    );
     let bal = Balancer::start(config("", "", &[(&a, 1), (&b2, 1), (&c3, 2)])).await;
     let seen = count_workers(&client(), &bal, 1000).await;
     assert!(within_5pct(seen["wa1"], 250), "{seen:?}");
@@ -54,10 +58,17 @@ async fn leastconn_prefers_the_idle_worker() {
         let (c, url) = (c.clone(), bal.url("/hold"));
         async move { get(&c, &url).await }
     });
-    wait_until("a request is held", || async { a.holding() + b.holding() == 1 }).await;
+    wait_until("a request is held", || async {
+        a.holding() + b.holding() == 1
+    })
+    .await;
     let busy = if a.holding() == 1 { "wa1" } else { "wa2" };
     let seen = count_workers(&c, &bal, 50).await;
-    assert_eq!(seen.get(busy), None, "busy worker {busy} got requests: {seen:?}");
+    assert_eq!(
+        seen.get(busy),
+        None,
+        "busy worker {busy} got requests: {seen:?}"
+    );
     a.release(1);
     b.release(1);
     assert_eq!(held.await.unwrap().status, 200);
@@ -74,11 +85,17 @@ async fn killed_worker_is_rerouted_then_returns() {
     // Before the checks notice: GETs are retried on wa2, none fails.
     let seen = count_workers(&c, &bal, 50).await;
     assert_eq!(seen["wa2"], 50, "{seen:?}");
-    wait_until("wa1 DOWN", || async { bal.backend("wa1").await["state"] == "DOWN" }).await;
+    wait_until("wa1 DOWN", || async {
+        bal.backend("wa1").await["state"] == "DOWN"
+    })
+    .await;
     let seen = count_workers(&c, &bal, 50).await;
     assert_eq!(seen["wa2"], 50);
     a.restart().await;
-    wait_until("wa1 UP", || async { bal.backend("wa1").await["state"] == "UP" }).await;
+    wait_until("wa1 UP", || async {
+        bal.backend("wa1").await["state"] == "UP"
+    })
+    .await;
     let seen = count_workers(&c, &bal, 50).await;
     assert!(seen["wa1"] >= 20, "{seen:?}");
     assert!(bal.backend("wa1").await["last_check"]["result"]
@@ -96,7 +113,11 @@ async fn post_is_never_sent_twice() {
     let c = client();
     let r = send(&c, Method::POST, &bal.url("/order"), None, "cart=42").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    assert_eq!(a.posts() + b.posts(), 1, "the order reached exactly one worker once");
+    assert_eq!(
+        a.posts() + b.posts(),
+        1,
+        "the order reached exactly one worker once"
+    );
     // The same failure on a GET is replayed: retries + 1 attempts in all.
     let r = get(&c, &bal.url("/catalog")).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
@@ -110,12 +131,24 @@ async fn post_moves_on_when_the_connect_fails() {
     a.kill();
     let c = client();
     for i in 0..6 {
-        let r = send(&c, Method::POST, &bal.url("/order"), None, &format!("n={i}")).await;
+        let r = send(
+            &c,
+            Method::POST,
+            &bal.url("/order"),
+            None,
+            &format!("n={i}"),
+        )
+        .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.worker(), "wa2");
     }
     assert_eq!(b.posts(), 6);
-    assert!(bal.backend("wa1").await["errors"]["connect"].as_u64().unwrap() >= 1);
+    assert!(
+        bal.backend("wa1").await["errors"]["connect"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
 }
 
 #[tokio::test]
@@ -131,7 +164,10 @@ async fn errors_map_to_502_504_503() {
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
     assert!(r.body.contains("504"), "{}", r.body);
     w.kill();
-    assert_eq!(get(&c, &bal.url("/")).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&c, &bal.url("/")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let row = bal.backend("wa1").await;
     assert_eq!(row["errors"]["response"], 1);
     assert_eq!(row["errors"]["timeout"], 1);
@@ -144,7 +180,10 @@ async fn no_healthy_worker_gives_503_page() {
     let health = "[health]\ninterval = \"50ms\"\nfall = 1\nrise = 1\n";
     let bal = Balancer::start(config("", health, &[(&w, 1)])).await;
     w.kill();
-    wait_until("wa1 DOWN", || async { bal.backend("wa1").await["healthy"] == false }).await;
+    wait_until("wa1 DOWN", || async {
+        bal.backend("wa1").await["healthy"] == false
+    })
+    .await;
     let r = get(&client(), &bal.url("/")).await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains("No server is available"), "{}", r.body);
@@ -166,12 +205,19 @@ async fn maxconn_queue_then_503() {
         let (c, u) = (c.clone(), bal.url("/"));
         async move { get(&c, &u).await.status }
     });
-    wait_until("second request queued", || async { bal.stats_json().await["frontend"]["queued"] == 1 }).await;
+    wait_until("second request queued", || async {
+        bal.stats_json().await["frontend"]["queued"] == 1
+    })
+    .await;
     let r = get(&c, &bal.url("/")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "queue full");
     w.release(1);
     assert_eq!(first.await.unwrap(), 200);
-    assert_eq!(queued.await.unwrap(), 200, "the queued request got the freed slot");
+    assert_eq!(
+        queued.await.unwrap(),
+        200,
+        "the queued request got the freed slot"
+    );
 }
 
 #[tokio::test]
@@ -198,7 +244,10 @@ async fn slowloris_is_cut_and_big_headers_get_431() {
     }
     assert!(cut, "a trickling client must be disconnected");
     assert_eq!(w.gets(), 0);
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let reply = raw(bal.addr, big.as_bytes()).await;
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.80}");
 }
@@ -208,7 +257,14 @@ async fn body_limit_gives_413() {
     let w = Worker::start("wa1").await;
     let bal = Balancer::start(config("max_body_size = 1024", "", &[(&w, 1)])).await;
     let c = client();
-    let r = send(&c, Method::POST, &bal.url("/upload"), None, &"x".repeat(2048)).await;
+    let r = send(
+        &c,
+        Method::POST,
+        &bal.url("/upload"),
+        None,
+        &"x".repeat(2048),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let chunked = format!(
         "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
@@ -216,7 +272,14 @@ async fn body_limit_gives_413() {
     );
     let reply = raw(bal.addr, chunked.as_bytes()).await;
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply:.80}");
-    let r = send(&c, Method::POST, &bal.url("/upload"), None, &"x".repeat(1000)).await;
+    let r = send(
+        &c,
+        Method::POST,
+        &bal.url("/upload"),
+        None,
+        &"x".repeat(1000),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(w.posts(), 1, "only the small upload reached the worker");
 }
@@ -228,7 +291,10 @@ async fn forwarded_headers_and_hop_by_hop() {
     let req = "GET /p HTTP/1.1\r\nHost: shop.example\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n";
     let reply = raw(bal.addr, req.as_bytes()).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert!(reply.to_ascii_lowercase().contains("via: 1.1 sqlproxy"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("via: 1.1 sqlproxy"),
+        "{reply}"
+    );
     let h = w.state.last_headers.lock().unwrap().clone().unwrap();
     assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
@@ -241,12 +307,20 @@ async fn forwarded_headers_and_hop_by_hop() {
 #[tokio::test]
 async fn sticky_cookie_pins_a_client() {
     let (a, b) = (Worker::start("wa1").await, Worker::start("wa2").await);
-    let bal = Balancer::start(config("", "[sticky]\ncookie = \"SERVERID\"\n", &[(&a, 1), (&b, 1)])).await;
+    let bal = Balancer::start(config(
+        "",
+        "[sticky]\ncookie = \"SERVERID\"\n",
+        &[(&a, 1), (&b, 1)],
+    ))
+    .await;
     let c = client();
     let first = get(&c, &bal.url("/")).await;
     let cookie = first.headers["set-cookie"].to_str().unwrap().to_string();
     let pinned = first.worker().to_string();
-    assert!(cookie.starts_with(&format!("SERVERID={pinned}")), "{cookie}");
+    assert!(
+        cookie.starts_with(&format!("SERVERID={pinned}")),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().unwrap().to_string();
     for _ in 0..10 {
         let req = hyper::Request::get(bal.url("/"))
@@ -258,8 +332,13 @@ async fn sticky_cookie_pins_a_client() {
         assert!(!r.headers().contains_key("set-cookie"));
     }
     let seen = a.state.last_headers.lock().unwrap().clone();
-    let seen = seen.or_else(|| b.state.last_headers.lock().unwrap().clone()).unwrap();
-    assert_eq!(seen["cookie"], "PHPSESSID=abc", "the balancer's cookie is not forwarded");
+    let seen = seen
+        .or_else(|| b.state.last_headers.lock().unwrap().clone())
+        .unwrap();
+    assert_eq!(
+        seen["cookie"], "PHPSESSID=abc",
+        "the balancer's cookie is not forwarded"
+    );
 }
 
 #[tokio::test]
@@ -275,17 +354,35 @@ async fn stats_page_needs_the_password_and_shows_the_counters() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.headers.contains_key("www-authenticate"));
     }
-    let html = send(&c, Method::GET, &bal.stats_url("/stats"), Some(STATS_AUTH), "").await;
+    let html = send(
+        &c,
+        Method::GET,
+        &bal.stats_url("/stats"),
+        Some(STATS_AUTH),
+        "",
+    )
+    .await;
     assert_eq!(html.status, 200);
-    assert!(html.body.contains("<table") && html.body.contains(">wa1<"), "{}", html.body);
+    assert!(
+        html.body.contains("<table") && html.body.contains(">wa1<"),
+        "{}",
+        html.body
+    );
     let row = bal.backend("wa1").await;
     assert_eq!(row["requests"], 7);
     assert_eq!(row["responses"]["2xx"], 7);
     assert_eq!(row["state"], "UP");
     assert_eq!(bal.stats_json().await["frontend"]["requests"], 7);
     let m = get(&c, &bal.stats_url("/metrics")).await;
-    assert!(m.body.contains("sqlproxy_http_backend_requests_total{backend=\"wa1\"} 7"), "{}", m.body);
-    assert!(m.body.contains("sqlproxy_http_backend_responses_total{backend=\"wa1\",code=\"2xx\"} 7"));
+    assert!(
+        m.body
+            .contains("sqlproxy_http_backend_requests_total{backend=\"wa1\"} 7"),
+        "{}",
+        m.body
+    );
+    assert!(m
+        .body
+        .contains("sqlproxy_http_backend_responses_total{backend=\"wa1\",code=\"2xx\"} 7"));
     assert_eq!(w.gets(), 7, "stats requests never reach a worker");
 }
 
@@ -297,10 +394,21 @@ async fn stats_on_the_balancer_listener_when_it_has_none() {
     assert_eq!(bal.stats, None);
     let c = client();
     assert_eq!(get(&c, &bal.url("/lb-stats")).await.status, 401);
-    let r = send(&c, Method::GET, &bal.url("/lb-stats.json"), Some(STATS_AUTH), "").await;
+    let r = send(
+        &c,
+        Method::GET,
+        &bal.url("/lb-stats.json"),
+        Some(STATS_AUTH),
+        "",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("\"wa1\""));
-    assert_eq!(get(&c, &bal.url("/lb-statsX")).await.worker(), "wa1", "only the exact URI is ours");
+    assert_eq!(
+        get(&c, &bal.url("/lb-statsX")).await.worker(),
+        "wa1",
+        "only the exact URI is ours"
+    );
 }
 
 #[tokio::test]
@@ -313,7 +421,11 @@ async fn drain_ready_maint_through_the_stats_listener() {
         async move { get(&c, &u).await }
     });
     wait_until("held", || async { a.holding() + b.holding() == 1 }).await;
-    let (busy, other) = if a.holding() == 1 { ("wa1", "wa2") } else { ("wa2", "wa1") };
+    let (busy, other) = if a.holding() == 1 {
+        ("wa1", "wa2")
+    } else {
+        ("wa2", "wa1")
+    };
     let drain = bal.stats_url(&format!("/stats/backends/{busy}/drain"));
     assert_eq!(send(&c, Method::POST, &drain, None, "").await.status, 401);
     let r = send(&c, Method::POST, &drain, Some(STATS_AUTH), "").await;
@@ -323,15 +435,34 @@ async fn drain_ready_maint_through_the_stats_listener() {
     a.release(1);
     b.release(1);
     let held = held.await.unwrap();
-    assert_eq!((held.status, held.worker()), (StatusCode::OK, busy), "in-flight request finished");
+    assert_eq!(
+        (held.status, held.worker()),
+        (StatusCode::OK, busy),
+        "in-flight request finished"
+    );
     let ready = bal.stats_url(&format!("/stats/backends/{busy}/ready"));
-    assert_eq!(send(&c, Method::POST, &ready, Some(STATS_AUTH), "").await.status, 200);
+    assert_eq!(
+        send(&c, Method::POST, &ready, Some(STATS_AUTH), "")
+            .await
+            .status,
+        200
+    );
     assert_eq!(count_workers(&c, &bal, 20).await[busy], 10);
     let maint = bal.stats_url(&format!("/stats/backends/{busy}/maint"));
-    assert_eq!(send(&c, Method::POST, &maint, Some(STATS_AUTH), "").await.status, 200);
+    assert_eq!(
+        send(&c, Method::POST, &maint, Some(STATS_AUTH), "")
+            .await
+            .status,
+        200
+    );
     assert_eq!(bal.backend(busy).await["state"], "MAINT");
     let bad = bal.stats_url("/stats/backends/nope/drain");
-    assert_eq!(send(&c, Method::POST, &bad, Some(STATS_AUTH), "").await.status, 404);
+    assert_eq!(
+        send(&c, Method::POST, &bad, Some(STATS_AUTH), "")
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -341,7 +472,9 @@ async fn http2_clients_are_served() {
     let bal = Balancer::start(config("", "", &[(&w, 1)])).await;
     let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(bal.addr).await.unwrap());
     let (mut send_req, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     for _ in 0..3 {
         let req = hyper::Request::get(format!("http://shop.example:{}/h2", bal.addr.port()))
@@ -354,7 +487,10 @@ async fn http2_clients_are_served() {
         assert!(body.starts_with(b"wa1"));
     }
     let h = w.state.last_headers.lock().unwrap().clone().unwrap();
-    assert_eq!(h["host"], format!("shop.example:{}", bal.addr.port()).as_str());
+    assert_eq!(
+        h["host"],
+        format!("shop.example:{}", bal.addr.port()).as_str()
+    );
     assert_eq!(h["via"], "2 sqlproxy");
 }
 
@@ -405,25 +541,41 @@ async fn shutdown_drains_in_flight_requests() {
 
 #[tokio::test]
 async fn php_workers_serve_the_demo_page_behind_the_balancer() {
-    let (p1, p2) = (php::PhpWorker::start("wa1").await, php::PhpWorker::start("wa2").await);
+    let (p1, p2) = (
+        php::PhpWorker::start("wa1").await,
+        php::PhpWorker::start("wa2").await,
+    );
     let toml = format!(
         "listen = \"127.0.0.1:0\"\n[health]\npath = \"/health\"\ninterval = \"200ms\"\n\
          [[backends]]\nname = \"wa1\"\naddress = \"{}\"\n[[backends]]\nname = \"wa2\"\naddress = \"{}\"\n",
         p1.addr, p2.addr
     );
-    let cfg = figment::Figment::from(<figment::providers::Toml as figment::providers::Format>::string(&toml))
-        .extract::<sqlproxy::http::HttpConfig>()
-        .unwrap();
+    let cfg = figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(&toml),
+    )
+    .extract::<sqlproxy::http::HttpConfig>()
+    .unwrap();
     let bal = Balancer::start(cfg).await;
     let c = client();
     let mut seen = HashMap::new();
     for _ in 0..100 {
         let r = get(&c, &bal.url("/")).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        let name = if r.body.contains("Served by worker wa1") { "wa1" } else { "wa2" };
-        assert!(r.body.contains(&format!("Served by worker {name}")), "{}", r.body);
+        let name = if r.body.contains("Served by worker wa1") {
+            "wa1"
+        } else {
+            "wa2"
+        };
+        assert!(
+            r.body.contains(&format!("Served by worker {name}")),
+            "{}",
+            r.body
+        );
         assert_eq!(r.worker(), name, "X-Worker agrees with the page");
-        assert!(r.body.contains("scheme http"), "X-Forwarded-Proto reached PHP");
+        assert!(
+            r.body.contains("scheme http"),
+            "X-Forwarded-Proto reached PHP"
+        );
         *seen.entry(name).or_insert(0) += 1;
     }
     assert_eq!((seen["wa1"], seen["wa2"]), (50, 50));

@@ -259,7 +259,10 @@ impl HttpConfig {
                 ));
             }
             if self.backends[..i].iter().any(|o| o.name == b.name) {
-                return Err(invalid(format!("{key}.name"), format!("duplicate `{}`", b.name)));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("duplicate `{}`", b.name),
+                ));
             }
             let port_ok = b
                 .address
@@ -299,7 +302,10 @@ impl HttpConfig {
         }
         if let Some(s) = &self.stats {
             if !s.uri.starts_with('/') || s.uri.len() < 2 {
-                return Err(invalid("http.stats.uri", "must start with '/' and name a path"));
+                return Err(invalid(
+                    "http.stats.uri",
+                    "must start with '/' and name a path",
+                ));
             }
             if s.user.is_empty() || s.user.contains(':') {
                 return Err(invalid("http.stats.user", "must be non-empty without ':'"));
@@ -430,7 +436,7 @@ mod tests {
     #[test]
     fn durations_and_balance_parse() {
         let c = parse(&format!(
-            "balance = \"random2\"\n[timeouts]\nserver = \"1500ms\"\n{MIN}"
+            "balance = \"random2\"\n{MIN}\n[timeouts]\nserver = \"1500ms\"\n"
         ))
         .unwrap();
         assert_eq!(c.balance, Balance::Random2);

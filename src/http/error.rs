@@ -89,9 +89,9 @@ impl ProxyError {
             | ProxyError::Timeout { .. }
             | ProxyError::InvalidResponse { .. }
             | ProxyError::ConnectionLost { .. } => ErrorSource::Worker,
-            ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => {
-                ErrorSource::Client
-            }
+            ProxyError::BodyTooLarge { .. }
+            | ProxyError::ClientBody(_)
+            | ProxyError::BadRequest(_) => ErrorSource::Client,
         }
     }
 
@@ -107,7 +107,9 @@ impl ProxyError {
                 "The server returned an invalid or incomplete response."
             }
             ProxyError::BodyTooLarge { .. } => "The request body is too large.",
-            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => "Your browser sent an invalid request.",
+            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => {
+                "Your browser sent an invalid request."
+            }
         };
         error_page(status, message)
     }
@@ -123,7 +125,10 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<RespBody> {
     let mut resp = Response::new(full(html));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
@@ -151,7 +156,10 @@ mod tests {
             .status(),
             StatusCode::GATEWAY_TIMEOUT
         );
-        assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            ProxyError::BodyTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         let r = ProxyError::NoWorker(PickError::NoneHealthy).into_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");

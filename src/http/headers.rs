@@ -198,7 +198,10 @@ fn strip_cookie(headers: &mut HeaderMap, name: &str) {
 
 /// `Set-Cookie` pinning the client to `worker`.
 pub fn sticky_set_cookie(cookie: &str, worker: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!("{cookie}={worker}; Path=/; HttpOnly; SameSite=Lax")).ok()
+    HeaderValue::from_str(&format!(
+        "{cookie}={worker}; Path=/; HttpOnly; SameSite=Lax"
+    ))
+    .ok()
 }
 
 #[cfg(test)]
@@ -240,7 +243,10 @@ mod tests {
             assert!(!h.contains_key(gone), "{gone} must be stripped");
         }
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
-        assert_eq!(h["x-forwarded-proto"], "http", "untrusted client value overwritten");
+        assert_eq!(
+            h["x-forwarded-proto"], "http",
+            "untrusted client value overwritten"
+        );
         assert_eq!(h["host"], "shop.example");
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert_eq!(h["via"], "1.1 sqlproxy");

@@ -192,7 +192,11 @@ mod tests {
         assert!(!m.is_up());
         assert_eq!(m.observe(true), None);
         assert_eq!(m.observe(true), None);
-        assert_eq!(m.observe(false), None, "a failure resets the success streak");
+        assert_eq!(
+            m.observe(false),
+            None,
+            "a failure resets the success streak"
+        );
         assert_eq!(m.observe(true), None);
         assert_eq!(m.observe(true), None);
         assert_eq!(m.observe(true), Some(Transition::Up));

@@ -69,11 +69,18 @@ impl<T> IdleIo<T> {
             }
             let now = Instant::now();
             if self.in_flight.busy() || self.last + self.timeout > now {
-                let base = if self.in_flight.busy() { now } else { self.last };
+                let base = if self.in_flight.busy() {
+                    now
+                } else {
+                    self.last
+                };
                 self.timer.as_mut().reset(base + self.timeout);
                 continue;
             }
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "client idle timeout"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client idle timeout",
+            ));
         }
     }
 }

@@ -55,7 +55,12 @@ impl Collector for HttpCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let f = &self.frontend;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        counter(&mut enc, "sqlproxy_http_requests", "Client requests received.", load(&f.requests))?;
+        counter(
+            &mut enc,
+            "sqlproxy_http_requests",
+            "Client requests received.",
+            load(&f.requests),
+        )?;
         counter(
             &mut enc,
             "sqlproxy_http_proxy_errors",

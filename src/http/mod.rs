@@ -33,7 +33,7 @@ mod stats;
 mod upstream;
 
 pub use config::{
-    Balance, BackendConfig, HealthCheck, HttpConfig, HttpConfigError, StatsConfig, StickyConfig,
+    BackendConfig, Balance, HealthCheck, HttpConfig, HttpConfigError, StatsConfig, StickyConfig,
     Timeouts,
 };
 pub use error::{HttpError, ProxyError};
@@ -188,8 +188,13 @@ impl HttpService {
         drop(done_tx);
         // Every connection task holds a sender; all dropped = all drained.
         let drain_limit = cfg.timeouts.server + cfg.timeouts.request_header;
-        if tokio::time::timeout(drain_limit, done_rx.recv()).await.is_err() {
-            tracing::warn!("http drain: connections still open after {drain_limit:?}; leaving them");
+        if tokio::time::timeout(drain_limit, done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "http drain: connections still open after {drain_limit:?}; leaving them"
+            );
         }
         for h in background {
             if let Err(e) = h.await {
@@ -263,7 +268,12 @@ impl ClientConn {
 }
 
 /// The dedicated stats listener: stats page, JSON, control, `/metrics`.
-async fn serve_stats(listener: TcpListener, addr: SocketAddr, stats: Arc<Stats>, shutdown: CancellationToken) {
+async fn serve_stats(
+    listener: TcpListener,
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
     tracing::info!(addr = %addr, "http stats listening");
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

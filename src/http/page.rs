@@ -105,8 +105,14 @@ pub fn html(stats: &Stats, uri: &str) -> String {
         o,
         "<p>Frontend: {} requests, {} connections open, {} queued, {} balancer errors \
          (2xx {}, 3xx {}, 4xx {}, 5xx {}). <a href=\"{}.json\">JSON</a></p>",
-        f["requests"], f["connections"], f["queued"], f["proxy_errors"],
-        f["responses"]["2xx"], f["responses"]["3xx"], f["responses"]["4xx"], f["responses"]["5xx"],
+        f["requests"],
+        f["connections"],
+        f["queued"],
+        f["proxy_errors"],
+        f["responses"]["2xx"],
+        f["responses"]["3xx"],
+        f["responses"]["4xx"],
+        f["responses"]["5xx"],
         esc(uri)
     );
     o.push_str(

@@ -111,9 +111,10 @@ impl Proxy {
         }
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let sticky_to: Option<String> = self.sticky.as_deref().and_then(|name| {
-            headers::cookie_value(req.headers(), name).map(str::to_string)
-        });
+        let sticky_to: Option<String> = self
+            .sticky
+            .as_deref()
+            .and_then(|name| headers::cookie_value(req.headers(), name).map(str::to_string));
         let (mut parts, body) = req.into_parts();
         let info = ClientInfo {
             ip: client.ip(),
@@ -122,11 +123,12 @@ impl Proxy {
             sticky_cookie: self.sticky.as_deref(),
         };
         headers::prepare_request(&mut parts, &info, upgrade);
-        let replay = (body.is_end_stream() && headers::is_idempotent(&parts.method)).then(|| Replay {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
-        });
+        let replay =
+            (body.is_end_stream() && headers::is_idempotent(&parts.method)).then(|| Replay {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: parts.headers.clone(),
+            });
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         let mut pending = Some(Request::from_parts(
             parts,
@@ -140,7 +142,10 @@ impl Proxy {
                 .acquire(sticky_to.as_deref(), &tried)
                 .await
                 .map_err(ProxyError::NoWorker)?;
-            let Some(req) = pending.take().or_else(|| replay.as_ref().map(Replay::build)) else {
+            let Some(req) = pending
+                .take()
+                .or_else(|| replay.as_ref().map(Replay::build))
+            else {
                 // Unreachable by construction: we only loop with a request in hand.
                 return Err(ProxyError::BadRequest("request cannot be replayed".into()));
             };
@@ -164,7 +169,8 @@ impl Proxy {
             };
             let read_before = conn.bytes_read();
             let started = Instant::now();
-            let sent = tokio::time::timeout(self.timeouts.server, conn.sender.try_send_request(req)).await;
+            let sent =
+                tokio::time::timeout(self.timeouts.server, conn.sender.try_send_request(req)).await;
             let result = match sent {
                 Err(_) => {
                     backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -197,7 +203,10 @@ impl Proxy {
                         // Our request body failed: the client aborted its upload.
                         return Err(ProxyError::ClientBody(err));
                     }
-                    backend.stats.response_errors.fetch_add(1, Ordering::Relaxed);
+                    backend
+                        .stats
+                        .response_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     let nothing_back = conn.bytes_read() == read_before;
                     if err.is_parse() || err.is_parse_status() {
                         return Err(ProxyError::InvalidResponse {

@@ -68,7 +68,10 @@ impl RoundRobin {
             for (c, wi) in current.iter_mut().zip(&w) {
                 *c += wi;
             }
-            let Some(best) = (0..w.len()).filter(|i| w[*i] > 0).max_by_key(|i| (current[*i], -(*i as i64))) else {
+            let Some(best) = (0..w.len())
+                .filter(|i| w[*i] > 0)
+                .max_by_key(|i| (current[*i], -(*i as i64)))
+            else {
                 break;
             };
             current[best] -= total;
@@ -212,7 +215,10 @@ mod tests {
         assert_eq!(c[0].idx, 1);
         let mut c = cands(&[4, 1], &[2, 1]);
         lc.order(&mut c);
-        assert_eq!(c[0].idx, 0, "weight 4 with 2 in flight is lighter than weight 1 with 1");
+        assert_eq!(
+            c[0].idx, 0,
+            "weight 4 with 2 in flight is lighter than weight 1 with 1"
+        );
     }
 
     #[test]

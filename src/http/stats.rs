@@ -68,9 +68,9 @@ impl Stats {
     /// Whether `path` belongs to the stats routes (on the balancer listener).
     pub fn owns(&self, path: &str) -> bool {
         path == self.uri
-            || path.strip_prefix(&self.uri).is_some_and(|rest| {
-                rest.starts_with('/') || rest == ".json" || rest == ";json"
-            })
+            || path
+                .strip_prefix(&self.uri)
+                .is_some_and(|rest| rest.starts_with('/') || rest == ".json" || rest == ";json")
     }
 
     /// Serves one stats request. `metrics` enables `/metrics` (dedicated listener).
@@ -89,7 +89,10 @@ impl Stats {
             return error_page(StatusCode::NOT_FOUND, "No such page.");
         }
         if !self.authorized(req.headers().get(header::AUTHORIZATION)) {
-            let mut r = error_page(StatusCode::UNAUTHORIZED, "Access to the statistics needs a password.");
+            let mut r = error_page(
+                StatusCode::UNAUTHORIZED,
+                "Access to the statistics needs a password.",
+            );
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"sqlproxy stats\""),
@@ -113,12 +116,19 @@ impl Stats {
     /// `POST {uri}/backends/{name}/{drain|ready|maint}`.
     fn control(&self, rest: &str) -> Response<RespBody> {
         let mut it = rest.trim_matches('/').split('/');
-        let (Some("backends"), Some(name), Some(action), None) = (it.next(), it.next(), it.next(), it.next())
+        let (Some("backends"), Some(name), Some(action), None) =
+            (it.next(), it.next(), it.next(), it.next())
         else {
-            return error_page(StatusCode::NOT_FOUND, "Use POST {uri}/backends/NAME/drain|ready|maint.");
+            return error_page(
+                StatusCode::NOT_FOUND,
+                "Use POST {uri}/backends/NAME/drain|ready|maint.",
+            );
         };
         let Some(state) = AdminState::parse(action) else {
-            return error_page(StatusCode::BAD_REQUEST, "Action must be drain, ready or maint.");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Action must be drain, ready or maint.",
+            );
         };
         let Some(b) = self.ups.by_name(name) else {
             return error_page(StatusCode::NOT_FOUND, "No such backend.");

@@ -289,7 +289,8 @@ impl Upstreams {
         if cands.is_empty() {
             return Pick::NoneEligible;
         }
-        let sticky_idx = sticky.and_then(|s| cands.iter().position(|c| self.backends[c.idx].name == s));
+        let sticky_idx =
+            sticky.and_then(|s| cands.iter().position(|c| self.backends[c.idx].name == s));
         match sticky_idx {
             Some(p) => cands.swap(0, p),
             None => self.selector.order(&mut cands),
@@ -389,7 +390,10 @@ mod tests {
         let u = ups("");
         let _a = u.acquire(None, &[]).await.unwrap();
         let _b = u.acquire(None, &[]).await.unwrap();
-        assert_eq!(u.acquire(None, &[]).await.err(), Some(PickError::QueueTimeout));
+        assert_eq!(
+            u.acquire(None, &[]).await.err(),
+            Some(PickError::QueueTimeout)
+        );
     }
 
     #[tokio::test]
@@ -405,6 +409,9 @@ mod tests {
         assert_eq!(u.acquire(None, &[0]).await.unwrap().backend.name, "b");
         u.backends()[0].set_healthy(false);
         u.backends()[1].set_healthy(false);
-        assert_eq!(u.acquire(None, &[]).await.err(), Some(PickError::NoneHealthy));
+        assert_eq!(
+            u.acquire(None, &[]).await.err(),
+            Some(PickError::NoneHealthy)
+        );
     }
 }

@@ -81,7 +81,14 @@ impl Balancer {
 
     /// The stats JSON document.
     pub async fn stats_json(&self) -> serde_json::Value {
-        let r = send(&client(), Method::GET, &self.stats_url("/stats.json"), Some(STATS_AUTH), "").await;
+        let r = send(
+            &client(),
+            Method::GET,
+            &self.stats_url("/stats.json"),
+            Some(STATS_AUTH),
+            "",
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.body);
         serde_json::from_str(&r.body).expect("stats json")
     }
@@ -124,7 +131,13 @@ impl Resp {
     }
 }
 
-pub async fn send(c: &TestClient, method: Method, url: &str, auth: Option<&str>, body: &str) -> Resp {
+pub async fn send(
+    c: &TestClient,
+    method: Method,
+    url: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> Resp {
     let mut b = Request::builder().method(method).uri(url);
     if let Some(a) = auth {
         use base64::Engine as _;

@@ -17,7 +17,10 @@ impl PhpWorker {
     pub async fn start(name: &str) -> PhpWorker {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/http-worker.php");
         for _ in 0..5 {
-            let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
             let mut child = Command::new("php")
                 .arg("-S")
                 .arg(addr.to_string())
