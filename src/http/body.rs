@@ -3,10 +3,13 @@
 //! as the response: at the end of the body the connection goes back to the
 //! pool and the slot is freed; if the client goes away early, the connection
 //! is closed instead (its state is unknown). Between chunks it applies the
-//! server timeout, so a worker that stalls mid-body is cut.
+//! server timeout, so a worker that stalls mid-body is cut. [`ProgressBody`]
+//! does the opposite direction's bookkeeping for the server timeout.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::pool::{BoxError, Conn};
+use super::pool::{BoxError, Conn, UpBody};
 use super::upstream::Lease;
 
 /// A worker stopped sending in the middle of a body.
@@ -89,10 +92,7 @@ impl Body for UpstreamBody {
                         .unwrap_or_default();
                     tracing::warn!(worker = %worker, "worker stalled mid-body; cutting the response");
                     if let Some(l) = &this.lease {
-                        l.backend
-                            .stats
-                            .timeouts
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        l.backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                     }
                     this.conn = None;
                     this.lease = None;
@@ -121,5 +121,80 @@ impl Drop for UpstreamBody {
         if self.inner.is_end_stream() {
             self.finish();
         }
+    }
+}
+
+/// When a request last made progress towards the worker: the server timeout
+/// counts from the last request-body chunk, so a long upload is not a 504.
+pub struct Progress {
+    base: Instant,
+    /// Milliseconds after `base`.
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Progress {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    pub fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Awaits `fut` until it completes or nothing moved for `idle`.
+    pub async fn within<F: Future>(&self, idle: Duration, fut: F) -> Option<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            match tokio::time::timeout_at(self.last() + idle, &mut fut).await {
+                Ok(out) => return Some(out),
+                Err(_) if self.last() + idle <= Instant::now() => return None,
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// A client request body that touches a [`Progress`] on every chunk.
+pub struct ProgressBody {
+    inner: UpBody,
+    progress: Arc<Progress>,
+}
+
+impl ProgressBody {
+    pub fn new(inner: UpBody, progress: Arc<Progress>) -> Self {
+        ProgressBody { inner, progress }
+    }
+}
+
+impl Body for ProgressBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &r {
+            this.progress.touch();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

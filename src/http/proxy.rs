@@ -19,7 +19,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::body::UpstreamBody;
+use super::body::{Progress, ProgressBody, UpstreamBody};
 use super::config::{HttpConfig, Timeouts};
 use super::error::{full, ProxyError, RespBody};
 use super::headers::{self, ClientInfo};
@@ -130,10 +130,13 @@ impl Proxy {
                 headers: parts.headers.clone(),
             });
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        let mut pending = Some(Request::from_parts(
-            parts,
-            Limited::new(body, limit).boxed(),
-        ));
+        let progress = Progress::new();
+        let up_body = if body.is_end_stream() {
+            empty_body()
+        } else {
+            ProgressBody::new(Limited::new(body, limit).boxed(), Arc::clone(&progress)).boxed()
+        };
+        let mut pending = Some(Request::from_parts(parts, up_body));
         let mut tried: Vec<usize> = Vec::new();
         let mut attempt: u32 = 0;
         loop {
@@ -169,17 +172,19 @@ impl Proxy {
             };
             let read_before = conn.bytes_read();
             let started = Instant::now();
-            let sent =
-                tokio::time::timeout(self.timeouts.server, conn.sender.try_send_request(req)).await;
+            progress.touch();
+            let sent = progress
+                .within(self.timeouts.server, conn.sender.try_send_request(req))
+                .await;
             let result = match sent {
-                Err(_) => {
+                None => {
                     backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                     return Err(ProxyError::Timeout {
                         worker: backend.name.clone(),
                         secs: self.timeouts.server.as_secs_f64(),
                     });
                 }
-                Ok(r) => r,
+                Some(r) => r,
             };
             let resp = match result {
                 Ok(resp) => resp,

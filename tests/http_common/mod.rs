@@ -7,6 +7,7 @@
 pub mod php;
 pub mod worker;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+#[allow(unused_imports)]
 pub use worker::{Mode, Worker};
 
 pub const STATS_AUTH: &str = "admin:s3cret";
@@ -182,4 +184,15 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Sends `n` GETs for `/` and counts which worker answered each.
+pub async fn count_workers(c: &TestClient, b: &Balancer, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let r = get(c, &b.url("/")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        *seen.entry(r.worker().to_string()).or_insert(0) += 1;
+    }
+    seen
 }
