@@ -198,3 +198,32 @@ impl Body for ProgressBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_extends_the_server_timeout() {
+        let idle = Duration::from_millis(100);
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            7
+        };
+        let p = Progress::new();
+        let toucher = {
+            let p = Arc::clone(&p);
+            async move {
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    p.touch();
+                }
+            }
+        };
+        let (got, ()) = tokio::join!(p.within(idle, slow), toucher);
+        assert_eq!(got, Some(7), "an upload still moving keeps the request alive");
+        let silent = Progress::new();
+        let never = std::future::pending::<()>();
+        assert_eq!(silent.within(idle, never).await, None);
+    }
+}

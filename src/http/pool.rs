@@ -77,6 +77,11 @@ impl Pool {
             if c.sender.is_closed() || c.idle_since.elapsed() > self.idle_timeout {
                 continue;
             }
+            // Usually ready already; otherwise the previous response is
+            // still being finished by the connection task.
+            if c.sender.is_ready() {
+                return Some(c);
+            }
             if let Ok(Ok(())) = tokio::time::timeout(ready_timeout, c.sender.ready()).await {
                 return Some(c);
             }
