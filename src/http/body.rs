@@ -221,7 +221,11 @@ mod tests {
             }
         };
         let (got, ()) = tokio::join!(p.within(idle, slow), toucher);
-        assert_eq!(got, Some(7), "an upload still moving keeps the request alive");
+        assert_eq!(
+            got,
+            Some(7),
+            "an upload still moving keeps the request alive"
+        );
         let silent = Progress::new();
         let never = std::future::pending::<()>();
         assert_eq!(silent.within(idle, never).await, None);
