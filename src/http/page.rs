@@ -3,7 +3,6 @@
 //! check, latency, with drain/ready/maint buttons) and the same rows as
 //! JSON. Pure formatting over a snapshot of the counters.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
@@ -101,8 +100,7 @@ pub fn html(stats: &Stats, uri: &str) -> String {
          tr.DRAIN{background:#ccf}tr.MAINT{background:#ccc}</style></head><body>\
          <h1>sqlproxy HTTP balancer</h1>",
     );
-    let _ = write!(
-        o,
+    o.push_str(&format!(
         "<p>Frontend: {} requests, {} connections open, {} queued, {} balancer errors \
          (2xx {}, 3xx {}, 4xx {}, 5xx {}). <a href=\"{}.json\">JSON</a></p>",
         f["requests"],
@@ -114,7 +112,7 @@ pub fn html(stats: &Stats, uri: &str) -> String {
         f["responses"]["4xx"],
         f["responses"]["5xx"],
         esc(uri)
-    );
+    ));
     o.push_str(
         "<table><tr><th>Worker</th><th>Address</th><th>State</th><th>Weight</th>\
          <th>Active</th><th>Max</th><th>Requests</th><th>2xx</th><th>3xx</th><th>4xx</th>\
@@ -127,8 +125,7 @@ pub fn html(stats: &Stats, uri: &str) -> String {
             let state = b["state"].as_str().unwrap_or("");
             let class = state.split(' ').next().unwrap_or("");
             let r = &b["responses"];
-            let _ = write!(
-                o,
+            o.push_str(&format!(
                 "<tr class=\"{}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
                  <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
                  <td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{:.1} ms</td>\
@@ -140,15 +137,14 @@ pub fn html(stats: &Stats, uri: &str) -> String {
                 esc(b["last_check"]["result"].as_str().unwrap_or("")),
                 b["last_check"]["latency_ms"].as_f64().unwrap_or(0.0),
                 b["avg_response_ms"].as_f64().unwrap_or(0.0),
-            );
+            ));
             for action in ["drain", "ready", "maint"] {
-                let _ = write!(
-                    o,
+                o.push_str(&format!(
                     "<form method=\"post\" action=\"{}/backends/{}/{action}\" style=\"display:inline\">\
                      <button>{action}</button></form>",
                     esc(uri),
                     esc(name)
-                );
+                ));
             }
             o.push_str("</td></tr>");
         }
