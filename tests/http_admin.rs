@@ -5,6 +5,7 @@
 mod http_common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use http_common::*;
 use hyper::{Method, StatusCode};
@@ -193,4 +194,35 @@ async fn php_workers_serve_the_demo_page_behind_the_balancer() {
         *seen.entry(name).or_insert(0) += 1;
     }
     assert_eq!((seen["wa1"], seen["wa2"]), (50, 50));
+}
+
+#[tokio::test]
+async fn global_maxconn_holds_extra_clients_in_the_backlog() {
+    let w = Worker::start("wa1").await;
+    let bal = Balancer::start(config("maxconn = 1", "", &[(&w, 1)])).await;
+    let addr = bal.addr;
+    let first = tokio::spawn(async move {
+        raw(
+            addr,
+            b"GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    });
+    wait_until("first client held", || async { w.holding() == 1 }).await;
+    let second = tokio::spawn(async move {
+        raw(
+            addr,
+            b"GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    });
+    // The second connection is accepted by the kernel, not by the balancer:
+    // while the first one is open, its request cannot reach the worker.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.gets(), 1, "only the held request reached the worker");
+    assert_eq!(bal.stats_json().await["frontend"]["connections"], 1);
+    w.release(1);
+    assert!(first.await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(second.await.unwrap().starts_with("HTTP/1.1 200"));
+    assert_eq!(w.gets(), 2);
 }
