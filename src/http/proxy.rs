@@ -77,12 +77,12 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
         self.frontend.requests.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let uri = req.uri().clone(); // shares the bytes: no copy unless logged
         let resp = match self.forward(req, client).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(
-                    client = %client, method = %method, path = %path,
+                    client = %client, method = %method, path = uri.path(),
                     status = e.status().as_u16(), source = ?e.source_kind(), error = %e,
                     "http request failed"
                 );
