@@ -34,17 +34,20 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$tmp"
+    [ -n "${KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
 }
 trap cleanup EXIT
 
 "$BIN" --worker wa1 "127.0.0.1:$W1" & pids+=($!)
 "$BIN" --worker wa2 "127.0.0.1:$W2" & pids+=($!)
 
-# The seed's HAProxy front, in miniature.
+# The seed's HAProxy front, in miniature. HAProxy wants 2 fds per maxconn
+# up front; lower the seed's 20000 if the hard fd limit cannot give that.
+HA_MAXCONN=$(( $(ulimit -Hn) / 2 - 100 ))
+[ "$HA_MAXCONN" -gt 20000 ] && HA_MAXCONN=20000
 cat > "$tmp/haproxy.cfg" <<CFG
 global
-    maxconn 20000
+    maxconn $HA_MAXCONN
 defaults
     mode http
     retries 3

@@ -12,8 +12,22 @@ use figment::providers::{Format, Toml};
 use sqlproxy::http::{HttpConfig, HttpService};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // BALANCER_RUNTIME=current runs everything on one thread (for comparison).
+    let rt = match std::env::var("BALANCER_RUNTIME").as_deref() {
+        Ok("current") => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    match rt {
+        Ok(rt) => rt.block_on(real_main()),
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
