@@ -27,8 +27,6 @@ pub enum HttpError {
         addr: SocketAddr,
         source: io::Error,
     },
-    #[error("accept failed on {addr}: {source}")]
-    Accept { addr: SocketAddr, source: io::Error },
 }
 
 /// Who is to blame for a failed request (logs and metrics).
