@@ -123,12 +123,13 @@ impl Proxy {
             sticky_cookie: self.sticky.as_deref(),
         };
         headers::prepare_request(&mut parts, &info, upgrade);
-        let replay =
-            (body.is_end_stream() && headers::is_idempotent(&parts.method)).then(|| Replay {
-                method: parts.method.clone(),
-                uri: parts.uri.clone(),
-                headers: parts.headers.clone(),
-            });
+        let replayable = body.is_end_stream() && headers::is_idempotent(&parts.method);
+        // The head is only copied when a replay is possible at all.
+        let replay = (replayable && self.retries > 0).then(|| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        });
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         let progress = Progress::new();
         let up_body = if body.is_end_stream() {
@@ -154,7 +155,7 @@ impl Proxy {
             };
             let backend = Arc::clone(&lease.backend);
             let can_retry = attempt < self.retries;
-            let mut conn = match self.conn_for(&lease, replay.is_some()).await {
+            let mut conn = match self.conn_for(&lease, replayable).await {
                 Ok(c) => c,
                 Err(e) => {
                     backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
