@@ -444,6 +444,37 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses_and_validates() {
+        let doc = include_str!("../../docs/http.md");
+        let start = doc.find("```toml\n[http]").expect("example block") + "```toml\n".len();
+        let block = &doc[start..];
+        let block = &block[..block.find("```").expect("end of block")];
+        let c: HttpConfig = figment::Figment::from(Toml::string(block))
+            .focus("http")
+            .extract()
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(
+            c.stats.as_ref().map(|s| s.uri.as_str()),
+            Some(DEFAULT_STATS_URI)
+        );
+        assert_eq!(c.health, HealthCheck::default());
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.max_header_size, DEFAULT_MAX_HEADER_SIZE);
+        assert_eq!(c.max_body_size, DEFAULT_MAX_BODY_SIZE);
+        assert_eq!(
+            (c.retries, c.maxconn, c.max_queue, c.pool_max_idle),
+            (
+                DEFAULT_RETRIES,
+                DEFAULT_MAXCONN,
+                DEFAULT_MAX_QUEUE,
+                DEFAULT_POOL_MAX_IDLE
+            )
+        );
+    }
+
+    #[test]
     fn validate_names_the_key() {
         let mut c = parse(MIN).unwrap();
         c.backends.push(c.backends[0].clone());
