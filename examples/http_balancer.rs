@@ -15,8 +15,12 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     // BALANCER_RUNTIME=current runs everything on one thread (for comparison).
     let rt = match std::env::var("BALANCER_RUNTIME").as_deref() {
-        Ok("current") => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        Ok("current") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     };
     match rt {
         Ok(rt) => rt.block_on(real_main()),
