@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# wrk against HAProxy (the seed's HTTP front) and against sqlproxy's HTTP
+# balancer, in the same run, in front of the same two workers; prints
+# requests/s and p99 latency of each and the sqlproxy/HAProxy ratios.
+#
+#   benches/http.sh                       # defaults below
+#   DUR=30s CONNS=128 ROUNDS=3 benches/http.sh
+#
+# The workers are `http_balancer --worker` (a fixed ~600-byte page) so that
+# the balancers, not PHP, are what is measured. Everything shares the same
+# machine: read the ratios, not the absolute numbers. Loopback only, free
+# ports chosen by the OS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=${DUR:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-2}
+BIN=${HTTP_BALANCER_BIN:-target/release/examples/http_balancer}
+
+command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
+command -v haproxy >/dev/null || { echo "haproxy is not installed" >&2; exit 1; }
+if [ ! -x "$BIN" ]; then
+    cargo build --release --example http_balancer
+fi
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+W1=$(free_port); W2=$(free_port); HA=$(free_port); SP=$(free_port)
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -n "${KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$BIN" --worker wa1 "127.0.0.1:$W1" & pids+=($!)
+"$BIN" --worker wa2 "127.0.0.1:$W2" & pids+=($!)
+
+# The seed's HAProxy front, in miniature. HAProxy wants 2 fds per maxconn
+# up front; lower the seed's 20000 if the hard fd limit cannot give that.
+HA_MAXCONN=$(( $(ulimit -Hn) / 2 - 100 ))
+[ "$HA_MAXCONN" -gt 20000 ] && HA_MAXCONN=20000
+cat > "$tmp/haproxy.cfg" <<CFG
+global
+    maxconn $HA_MAXCONN
+defaults
+    mode http
+    retries 3
+    option redispatch
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option forwardfor
+frontend www
+    bind 127.0.0.1:$HA
+    default_backend workers
+backend workers
+    balance roundrobin
+    option httpchk GET /health
+    server wa1 127.0.0.1:$W1 check inter 2s rise 3 fall 2
+    server wa2 127.0.0.1:$W2 check inter 2s rise 3 fall 2
+CFG
+haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 & pids+=($!)
+
+cat > "$tmp/sqlproxy.toml" <<CFG
+[http]
+listen = "127.0.0.1:$SP"
+retries = 3
+[http.health]
+path = "/health"
+[[http.backends]]
+name = "wa1"
+address = "127.0.0.1:$W1"
+[[http.backends]]
+name = "wa2"
+address = "127.0.0.1:$W2"
+CFG
+"$BIN" "$tmp/sqlproxy.toml" >"$tmp/sqlproxy.log" 2>&1 & pids+=($!)
+
+for port in $W1 $W2 $HA $SP; do
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+done
+
+# p99 from `wrk --latency` in milliseconds.
+p99_ms() {
+    awk '$1 == "99%" { v = $2
+        if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v) }
+        else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
+        printf "%.3f", v }' "$1"
+}
+rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+errors() { awk '/Non-2xx|Socket errors/ { printf "%s ", $0 }' "$1"; }
+
+echo "warm-up"
+wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$HA/" >/dev/null
+wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$SP/" >/dev/null
+
+printf '%-6s %-9s %12s %10s  %s\n' round target "req/s" "p99 ms" errors
+ha_sum=0; sp_sum=0; ha_p99=0; sp_p99=0
+for r in $(seq "$ROUNDS"); do
+    for t in haproxy sqlproxy; do
+        port=$HA; [ "$t" = sqlproxy ] && port=$SP
+        out="$tmp/$t.$r.txt"
+        wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "http://127.0.0.1:$port/" >"$out"
+        printf '%-6s %-9s %12s %10s  %s\n' "$r" "$t" "$(rps "$out")" "$(p99_ms "$out")" "$(errors "$out")"
+        if [ "$t" = haproxy ]; then
+            ha_sum=$(echo "$ha_sum + $(rps "$out")" | bc -l); ha_p99=$(echo "$ha_p99 + $(p99_ms "$out")" | bc -l)
+        else
+            sp_sum=$(echo "$sp_sum + $(rps "$out")" | bc -l); sp_p99=$(echo "$sp_p99 + $(p99_ms "$out")" | bc -l)
+        fi
+    done
+done
+printf 'mean req/s: haproxy %.0f, sqlproxy %.0f → ratio %.2f× (target ≥ 1.0×)\n' \
+    "$(echo "$ha_sum / $ROUNDS" | bc -l)" "$(echo "$sp_sum / $ROUNDS" | bc -l)" "$(echo "$sp_sum / $ha_sum" | bc -l)"
+printf 'mean p99 ms: haproxy %.3f, sqlproxy %.3f → ratio %.2f× (lower is better)\n' \
+    "$(echo "$ha_p99 / $ROUNDS" | bc -l)" "$(echo "$sp_p99 / $ROUNDS" | bc -l)" "$(echo "$sp_p99 / $ha_p99" | bc -l)"

@@ -1,0 +1,489 @@
+//! The `[http]` section: listener, workers, balancing, health checks,
+//! timeouts, limits, stats page and sticky cookie, in HAProxy's words
+//! (`balance`, `weight`, `maxconn`, `retries`, `inter`/`rise`/`fall`,
+//! `timeout connect|server|client|http-request|queue`). Defaults are named
+//! constants with the reason for their value; [`HttpConfig::validate`] checks
+//! what serde cannot and names the key in every error.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The seed's HAProxy ran `maxconn 20000` on the HTTP front.
+pub const DEFAULT_MAXCONN: usize = 20_000;
+/// The seed's `retries 3`.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Requests allowed to wait for a worker slot when every worker is at its
+/// `maxconn`; beyond this the balancer answers 503 at once.
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+/// Request line + headers. PrestaShop's cookies stay far below this; a
+/// larger header is almost always an attack, and gets 431.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+/// PrestaShop's back office uploads product images and module zips.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 * 1024 * 1024;
+/// Idle keep-alive connections kept per worker.
+pub const DEFAULT_POOL_MAX_IDLE: usize = 256;
+/// The seed's `timeout connect 5s`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The seed's `timeout server 60s`: a PHP page slower than this is a 504.
+pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The seed's `timeout client 60s`: a client connection idle this long (no
+/// request in flight, no byte moved) is closed.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// HAProxy's `timeout http-request`: the whole header must arrive within
+/// this, which cuts slowloris clients.
+pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// HAProxy's `timeout queue`: how long a request waits for a worker slot.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle upstream connections older than this are not reused: PHP-FPM/Apache
+/// close keep-alive after 5 s by default, so reuse only younger ones.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// The seed's `check inter 2s rise 3 fall 2`.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_RISE: u32 = 3;
+pub const DEFAULT_FALL: u32 = 2;
+pub const DEFAULT_CHECK_PATH: &str = "/";
+pub const DEFAULT_CHECK_METHOD: &str = "GET";
+pub const DEFAULT_CHECK_STATUS: u16 = 200;
+/// HAProxy's `stats uri /stats`.
+pub const DEFAULT_STATS_URI: &str = "/stats";
+/// HAProxy's `cookie SERVERID insert`.
+pub const DEFAULT_STICKY_COOKIE: &str = "SERVERID";
+/// HAProxy's default server weight.
+pub const DEFAULT_WEIGHT: u32 = 1;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid value for `{key}`: {reason}")]
+pub struct HttpConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> HttpConfigError {
+    HttpConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// `[http]` section of the config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Client-facing address (port 0 picks a free one).
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub balance: Balance,
+    /// Extra attempts on another worker; see `docs/http.md` for when a
+    /// request may be retried at all.
+    #[serde(default = "d::retries")]
+    pub retries: u32,
+    /// Client connections served at once; further ones wait in the kernel backlog.
+    #[serde(default = "d::maxconn")]
+    pub maxconn: usize,
+    /// Requests waiting for a worker slot (per-worker `maxconn`); more → 503.
+    #[serde(default = "d::max_queue")]
+    pub max_queue: usize,
+    /// Largest request line + headers in bytes; larger → 431.
+    #[serde(default = "d::max_header_size")]
+    pub max_header_size: usize,
+    /// Largest request body in bytes; larger → 413.
+    #[serde(default = "d::max_body_size")]
+    pub max_body_size: u64,
+    /// Idle keep-alive connections kept per worker.
+    #[serde(default = "d::pool_max_idle")]
+    pub pool_max_idle: usize,
+    /// Keep `X-Forwarded-Proto`/`-Host` a client sends (only behind a
+    /// trusted TLS terminator); otherwise they are overwritten.
+    #[serde(default)]
+    pub trust_forwarded: bool,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub health: HealthCheck,
+    #[serde(default)]
+    pub stats: Option<StatsConfig>,
+    /// Sticky sessions by inserted cookie (HAProxy `cookie SERVERID insert`).
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+    pub backends: Vec<BackendConfig>,
+}
+
+/// HAProxy's `balance`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Weighted round-robin (the seed's `balance roundrobin`).
+    #[default]
+    Roundrobin,
+    /// Fewest requests in flight relative to weight.
+    Leastconn,
+    /// Power of two random choices: the less loaded of two random workers.
+    Random2,
+}
+
+/// One worker (`server wa1 10.0.0.1:80 weight 1 maxconn 100 check`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// Share of requests; 0 takes the worker out of rotation.
+    #[serde(default = "d::weight")]
+    pub weight: u32,
+    /// Requests in flight to this worker at once; 0 = unlimited.
+    #[serde(default)]
+    pub maxconn: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "d::connect", with = "humantime_serde")]
+    pub connect: Duration,
+    /// Wait for the response head, and for each body chunk after it.
+    #[serde(default = "d::server", with = "humantime_serde")]
+    pub server: Duration,
+    /// Client connection idle with nothing in flight.
+    #[serde(default = "d::client", with = "humantime_serde")]
+    pub client: Duration,
+    /// Whole request header (HTTP/1), which cuts slowloris clients.
+    #[serde(default = "d::request_header", with = "humantime_serde")]
+    pub request_header: Duration,
+    #[serde(default = "d::queue", with = "humantime_serde")]
+    pub queue: Duration,
+    /// Idle upstream connections older than this are closed, not reused.
+    #[serde(default = "d::upstream_idle", with = "humantime_serde")]
+    pub upstream_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: d::connect(),
+            server: d::server(),
+            client: d::client(),
+            request_header: d::request_header(),
+            queue: d::queue(),
+            upstream_idle: d::upstream_idle(),
+        }
+    }
+}
+
+/// HAProxy's `option httpchk` + `http-check expect status` + `inter/rise/fall`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default = "d::check_method")]
+    pub method: String,
+    #[serde(default = "d::check_path")]
+    pub path: String,
+    /// `Host` header of the check; defaults to the worker's address.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default = "d::check_status")]
+    pub expect_status: u16,
+    #[serde(default = "d::check_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "d::check_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "d::rise")]
+    pub rise: u32,
+    #[serde(default = "d::fall")]
+    pub fall: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            method: d::check_method(),
+            path: d::check_path(),
+            host: None,
+            expect_status: d::check_status(),
+            interval: d::check_interval(),
+            timeout: d::check_timeout(),
+            rise: d::rise(),
+            fall: d::fall(),
+        }
+    }
+}
+
+/// HAProxy's `stats uri` + `stats auth user:password`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Own listener for the stats page, `/metrics` and control; absent =
+    /// the stats URI is answered on the balancer's listener (as the seed did).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    #[serde(default = "d::stats_uri")]
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    #[serde(default = "d::sticky_cookie")]
+    pub cookie: String,
+}
+
+impl HttpConfig {
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), HttpConfigError> {
+        if self.backends.is_empty() {
+            return Err(invalid("http.backends", "at least one backend is required"));
+        }
+        if self.maxconn == 0 {
+            return Err(invalid("http.maxconn", "must be at least 1"));
+        }
+        if self.max_header_size < MIN_HEADER_SIZE {
+            return Err(invalid(
+                "http.max_header_size",
+                format!("must be at least {MIN_HEADER_SIZE}"),
+            ));
+        }
+        if self.backends.iter().all(|b| b.weight == 0) {
+            return Err(invalid("http.backends", "at least one weight must be > 0"));
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            let key = format!("http.backends[{i}]");
+            if b.name.is_empty() || !b.name.bytes().all(is_token_byte) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    "must be non-empty letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if self.backends[..i].iter().any(|o| o.name == b.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("duplicate `{}`", b.name),
+                ));
+            }
+            let port_ok = b
+                .address
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(invalid(format!("{key}.address"), "expected host:port"));
+            }
+        }
+        let h = &self.health;
+        if h.rise == 0 || h.fall == 0 {
+            return Err(invalid("http.health.rise/fall", "must be at least 1"));
+        }
+        if h.interval.is_zero() || h.timeout.is_zero() {
+            return Err(invalid("http.health.interval/timeout", "must be > 0"));
+        }
+        if http::Method::from_bytes(h.method.as_bytes()).is_err() {
+            return Err(invalid("http.health.method", "not an HTTP method"));
+        }
+        if !h.path.starts_with('/') {
+            return Err(invalid("http.health.path", "must start with '/'"));
+        }
+        if http::StatusCode::from_u16(h.expect_status).is_err() {
+            return Err(invalid("http.health.expect_status", "not an HTTP status"));
+        }
+        let t = &self.timeouts;
+        for (k, v) in [
+            ("connect", t.connect),
+            ("server", t.server),
+            ("client", t.client),
+            ("request_header", t.request_header),
+            ("queue", t.queue),
+        ] {
+            if v.is_zero() {
+                return Err(invalid(format!("http.timeouts.{k}"), "must be > 0"));
+            }
+        }
+        if let Some(s) = &self.stats {
+            if !s.uri.starts_with('/') || s.uri.len() < 2 {
+                return Err(invalid(
+                    "http.stats.uri",
+                    "must start with '/' and name a path",
+                ));
+            }
+            if s.user.is_empty() || s.user.contains(':') {
+                return Err(invalid("http.stats.user", "must be non-empty without ':'"));
+            }
+        }
+        if let Some(st) = &self.sticky {
+            if st.cookie.is_empty() || !st.cookie.bytes().all(is_token_byte) {
+                return Err(invalid("http.sticky.cookie", "must be a cookie name token"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// hyper's smallest allowed read buffer; the header limit cannot go lower.
+pub const MIN_HEADER_SIZE: usize = 8192;
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// serde default functions, each returning its named constant.
+mod d {
+    use super::*;
+    pub fn retries() -> u32 {
+        DEFAULT_RETRIES
+    }
+    pub fn maxconn() -> usize {
+        DEFAULT_MAXCONN
+    }
+    pub fn max_queue() -> usize {
+        DEFAULT_MAX_QUEUE
+    }
+    pub fn max_header_size() -> usize {
+        DEFAULT_MAX_HEADER_SIZE
+    }
+    pub fn max_body_size() -> u64 {
+        DEFAULT_MAX_BODY_SIZE
+    }
+    pub fn pool_max_idle() -> usize {
+        DEFAULT_POOL_MAX_IDLE
+    }
+    pub fn weight() -> u32 {
+        DEFAULT_WEIGHT
+    }
+    pub fn connect() -> Duration {
+        DEFAULT_CONNECT_TIMEOUT
+    }
+    pub fn server() -> Duration {
+        DEFAULT_SERVER_TIMEOUT
+    }
+    pub fn client() -> Duration {
+        DEFAULT_CLIENT_TIMEOUT
+    }
+    pub fn request_header() -> Duration {
+        DEFAULT_REQUEST_HEADER_TIMEOUT
+    }
+    pub fn queue() -> Duration {
+        DEFAULT_QUEUE_TIMEOUT
+    }
+    pub fn upstream_idle() -> Duration {
+        DEFAULT_UPSTREAM_IDLE_TIMEOUT
+    }
+    pub fn check_method() -> String {
+        DEFAULT_CHECK_METHOD.into()
+    }
+    pub fn check_path() -> String {
+        DEFAULT_CHECK_PATH.into()
+    }
+    pub fn check_status() -> u16 {
+        DEFAULT_CHECK_STATUS
+    }
+    pub fn check_interval() -> Duration {
+        DEFAULT_CHECK_INTERVAL
+    }
+    pub fn check_timeout() -> Duration {
+        DEFAULT_CHECK_TIMEOUT
+    }
+    pub fn rise() -> u32 {
+        DEFAULT_RISE
+    }
+    pub fn fall() -> u32 {
+        DEFAULT_FALL
+    }
+    pub fn stats_uri() -> String {
+        DEFAULT_STATS_URI.into()
+    }
+    pub fn sticky_cookie() -> String {
+        DEFAULT_STICKY_COOKIE.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::{Format, Toml};
+
+    fn parse(toml: &str) -> Result<HttpConfig, String> {
+        figment::Figment::from(Toml::string(toml))
+            .extract::<HttpConfig>()
+            .map_err(|e| e.to_string())
+    }
+
+    const MIN: &str = r#"
+        listen = "127.0.0.1:0"
+        [[backends]]
+        name = "wa1"
+        address = "127.0.0.1:8081"
+    "#;
+
+    #[test]
+    fn minimal_gets_defaults() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.balance, Balance::Roundrobin);
+        assert_eq!(c.retries, DEFAULT_RETRIES);
+        assert_eq!(c.health.rise, DEFAULT_RISE);
+        assert_eq!(c.timeouts.server, DEFAULT_SERVER_TIMEOUT);
+        assert_eq!(c.backends[0].weight, 1);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = parse(&format!("{MIN}\nwieght = 3")).unwrap_err();
+        assert!(e.contains("wieght"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_balance_parse() {
+        let c = parse(&format!(
+            "balance = \"random2\"\n{MIN}\n[timeouts]\nserver = \"1500ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.balance, Balance::Random2);
+        assert_eq!(c.timeouts.server, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_validates() {
+        let doc = include_str!("../../docs/http.md");
+        let start = doc.find("```toml\n[http]").expect("example block") + "```toml\n".len();
+        let block = &doc[start..];
+        let block = &block[..block.find("```").expect("end of block")];
+        let c: HttpConfig = figment::Figment::from(Toml::string(block))
+            .focus("http")
+            .extract()
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(
+            c.stats.as_ref().map(|s| s.uri.as_str()),
+            Some(DEFAULT_STATS_URI)
+        );
+        assert_eq!(c.health, HealthCheck::default());
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.max_header_size, DEFAULT_MAX_HEADER_SIZE);
+        assert_eq!(c.max_body_size, DEFAULT_MAX_BODY_SIZE);
+        assert_eq!(
+            (c.retries, c.maxconn, c.max_queue, c.pool_max_idle),
+            (
+                DEFAULT_RETRIES,
+                DEFAULT_MAXCONN,
+                DEFAULT_MAX_QUEUE,
+                DEFAULT_POOL_MAX_IDLE
+            )
+        );
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let mut c = parse(MIN).unwrap();
+        c.backends.push(c.backends[0].clone());
+        assert_eq!(c.validate().unwrap_err().key, "http.backends[1].name");
+        c.backends.pop();
+        c.backends[0].address = "nohost".into();
+        assert_eq!(c.validate().unwrap_err().key, "http.backends[0].address");
+        c.backends[0].address = "h:1".into();
+        c.health.fall = 0;
+        assert_eq!(c.validate().unwrap_err().key, "http.health.rise/fall");
+    }
+}

@@ -1,0 +1,165 @@
+//! Errors of the HTTP balancer. [`HttpError`] is what `bind`/`run` return;
+//! [`ProxyError`] is one request's failure, classified by source (client,
+//! worker, balancer), and [`ProxyError::into_response`] is the single place
+//! that turns it into what the client sees: a status and a small HTML page.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::config::HttpConfigError;
+use super::pool::{BoxError, ConnectError};
+use super::upstream::PickError;
+
+/// The body type of every response the balancer sends.
+pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Config(#[from] HttpConfigError),
+    #[error("cannot bind {what} listener on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+}
+
+/// Who is to blame for a failed request (logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Worker,
+    Balancer,
+}
+
+/// Why one request could not be answered by a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    NoWorker(PickError),
+    #[error("worker {worker}: {source}")]
+    Connect {
+        worker: String,
+        source: ConnectError,
+    },
+    #[error("worker {worker}: no response within {secs:.1}s")]
+    Timeout { worker: String, secs: f64 },
+    #[error("worker {worker}: invalid response: {source}")]
+    InvalidResponse {
+        worker: String,
+        source: hyper::Error,
+    },
+    #[error("worker {worker}: connection lost before the response: {source}")]
+    ConnectionLost {
+        worker: String,
+        source: hyper::Error,
+    },
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("client request body failed: {0}")]
+    ClientBody(hyper::Error),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoWorker(_) | ProxyError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::InvalidResponse { .. } | ProxyError::ConnectionLost { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn source_kind(&self) -> ErrorSource {
+        match self {
+            ProxyError::NoWorker(_) => ErrorSource::Balancer,
+            ProxyError::Connect { .. }
+            | ProxyError::Timeout { .. }
+            | ProxyError::InvalidResponse { .. }
+            | ProxyError::ConnectionLost { .. } => ErrorSource::Worker,
+            ProxyError::BodyTooLarge { .. }
+            | ProxyError::ClientBody(_)
+            | ProxyError::BadRequest(_) => ErrorSource::Client,
+        }
+    }
+
+    /// The response the client gets for this error.
+    pub fn into_response(self) -> Response<RespBody> {
+        let status = self.status();
+        let message = match &self {
+            ProxyError::NoWorker(_) | ProxyError::Connect { .. } => {
+                "No server is available to handle this request."
+            }
+            ProxyError::Timeout { .. } => "The server didn't respond in time.",
+            ProxyError::InvalidResponse { .. } | ProxyError::ConnectionLost { .. } => {
+                "The server returned an invalid or incomplete response."
+            }
+            ProxyError::BodyTooLarge { .. } => "The request body is too large.",
+            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => {
+                "Your browser sent an invalid request."
+            }
+        };
+        error_page(status, message)
+    }
+}
+
+/// A small HTML page, the way HAProxy's built-in error pages look.
+pub fn error_page(status: StatusCode, message: &str) -> Response<RespBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let html = format!(
+        "<html><body><h1>{} {reason}</h1>\n{message}\n</body></html>\n",
+        status.as_u16()
+    );
+    let mut resp = Response::new(full(html));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// A complete in-memory body.
+pub fn full(data: impl Into<Bytes>) -> RespBody {
+    Full::new(data.into()).map_err(|e| match e {}).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            ProxyError::NoWorker(PickError::QueueFull).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ProxyError::Timeout {
+                worker: "wa1".into(),
+                secs: 1.0
+            }
+            .status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ProxyError::BodyTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let r = ProxyError::NoWorker(PickError::NoneHealthy).into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    }
+}

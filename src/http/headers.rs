@@ -1,0 +1,301 @@
+//! Header rewriting between client and worker: hop-by-hop headers removed
+//! per RFC 9110 §7.6.1 (plus `Keep-Alive`, `Proxy-Connection`, `TE`,
+//! `Transfer-Encoding`, `Upgrade` unless the request upgrades), the
+//! `X-Forwarded-For/-Proto/-Host` headers PrestaShop builds URLs from, `Via`
+//! on both directions, and the sticky cookie (read, stripped, inserted).
+//! Pure functions over `http` types, no I/O.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, response, Method, Uri, Version};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Methods RFC 9110 §9.2.2 calls idempotent; only these may be replayed.
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// An HTTP/1.1 request asking to switch protocols (WebSocket).
+pub fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && connection_has(headers, "upgrade")
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// Removes `Connection`, the headers it names and the fixed hop-by-hop set.
+/// With `keep_upgrade`, `Upgrade` survives and `Connection: upgrade` is set.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TE,
+        header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(n);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn via_value(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "1.0 sqlproxy",
+        Version::HTTP_2 => "2 sqlproxy",
+        _ => "1.1 sqlproxy",
+    }
+}
+
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {item}"),
+        _ => item.to_string(),
+    };
+    // Multiple lines of a list header are merged into one.
+    headers.remove(&name);
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// What the request rewriting needs to know about the client connection.
+pub struct ClientInfo<'a> {
+    pub ip: IpAddr,
+    /// `http` (the balancer has no TLS of its own).
+    pub proto: &'static str,
+    pub trust_forwarded: bool,
+    pub sticky_cookie: Option<&'a str>,
+}
+
+/// Turns a client request head into the head sent to a worker (HTTP/1.1,
+/// origin-form URI, `Host` kept).
+pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo<'_>, upgrade: bool) {
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h, upgrade);
+    // HTTP/2 carries the host in :authority; workers speak HTTP/1.1.
+    if !h.contains_key(header::HOST) {
+        if let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            h.insert(header::HOST, v);
+        }
+    }
+    append_list(h, X_FORWARDED_FOR, &client.ip.to_string());
+    if !(client.trust_forwarded && h.contains_key(&X_FORWARDED_PROTO)) {
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+    }
+    if !(client.trust_forwarded && h.contains_key(&X_FORWARDED_HOST)) {
+        match h.get(header::HOST).cloned() {
+            Some(host) => {
+                h.insert(X_FORWARDED_HOST, host);
+            }
+            None => {
+                h.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    append_list(h, header::VIA, via_value(parts.version));
+    if let Some(name) = client.sticky_cookie {
+        strip_cookie(h, name);
+    }
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    if let Ok(u) = pq.parse::<Uri>() {
+        parts.uri = u;
+    }
+    parts.version = Version::HTTP_11;
+}
+
+/// Rewrites a worker's response head for the client.
+pub fn prepare_response(
+    parts: &mut response::Parts,
+    upgraded: bool,
+    set_cookie: Option<HeaderValue>,
+) {
+    strip_hop_by_hop(&mut parts.headers, upgraded);
+    append_list(&mut parts.headers, header::VIA, via_value(parts.version));
+    if let Some(c) = set_cookie {
+        parts.headers.append(header::SET_COOKIE, c);
+    }
+}
+
+/// Value of cookie `name` in the request, if present.
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// Removes cookie `name` from every `Cookie` header (HAProxy's `indirect`:
+/// the worker never sees the balancer's cookie).
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    if cookie_value(headers, name).is_none() {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|p| p.split_once('=').is_none_or(|(k, _)| k != name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// `Set-Cookie` pinning the client to `worker`.
+pub fn sticky_set_cookie(cookie: &str, worker: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{cookie}={worker}; Path=/; HttpOnly; SameSite=Lax"
+    ))
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn parts(req: Request<()>) -> request::Parts {
+        req.into_parts().0
+    }
+
+    fn info() -> ClientInfo<'static> {
+        ClientInfo {
+            ip: "192.0.2.7".parse().unwrap(),
+            proto: "http",
+            trust_forwarded: false,
+            sticky_cookie: Some("SERVERID"),
+        }
+    }
+
+    #[test]
+    fn request_rewrite() {
+        let mut p = parts(
+            Request::get("http://shop.example/index.php?id=3")
+                .header("connection", "keep-alive, x-secret")
+                .header("x-secret", "1")
+                .header("keep-alive", "timeout=5")
+                .header("te", "trailers")
+                .header("x-forwarded-for", "10.0.0.1")
+                .header("x-forwarded-proto", "https")
+                .header("cookie", "a=1; SERVERID=wa2; b=2")
+                .header("upgrade", "h2c")
+                .body(())
+                .unwrap(),
+        );
+        prepare_request(&mut p, &info(), false);
+        let h = &p.headers;
+        for gone in ["connection", "x-secret", "keep-alive", "te", "upgrade"] {
+            assert!(!h.contains_key(gone), "{gone} must be stripped");
+        }
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(
+            h["x-forwarded-proto"], "http",
+            "untrusted client value overwritten"
+        );
+        assert_eq!(h["host"], "shop.example");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert_eq!(h["via"], "1.1 sqlproxy");
+        assert_eq!(h["cookie"], "a=1; b=2");
+        assert_eq!(p.uri, "/index.php?id=3");
+    }
+
+    #[test]
+    fn trusted_forwarded_headers_are_kept() {
+        let mut p = parts(
+            Request::get("/")
+                .header("host", "shop")
+                .header("x-forwarded-proto", "https")
+                .header("x-forwarded-host", "www.shop.example")
+                .body(())
+                .unwrap(),
+        );
+        let mut i = info();
+        i.trust_forwarded = true;
+        prepare_request(&mut p, &i, false);
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+        assert_eq!(p.headers["x-forwarded-host"], "www.shop.example");
+    }
+
+    #[test]
+    fn upgrade_survives_when_upgrading() {
+        let mut p = parts(
+            Request::get("/ws")
+                .header("connection", "Upgrade")
+                .header("upgrade", "websocket")
+                .body(())
+                .unwrap(),
+        );
+        assert!(is_upgrade_request(p.version, &p.headers));
+        prepare_request(&mut p, &info(), true);
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["connection"], "upgrade");
+    }
+
+    #[test]
+    fn cookies() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", HeaderValue::from_static("SERVERID=wa1"));
+        h.append("cookie", HeaderValue::from_static("PHPSESSID=x"));
+        assert_eq!(cookie_value(&h, "SERVERID"), Some("wa1"));
+        strip_cookie(&mut h, "SERVERID");
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "PHPSESSID=x");
+        assert!(!is_idempotent(&Method::POST));
+        assert!(is_idempotent(&Method::GET));
+    }
+}

@@ -1,0 +1,219 @@
+//! Active HTTP health checks (HAProxy `option httpchk`, `inter`, `rise`,
+//! `fall`): one task per worker sends the configured request on a fresh
+//! connection every interval, and a small state machine flips the worker
+//! after `fall` consecutive failures or `rise` consecutive successes. This is
+//! the only writer of a worker's health; operators set the admin state.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::config::HealthCheck;
+use super::pool;
+use super::upstream::{AdminState, Backend, LastCheck};
+
+/// A change of health, with the check result that caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Up,
+    Down,
+}
+
+/// Rise/fall counting; pure, so it is tested without sockets.
+#[derive(Debug, Clone)]
+pub struct HealthMachine {
+    up: bool,
+    rise: u32,
+    fall: u32,
+    /// Consecutive results contradicting the current state.
+    streak: u32,
+}
+
+impl HealthMachine {
+    pub fn new(up: bool, rise: u32, fall: u32) -> Self {
+        HealthMachine {
+            up,
+            rise: rise.max(1),
+            fall: fall.max(1),
+            streak: 0,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Feeds one check result; returns the transition it caused, if any.
+    pub fn observe(&mut self, ok: bool) -> Option<Transition> {
+        if ok == self.up {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.up { self.fall } else { self.rise };
+        if self.streak < needed {
+            return None;
+        }
+        self.streak = 0;
+        self.up = ok;
+        Some(if ok { Transition::Up } else { Transition::Down })
+    }
+}
+
+/// What one check saw, in HAProxy's vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Expected status.
+    Ok(u16),
+    /// Layer 7 answered with another status.
+    BadStatus(u16),
+    /// Could not connect (refused, unreachable, connect timeout).
+    Connect(String),
+    /// No complete answer within `timeout`.
+    Timeout,
+    /// Connected but the answer was not valid HTTP or the connection dropped.
+    Response(String),
+}
+
+impl CheckOutcome {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CheckOutcome::Ok(_))
+    }
+}
+
+impl fmt::Display for CheckOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckOutcome::Ok(s) => write!(f, "L7OK {s}"),
+            CheckOutcome::BadStatus(s) => write!(f, "L7STS {s}"),
+            CheckOutcome::Connect(e) => write!(f, "L4CON {e}"),
+            CheckOutcome::Timeout => f.write_str("L7TOUT"),
+            CheckOutcome::Response(e) => write!(f, "L7RSP {e}"),
+        }
+    }
+}
+
+/// Sends one check request to `backend` on a fresh connection.
+pub async fn check_once(backend: &Backend, cfg: &HealthCheck) -> CheckOutcome {
+    let run = async {
+        let mut conn = match pool::connect(&backend.address, cfg.timeout).await {
+            Ok(c) => c,
+            Err(e) => return CheckOutcome::Connect(e.to_string()),
+        };
+        let host = cfg.host.as_deref().unwrap_or(&backend.address);
+        let req = Request::builder()
+            .method(cfg.method.as_str())
+            .uri(cfg.path.as_str())
+            .header(hyper::header::HOST, host)
+            .header(hyper::header::USER_AGENT, "sqlproxy-check")
+            .header(hyper::header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed());
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return CheckOutcome::Response(e.to_string()),
+        };
+        match conn.sender.send_request(req).await {
+            Err(e) => CheckOutcome::Response(e.to_string()),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                // Read the body so the worker sees a clean close.
+                if let Err(e) = resp.into_body().collect().await {
+                    return CheckOutcome::Response(e.to_string());
+                }
+                if status == cfg.expect_status {
+                    CheckOutcome::Ok(status)
+                } else {
+                    CheckOutcome::BadStatus(status)
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(cfg.timeout, run).await {
+        Ok(o) => o,
+        Err(_) => CheckOutcome::Timeout,
+    }
+}
+
+/// Checks `backend` every interval until `shutdown`; maintenance pauses checks.
+pub async fn run_checks(backend: Arc<Backend>, cfg: HealthCheck, shutdown: CancellationToken) {
+    let mut machine = HealthMachine::new(backend.is_healthy(), cfg.rise, cfg.fall);
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if backend.admin_state() == AdminState::Maint {
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = check_once(&backend, &cfg).await;
+        let latency = started.elapsed();
+        if let Ok(mut last) = backend.last_check.lock() {
+            *last = LastCheck {
+                at: Some(SystemTime::now()),
+                result: outcome.to_string(),
+                latency,
+            };
+        }
+        if let Some(t) = machine.observe(outcome.is_ok()) {
+            backend.set_healthy(t == Transition::Up);
+            match t {
+                Transition::Up => {
+                    tracing::info!(worker = %backend.name, check = %outcome, "http worker is UP")
+                }
+                Transition::Down => {
+                    tracing::warn!(worker = %backend.name, check = %outcome, "http worker is DOWN")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn falls_after_fall_failures_and_rises_after_rise_successes() {
+        let mut m = HealthMachine::new(true, 3, 2);
+        assert_eq!(m.observe(false), None);
+        assert_eq!(m.observe(true), None, "a success resets the failure streak");
+        assert_eq!(m.observe(false), None);
+        assert_eq!(m.observe(false), Some(Transition::Down));
+        assert!(!m.is_up());
+        assert_eq!(m.observe(true), None);
+        assert_eq!(m.observe(true), None);
+        assert_eq!(
+            m.observe(false),
+            None,
+            "a failure resets the success streak"
+        );
+        assert_eq!(m.observe(true), None);
+        assert_eq!(m.observe(true), None);
+        assert_eq!(m.observe(true), Some(Transition::Up));
+        assert!(m.is_up());
+    }
+
+    #[test]
+    fn rise_and_fall_of_one_flip_at_once() {
+        let mut m = HealthMachine::new(false, 1, 1);
+        assert_eq!(m.observe(true), Some(Transition::Up));
+        assert_eq!(m.observe(false), Some(Transition::Down));
+    }
+
+    #[test]
+    fn outcome_labels_like_haproxy() {
+        assert_eq!(CheckOutcome::Ok(200).to_string(), "L7OK 200");
+        assert_eq!(CheckOutcome::BadStatus(500).to_string(), "L7STS 500");
+        assert_eq!(CheckOutcome::Timeout.to_string(), "L7TOUT");
+    }
+}

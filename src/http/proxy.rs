@@ -1,0 +1,327 @@
+//! Forwarding one client request to a worker and its response back.
+//!
+//! **Retry rule** (the one that keeps an order from being placed twice): a
+//! request moves to another worker only if (a) the connection failed before
+//! the request was handed to it (connect error, or hyper gave the request
+//! back unsent), or (b) the method is idempotent, the request has no body,
+//! and not one response byte arrived. Non-idempotent requests always go on a
+//! fresh connection (HAProxy's `http-reuse safe`), so a keep-alive race with
+//! a worker closing an idle connection can never eat a POST.
+
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::body::{Progress, ProgressBody, UpstreamBody};
+use super::config::{HttpConfig, Timeouts};
+use super::error::{full, ProxyError, RespBody};
+use super::headers::{self, ClientInfo};
+use super::pool::{self, Conn, UpBody};
+use super::stats::FrontendStats;
+use super::upstream::{Lease, Upstreams};
+
+/// What the proxy needs from the config, plus the shared state.
+pub struct Proxy {
+    ups: Arc<Upstreams>,
+    retries: u32,
+    timeouts: Timeouts,
+    max_body: u64,
+    trust_forwarded: bool,
+    sticky: Option<String>,
+    pub frontend: Arc<FrontendStats>,
+}
+
+/// A body-less idempotent request head, kept so it can be sent again.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn build(&self) -> Request<UpBody> {
+        let mut r = Request::new(empty_body());
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = Version::HTTP_11;
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+fn empty_body() -> UpBody {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+impl Proxy {
+    pub fn new(cfg: &HttpConfig, ups: Arc<Upstreams>, frontend: Arc<FrontendStats>) -> Self {
+        Proxy {
+            ups,
+            retries: cfg.retries,
+            timeouts: cfg.timeouts.clone(),
+            max_body: cfg.max_body_size,
+            trust_forwarded: cfg.trust_forwarded,
+            sticky: cfg.sticky.as_ref().map(|s| s.cookie.clone()),
+            frontend,
+        }
+    }
+
+    /// Answers one client request; never fails (errors become pages).
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
+        self.frontend.requests.fetch_add(1, Ordering::Relaxed);
+        let method = req.method().clone();
+        let uri = req.uri().clone(); // shares the bytes: no copy unless logged
+        let resp = match self.forward(req, client).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    client = %client, method = %method, path = uri.path(),
+                    status = e.status().as_u16(), source = ?e.source_kind(), error = %e,
+                    "http request failed"
+                );
+                self.frontend.proxy_errors.fetch_add(1, Ordering::Relaxed);
+                e.into_response()
+            }
+        };
+        self.frontend.record_status(resp.status().as_u16());
+        resp
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<RespBody>, ProxyError> {
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body) {
+            return Err(ProxyError::BodyTooLarge {
+                limit: self.max_body,
+            });
+        }
+        let upgrade = headers::is_upgrade_request(req.version(), req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let sticky_to: Option<String> = self
+            .sticky
+            .as_deref()
+            .and_then(|name| headers::cookie_value(req.headers(), name).map(str::to_string));
+        let (mut parts, body) = req.into_parts();
+        let info = ClientInfo {
+            ip: client.ip(),
+            proto: "http",
+            trust_forwarded: self.trust_forwarded,
+            sticky_cookie: self.sticky.as_deref(),
+        };
+        headers::prepare_request(&mut parts, &info, upgrade);
+        let replayable = body.is_end_stream() && headers::is_idempotent(&parts.method);
+        // The head is only copied when a replay is possible at all.
+        let replay = (replayable && self.retries > 0).then(|| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        });
+        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        let progress = Progress::new();
+        let up_body = if body.is_end_stream() {
+            empty_body()
+        } else {
+            ProgressBody::new(Limited::new(body, limit).boxed(), Arc::clone(&progress)).boxed()
+        };
+        let mut pending = Some(Request::from_parts(parts, up_body));
+        let mut tried: Vec<usize> = Vec::new();
+        let mut attempt: u32 = 0;
+        loop {
+            let lease = self
+                .ups
+                .acquire(sticky_to.as_deref(), &tried)
+                .await
+                .map_err(ProxyError::NoWorker)?;
+            let Some(req) = pending
+                .take()
+                .or_else(|| replay.as_ref().map(Replay::build))
+            else {
+                // Unreachable by construction: we only loop with a request in hand.
+                return Err(ProxyError::BadRequest("request cannot be replayed".into()));
+            };
+            let backend = Arc::clone(&lease.backend);
+            let can_retry = attempt < self.retries;
+            let mut conn = match self.conn_for(&lease, replayable).await {
+                Ok(c) => c,
+                Err(e) => {
+                    backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(worker = %backend.name, error = %e, retry = can_retry, "http worker unreachable");
+                    if can_retry {
+                        pending = Some(req);
+                        self.note_retry(&lease, &mut tried, &mut attempt);
+                        continue;
+                    }
+                    return Err(ProxyError::Connect {
+                        worker: backend.name.clone(),
+                        source: e,
+                    });
+                }
+            };
+            let read_before = conn.bytes_read();
+            let started = Instant::now();
+            progress.touch();
+            let sent = progress
+                .within(self.timeouts.server, conn.sender.try_send_request(req))
+                .await;
+            let result = match sent {
+                None => {
+                    backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(ProxyError::Timeout {
+                        worker: backend.name.clone(),
+                        secs: self.timeouts.server.as_secs_f64(),
+                    });
+                }
+                Some(r) => r,
+            };
+            let resp = match result {
+                Ok(resp) => resp,
+                Err(mut e) => {
+                    if let Some(unsent) = e.take_message() {
+                        // Never reached the socket: safe for any method.
+                        backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                        if can_retry {
+                            pending = Some(unsent);
+                            self.note_retry(&lease, &mut tried, &mut attempt);
+                            continue;
+                        }
+                    }
+                    let err = e.into_error();
+                    if body_too_large(&err) {
+                        return Err(ProxyError::BodyTooLarge {
+                            limit: self.max_body,
+                        });
+                    }
+                    if err.is_user() {
+                        // Our request body failed: the client aborted its upload.
+                        return Err(ProxyError::ClientBody(err));
+                    }
+                    backend
+                        .stats
+                        .response_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    let nothing_back = conn.bytes_read() == read_before;
+                    if err.is_parse() || err.is_parse_status() {
+                        return Err(ProxyError::InvalidResponse {
+                            worker: backend.name.clone(),
+                            source: err,
+                        });
+                    }
+                    if replay.is_some() && nothing_back && can_retry {
+                        tracing::warn!(worker = %backend.name, error = %err, "http worker dropped an idempotent request; retrying");
+                        self.note_retry(&lease, &mut tried, &mut attempt);
+                        continue;
+                    }
+                    return Err(ProxyError::ConnectionLost {
+                        worker: backend.name.clone(),
+                        source: err,
+                    });
+                }
+            };
+            let latency = started.elapsed();
+            backend.stats.requests.fetch_add(1, Ordering::Relaxed);
+            backend
+                .stats
+                .latency_us_total
+                .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+            backend.stats.record_status(resp.status().as_u16());
+            let set_cookie = match (&self.sticky, sticky_to.as_deref()) {
+                (Some(c), to) if to != Some(backend.name.as_str()) => {
+                    headers::sticky_set_cookie(c, &backend.name)
+                }
+                _ => None,
+            };
+            return Ok(self.respond(resp, conn, lease, client_upgrade, set_cookie));
+        }
+    }
+
+    fn note_retry(&self, lease: &Lease, tried: &mut Vec<usize>, attempt: &mut u32) {
+        lease.backend.stats.retries.fetch_add(1, Ordering::Relaxed);
+        tried.push(lease.idx);
+        *attempt += 1;
+    }
+
+    /// A pooled connection for replayable requests, a fresh one otherwise.
+    async fn conn_for(&self, lease: &Lease, may_reuse: bool) -> Result<Conn, pool::ConnectError> {
+        if may_reuse {
+            if let Some(c) = lease.backend.pool.take(self.timeouts.connect).await {
+                return Ok(c);
+            }
+        }
+        pool::connect(&lease.backend.address, self.timeouts.connect).await
+    }
+
+    fn respond(
+        &self,
+        mut resp: Response<Incoming>,
+        conn: Conn,
+        lease: Lease,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        set_cookie: Option<http::HeaderValue>,
+    ) -> Response<RespBody> {
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            if let Some(client_up) = client_upgrade {
+                let worker_up = hyper::upgrade::on(&mut resp);
+                let (mut parts, _) = resp.into_parts();
+                headers::prepare_response(&mut parts, true, set_cookie);
+                drop(conn);
+                tokio::spawn(tunnel(client_up, worker_up, lease));
+                return Response::from_parts(parts, full(bytes::Bytes::new()));
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        headers::prepare_response(&mut parts, false, set_cookie);
+        let reuse = !switching;
+        let body = UpstreamBody::new(body, reuse.then_some(conn), lease, self.timeouts.server);
+        Response::from_parts(parts, body.boxed())
+    }
+}
+
+/// The client's body went over `max_body_size` while being streamed.
+fn body_too_large(err: &hyper::Error) -> bool {
+    let mut src = err.source();
+    while let Some(s) = src {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// Relays bytes both ways after a `101 Switching Protocols` (WebSocket).
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    worker: hyper::upgrade::OnUpgrade,
+    lease: Lease,
+) {
+    let name = lease.backend.name.clone();
+    match tokio::try_join!(client, worker) {
+        Ok((c, w)) => {
+            let mut c = TokioIo::new(c);
+            let mut w = TokioIo::new(w);
+            match tokio::io::copy_bidirectional(&mut c, &mut w).await {
+                Ok((up, down)) => {
+                    tracing::debug!(worker = %name, up, down, "upgraded connection closed")
+                }
+                Err(e) => tracing::debug!(worker = %name, error = %e, "upgraded connection ended"),
+            }
+        }
+        Err(e) => tracing::warn!(worker = %name, error = %e, "upgrade failed"),
+    }
+    drop(lease);
+}
