@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # scripts/demo.sh [up|down]
 #
-# The main job in miniature: starts the local two-node MariaDB cluster
-# (scripts/cluster.sh, installing MariaDB if missing), builds sqlproxy, and
-# runs it in front of the cluster with config/ha.toml, the node addresses
-# overridden from the environment the way an operator would. Then it shows
-# where reads and writes land and prints how to connect.
+# The seed in miniature: starts the local two-node MariaDB cluster
+# (scripts/cluster.sh, installing MariaDB if missing), two PHP web workers
+# (`php -S`, serving scripts/http-worker.php, which reads a row through the
+# SQL proxy with PDO), builds sqlproxy and runs it with config/ha.toml: the
+# SQL proxy in front of the nodes and the HTTP balancer in front of the
+# workers, node addresses overridden from the environment the way an
+# operator would. Then it shows where reads and writes land and which worker
+# served each page, and prints how to connect.
 #
-#   PROXY_PORT (default 13300)   where clients connect
+#   PROXY_PORT (default 13300)   where MySQL clients connect
+#   HTTP_PORT (default 8080)     where browsers connect (the balancer)
 #   CN1_PORT / CN2_PORT          node ports (defaults of cluster.sh)
 #
-# `down` stops the proxy and the cluster.
+# `down` stops the proxy, the workers and the cluster.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,17 +23,21 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 PROXY_PORT=${PROXY_PORT:-13300}
+HTTP_PORT=${HTTP_PORT:-8080}
+WORKER_PORTS=(8081 8082)
 export CN1_PORT=${CN1_PORT:-13306} CN2_PORT=${CN2_PORT:-13307}
 RUN_DIR=$ROOT/.cluster
 PID_FILE=$RUN_DIR/sqlproxy.pid
 LOG_FILE=$RUN_DIR/sqlproxy.log
 
 stop_proxy() {
-    if [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-        kill -TERM "$(cat "$PID_FILE")"
-        info "sqlproxy stopped"
-    fi
-    rm -f "$PID_FILE"
+    local f
+    for f in "$PID_FILE" "$RUN_DIR"/worker-*.pid; do
+        if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+            kill -TERM "$(cat "$f")"
+        fi
+        rm -f "$f"
+    done
 }
 
 case "${1:-up}" in
@@ -50,12 +58,25 @@ cargo build --release --quiet
 BIN=$ROOT/target/release/sqlproxy
 
 stop_proxy
-step "starting sqlproxy on 127.0.0.1:$PROXY_PORT"
+mkdir -p "$RUN_DIR"
+command -v php >/dev/null 2>&1 || apt_install php-cli php-mysql
+command -v curl >/dev/null 2>&1 || apt_install curl
+php -m | grep -qi '^pdo_mysql$' || apt_install php-mysql
+step "starting web workers wa1, wa2 (php -S) on ports ${WORKER_PORTS[*]}"
+for i in 0 1; do
+    WORKER_NAME=wa$((i + 1)) SQLPROXY_DSN="mysql:host=127.0.0.1;port=$PROXY_PORT" \
+        SQLPROXY_USER=prestashop SQLPROXY_PASSWORD=prestashop \
+        nohup php -S "127.0.0.1:${WORKER_PORTS[$i]}" scripts/http-worker.php \
+        >"$RUN_DIR/worker-wa$((i + 1)).log" 2>&1 &
+    echo $! >"$RUN_DIR/worker-wa$((i + 1)).pid"
+done
+
+step "starting sqlproxy: MySQL on 127.0.0.1:$PROXY_PORT, HTTP on 127.0.0.1:$HTTP_PORT"
 export SQLPROXY_MYSQL__LISTEN=127.0.0.1:$PROXY_PORT
+export SQLPROXY_HTTP__LISTEN=127.0.0.1:$HTTP_PORT
 export SQLPROXY_NODES__CN1__ADDRESS=127.0.0.1:$CN1_PORT
 export SQLPROXY_NODES__CN2__ADDRESS=127.0.0.1:$CN2_PORT
 "$BIN" --check --config config/ha.toml
-mkdir -p "$RUN_DIR"
 nohup "$BIN" --config config/ha.toml >"$LOG_FILE" 2>&1 &
 echo $! >"$PID_FILE"
 for _ in $(seq 1 50); do
@@ -75,11 +96,20 @@ mysql_proxy -N -e "SELECT CONCAT('writes landed on server_id ', GROUP_CONCAT(DIS
 reads=$(for _ in $(seq 1 20); do mysql_proxy -N -e "SELECT @@server_id"; done | sort | uniq -c | awk '{printf "server_id %s: %s reads  ", $2, $1}')
 info "20 reads: $reads"
 
+step "pages through the HTTP balancer (each names its worker and reads a row via the SQL proxy)"
+sleep 1
+for _ in 1 2 3 4; do
+    curl -s "http://127.0.0.1:$HTTP_PORT/" | sed -n 's/.*<h1>\(.*\)<\/h1>.*/\1/p;s/.*class="server_id">\([0-9]*\)<.*/  row read from server_id \1/p' | tr '\n' ' '
+    echo
+done
+
 cat <<TXT
 
 sqlproxy is running (pid $(cat "$PID_FILE"), log $LOG_FILE).
   connect:    mariadb -h127.0.0.1 -P$PROXY_PORT -uprestashop -pprestashop
   PHP PDO:    new PDO('mysql:host=127.0.0.1;port=$PROXY_PORT;dbname=demo', 'prestashop', 'prestashop')
+  shop page:  http://127.0.0.1:$HTTP_PORT/   (balanced over wa1, wa2)
+  stats:      http://127.0.0.1:8404/stats   (admin / change-me)
   nodes:      cn1 127.0.0.1:$CN1_PORT (master), cn2 127.0.0.1:$CN2_PORT
   stop:       scripts/demo.sh down
 TXT

@@ -359,6 +359,10 @@ impl Config {
         if self.pool.read_timeout.is_zero() {
             return Err(invalid("pool.read_timeout", "must be greater than 0"));
         }
+        if let Some(http) = &self.http {
+            http.validate()
+                .map_err(|e| invalid(e.key, e.reason))?;
+        }
         Ok(())
     }
 
