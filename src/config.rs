@@ -360,8 +360,7 @@ impl Config {
             return Err(invalid("pool.read_timeout", "must be greater than 0"));
         }
         if let Some(http) = &self.http {
-            http.validate()
-                .map_err(|e| invalid(e.key, e.reason))?;
+            http.validate().map_err(|e| invalid(e.key, e.reason))?;
         }
         Ok(())
     }

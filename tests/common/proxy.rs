@@ -21,6 +21,9 @@ use super::{APP_PASSWORD, APP_USER};
 /// Worker threads of the proxy's runtime: two cores on the CI box.
 const WORKER_THREADS: usize = 2;
 
+/// What the server thread reports once bound.
+type Bound = (SocketAddr, Option<SocketAddr>, Arc<ProxyContext>);
+
 /// A running proxy; stops when dropped.
 pub struct Proxy {
     /// The MySQL listener's address (127.0.0.1 and a port the OS chose).
@@ -28,6 +31,8 @@ pub struct Proxy {
     /// The running proxy's shared state (topology snapshot, pools), to
     /// observe what it decided.
     pub context: Arc<ProxyContext>,
+    /// The HTTP balancer's address, when the config has `[http]`.
+    pub http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     thread: Option<thread::JoinHandle<Result<(), String>>>,
 }
@@ -46,8 +51,7 @@ impl Proxy {
         }
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let (bound_tx, bound_rx) =
-            mpsc::channel::<Result<(SocketAddr, Arc<ProxyContext>), String>>();
+        let (bound_tx, bound_rx) = mpsc::channel::<Result<Bound, String>>();
         let spawned = thread::Builder::new()
             .name("sqlproxy-under-test".into())
             .spawn(move || -> Result<(), String> {
@@ -75,7 +79,11 @@ impl Proxy {
                         }
                     };
                     bound_tx
-                        .send(Ok((server.mysql_addr(), server.context())))
+                        .send(Ok((
+                            server.mysql_addr(),
+                            server.http_addr(),
+                            server.context(),
+                        )))
                         .ok();
                     server
                         .run(token)
@@ -87,7 +95,7 @@ impl Proxy {
             Ok(thread) => thread,
             Err(e) => panic!("spawn the proxy thread: {e}"),
         };
-        let (addr, context) = match bound_rx.recv() {
+        let (addr, http_addr, context) = match bound_rx.recv() {
             Ok(Ok(bound)) => bound,
             Ok(Err(e)) => panic!("the proxy did not start: {e}"),
             Err(_) => match thread.join() {
@@ -97,6 +105,7 @@ impl Proxy {
         };
         Proxy {
             addr,
+            http_addr,
             context,
             shutdown,
             thread: Some(thread),

@@ -15,6 +15,11 @@ pub struct PhpWorker {
 
 impl PhpWorker {
     pub async fn start(name: &str) -> PhpWorker {
+        Self::start_with(name, &[]).await
+    }
+
+    /// Same, with extra environment (e.g. `SQLPROXY_DSN` to read a row).
+    pub async fn start_with(name: &str, env: &[(&str, &str)]) -> PhpWorker {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/http-worker.php");
         for _ in 0..5 {
             let addr = TcpListener::bind("127.0.0.1:0")
@@ -27,6 +32,7 @@ impl PhpWorker {
                 .arg(&script)
                 .env("WORKER_NAME", name)
                 .env_remove("SQLPROXY_DSN")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
