@@ -142,3 +142,24 @@ pub async fn execute(s: &mut TcpStream, id: u32, params: &[&str], bind_types: bo
     }
     send(s, &p).await;
 }
+
+/// Every packet of one reply (payloads), ended where sqlproxy's own
+/// `ResponseTracker` says the reply ends (DEPRECATE_EOF client).
+pub async fn read_reply(
+    s: &mut TcpStream,
+    expect: sqlproxy::protocol::response::Expect,
+) -> Vec<Vec<u8>> {
+    use sqlproxy::protocol::response::{eof_status, parse_ok, PacketKind, ResponseTracker};
+    let mut t = ResponseTracker::new(expect, true);
+    let mut out = Vec::new();
+    while !t.is_done() {
+        let p = read_packet(s).await.expect("reply packet");
+        match t.on_packet(&p, p.len()) {
+            PacketKind::Ok => t.status_seen(parse_ok(&p, false).map_or(0, |o| o.status)),
+            PacketKind::Eof => t.status_seen(eof_status(&p)),
+            _ => {}
+        }
+        out.push(p);
+    }
+    out
+}
