@@ -108,7 +108,10 @@ pub async fn serve(
             async move {
                 let mut io = PacketIo::new(stream);
                 let Ok(permit) = permit else {
-                    io.queue(0, &ProxyError::too_many_connections().to_payload());
+                    io.queue(
+                        0,
+                        &ProxyError::too_many_connections().to_payload_pre_handshake(),
+                    );
                     if let Err(e) = io.flush().await {
                         tracing::debug!(error = %e, "could not send 1040");
                     }

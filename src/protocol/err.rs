@@ -84,8 +84,8 @@ impl ProxyError {
         )
     }
 
-    /// 2003-like: no node can take the statement. Reported as 1045? No: as
-    /// 1040-free HY000 9001 so it is recognisably the proxy's.
+    /// No node can take the statement (no master known). A code of the
+    /// proxy's own range, so it is recognisably not the node's.
     pub fn no_node(what: &str) -> Self {
         Self::new(
             9001,
@@ -111,6 +111,16 @@ impl ProxyError {
     /// Malformed packet from the client (1835 ER_MALFORMED_PACKET).
     pub fn malformed_packet() -> Self {
         Self::new(1835, "HY000", "Malformed communication packet")
+    }
+
+    /// The ERR payload a server sends before the handshake (e.g. 1040):
+    /// the client's capabilities are unknown, so no `#SQLSTATE` marker.
+    pub fn to_payload_pre_handshake(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(3 + self.message.len());
+        p.push(0xff);
+        p.extend_from_slice(&self.code.to_le_bytes());
+        p.extend_from_slice(self.message.as_bytes());
+        p
     }
 
     /// Encodes the ERR payload (without the packet header).
