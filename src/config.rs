@@ -52,6 +52,8 @@ pub struct Config {
     pub pool: PoolConfig,
     #[serde(default)]
     pub routing: RoutingConfig,
+    #[serde(default)]
+    pub failover: FailoverConfig,
     /// The HTTP balancer for the web workers; absent = not started.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
@@ -190,6 +192,48 @@ impl Default for RoutingConfig {
     }
 }
 
+/// Who may write, and what happens when the master fails (docs/failover.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// Keep `read_only=ON` on every node but the master.
+    #[serde(default = "defaults::yes")]
+    pub manage_read_only: bool,
+    /// Promote another node when the master fails `monitor.fall` checks.
+    #[serde(default = "defaults::yes")]
+    pub auto_failover: bool,
+    /// Point a returning node's replication at the master (when
+    /// `replication_user` is set) and restart stopped replication threads.
+    #[serde(default = "defaults::yes")]
+    pub auto_rejoin: bool,
+    /// A replica further behind than this leaves read rotation.
+    #[serde(default = "defaults::max_replication_lag", with = "humantime_serde")]
+    pub max_replication_lag: Duration,
+    /// Credentials for CHANGE MASTER TO when a node must be re-pointed.
+    #[serde(default)]
+    pub replication_user: Option<String>,
+    #[serde(default)]
+    pub replication_password: Option<String>,
+    /// Bound on each phase of a planned switchover (holding writes, waiting
+    /// for transactions, waiting for the new master to catch up).
+    #[serde(default = "defaults::switchover_timeout", with = "humantime_serde")]
+    pub switchover_timeout: Duration,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            manage_read_only: true,
+            auto_failover: true,
+            auto_rejoin: true,
+            max_replication_lag: defaults::max_replication_lag(),
+            replication_user: None,
+            replication_password: None,
+            switchover_timeout: defaults::switchover_timeout(),
+        }
+    }
+}
+
 /// Defaults, named so that `config/ha.toml` and the code agree.
 mod defaults {
     use std::time::Duration;
@@ -245,6 +289,14 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    /// HAProxy-era shops tolerate a few seconds of replica lag for catalogue
+    /// pages; read-your-writes covers the session's own writes anyway.
+    pub fn max_replication_lag() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn switchover_timeout() -> Duration {
+        Duration::from_secs(10)
     }
 }
 

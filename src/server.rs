@@ -31,6 +31,7 @@ pub enum ServerError {
 
 pub struct Server {
     ctx: Arc<ProxyContext>,
+    failover: Option<topology::failover::FailoverController>,
     mysql: TcpListener,
     http: Option<crate::http::HttpService>,
 }
@@ -54,9 +55,15 @@ impl Server {
         let config = Arc::new(config);
         let topology = Topology::new(&config);
         let pools = Pools::new(&config);
-        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools);
+        let (handle, controller) = topology::failover_channel();
+        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle);
         learn_version(&ctx).await;
-        Ok(Server { ctx, mysql, http })
+        Ok(Server {
+            ctx,
+            failover: Some(controller),
+            mysql,
+            http,
+        })
     }
 
     pub fn mysql_addr(&self) -> SocketAddr {
@@ -83,6 +90,14 @@ impl Server {
             (*ctx.config).clone(),
             shutdown.clone(),
         ));
+        if let Some(controller) = self.failover {
+            tracker.spawn(topology::run_failover(
+                Arc::clone(&ctx.topology),
+                (*ctx.config).clone(),
+                controller,
+                shutdown.clone(),
+            ));
+        }
         if let Some(http) = self.http {
             let s = shutdown.clone();
             tracker.spawn(async move {

@@ -35,6 +35,9 @@ pub enum FrontendError {
     Net(#[from] NetError),
     #[error("client rejected: {0}")]
     Rejected(ProxyError),
+    /// The session ends; the client was already told why.
+    #[error("session closed")]
+    Closed,
 }
 
 /// What every session shares. Read-mostly: nothing here is locked per statement.
@@ -47,12 +50,19 @@ pub struct ProxyContext {
     pub server_version: ArcSwap<Vec<u8>>,
     /// Capabilities offered to clients.
     pub server_caps: u32,
+    /// Switchover requests and the gate that holds writes meanwhile.
+    pub failover: crate::topology::FailoverHandle,
     next_session: AtomicU32,
     limit: Arc<Semaphore>,
 }
 
 impl ProxyContext {
-    pub fn new(config: Arc<Config>, topology: Arc<Topology>, pools: Arc<Pools>) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        topology: Arc<Topology>,
+        pools: Arc<Pools>,
+        failover: crate::topology::FailoverHandle,
+    ) -> Arc<Self> {
         let mut server_caps = crate::protocol::caps::PROXY_SERVER;
         if config.mysql.local_infile {
             server_caps |= crate::protocol::caps::LOCAL_FILES;
@@ -65,6 +75,7 @@ impl ProxyContext {
             pools,
             server_version: ArcSwap::from_pointee(FALLBACK_VERSION.to_vec()),
             server_caps,
+            failover,
             next_session: AtomicU32::new(1),
         })
     }

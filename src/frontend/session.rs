@@ -94,6 +94,9 @@ struct Session {
     login_seq: u8,
     /// Node of the previous statement: SHOW WARNINGS and friends go there.
     last_node: Option<usize>,
+    /// The master this session writes to; it stays while a transaction is
+    /// open there, so a switchover never splits a transaction.
+    home: Option<usize>,
 }
 
 impl Drop for Session {
@@ -124,6 +127,7 @@ impl Session {
             prepared: Prepared::default(),
             login_seq: next_seq,
             last_node: None,
+            home: None,
             ctx,
         }
     }
@@ -162,6 +166,13 @@ impl Session {
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => break,
+                Err(FrontendError::Rejected(e)) => {
+                    // The session cannot go on (e.g. its state was on a master that
+                    // changed): say why, then close.
+                    tracing::info!(error = %e, "session closed by the proxy");
+                    let _ = self.reply_err(seq, e).await;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "session ends");
                     break;
@@ -211,19 +222,48 @@ impl Session {
 
     // ---- routing helpers -------------------------------------------------
 
-    fn master(&self) -> Result<usize, FrontendError> {
-        self.ctx
-            .topology
-            .snapshot()
-            .master
-            .ok_or_else(|| FrontendError::Rejected(ProxyError::no_node("writes (no master)")))
+    /// The node for master-routed statements: the topology's master, except
+    /// that an open transaction finishes where it started. A session pinned
+    /// by state that lives only on the old master cannot follow a new one.
+    fn master(&mut self) -> Result<usize, FrontendError> {
+        let current =
+            self.ctx.topology.snapshot().master.ok_or_else(|| {
+                FrontendError::Rejected(ProxyError::no_node("writes (no master)"))
+            })?;
+        match self.home {
+            Some(home) if home != current => {
+                if self.state.in_transaction() {
+                    return Ok(home);
+                }
+                if self.state.pinned.is_some() {
+                    return Err(FrontendError::Rejected(ProxyError::master_changed()));
+                }
+                tracing::info!(from = home, to = current, "session follows the new master");
+                self.home = Some(current);
+            }
+            Some(_) => {}
+            None => self.home = Some(current),
+        }
+        Ok(current)
+    }
+
+    /// Waits while a switchover holds new writes (not inside a transaction,
+    /// which must be allowed to finish).
+    async fn wait_for_writes(&self) {
+        if self.state.in_transaction() {
+            return;
+        }
+        let limit = self.ctx.config.failover.switchover_timeout * 3;
+        if !self.ctx.failover.gate.wait_open(limit).await {
+            tracing::warn!("writes still held after {limit:?}; going ahead");
+        }
     }
 
     /// A node for a read: by weight, honouring the consistency mode. With no
     /// usable choice, the master.
     fn read_node(&self, stmt: Option<&Statement>) -> usize {
         let snap = self.ctx.topology.snapshot();
-        let master = snap.master.unwrap_or(0);
+        let master = self.home.or(snap.master).unwrap_or(0);
         if self.state.in_transaction() || self.state.pinned.is_some() {
             return master;
         }
@@ -234,7 +274,10 @@ impl Session {
         if !routing.read_split || routing.consistency == Consistency::Master {
             return master;
         }
-        let node = snap.pick_read(rand::random()).unwrap_or(master);
+        let max_lag = self.ctx.config.failover.max_replication_lag;
+        let node = snap
+            .pick_readable(rand::random(), max_lag)
+            .unwrap_or(master);
         if node != master && routing.consistency == Consistency::Session {
             if let Some(g) = &self.state.last_gtid {
                 // Until the monitor shows the replica applied our last write.
@@ -246,7 +289,7 @@ impl Session {
         node
     }
 
-    fn node_for(&self, route: Route, stmt: &Statement) -> Result<usize, FrontendError> {
+    fn node_for(&mut self, route: Route, stmt: &Statement) -> Result<usize, FrontendError> {
         if route.why == router::Why::SameConnection && !stmt.master_func {
             // About the previous statement: ask the connection that ran it.
             if let Some(node) = self.last_node {
@@ -407,9 +450,11 @@ impl Session {
     /// there (a transaction, pins), the client must not carry on as if
     /// nothing happened, so the session ends.
     fn after_lost_connection(&mut self, node: usize) -> Result<(), FrontendError> {
-        let master = self.master()?;
-        if node == master && (self.state.in_transaction() || self.state.pinned.is_some()) {
-            return Err(FrontendError::Rejected(ProxyError::backend_lost("master")));
+        if Some(node) == self.home && (self.state.in_transaction() || self.state.pinned.is_some()) {
+            return Err(FrontendError::Closed);
+        }
+        if Some(node) == self.home {
+            self.home = None;
         }
         Ok(())
     }
@@ -417,7 +462,7 @@ impl Session {
     /// Records what a reply from `node` changed.
     fn after(&mut self, node: usize, out: &RelayOutcome) {
         self.last_node = Some(node);
-        if self.master().is_ok_and(|m| m == node) {
+        if Some(node) == self.home {
             if let Some(s) = out.status {
                 self.state.status = s;
             }
@@ -438,6 +483,9 @@ impl Session {
     async fn query(&mut self, payload: &[u8], sql: &[u8], seq: u8) -> Result<(), FrontendError> {
         let stmt = router::classify(sql);
         let route = router::route(&self.router_context(&stmt, false));
+        if route.target == Target::Master {
+            self.wait_for_writes().await;
+        }
         let node = self.node_for(route, &stmt)?;
         let started = Instant::now();
         let res = self
@@ -633,6 +681,9 @@ impl Session {
         let force_master = ps.long_data || cursor;
         let stmt = ps.stmt.clone();
         let route = router::route(&self.router_context(&stmt, force_master));
+        if route.target == Target::Master {
+            self.wait_for_writes().await;
+        }
         let mut node = self.node_for(route, &stmt)?;
         let mut retry = route.target == Target::Read;
         loop {

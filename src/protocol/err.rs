@@ -103,6 +103,16 @@ impl ProxyError {
         )
     }
 
+    /// The session's pinned state (temp tables, user variables, locks) was
+    /// on a master that is no longer the master (1927 ER_CONNECTION_KILLED).
+    pub fn master_changed() -> Self {
+        Self::new(
+            1927,
+            "70100",
+            "Connection was killed: the master changed and this session's state (temporary tables, user variables, locks) was on the old one",
+        )
+    }
+
     /// The proxy is shutting down (1053 ER_SERVER_SHUTDOWN).
     pub fn shutting_down() -> Self {
         Self::new(1053, "08S01", "Server shutdown in progress")

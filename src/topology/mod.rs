@@ -10,6 +10,7 @@
 use std::fmt;
 
 mod check;
+pub mod failover;
 pub mod gtid;
 mod health;
 mod monitor;
@@ -18,6 +19,7 @@ mod select;
 mod snapshot;
 
 pub use check::{CheckError, MysqlProbe, Observation, Probe};
+pub use failover::{failover_channel, run_failover, FailoverError, FailoverHandle, WriteGate};
 pub use health::{ChangeReason, Health, Transition};
 pub use monitor::{run_monitor, run_probes};
 pub use replication::{IoThread, ReplicationStatus};

@@ -42,6 +42,9 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
     pub last_check: Option<SystemTime>,
     pub check_latency: Option<Duration>,
+    /// Has transactions the master lacks (found when it came back after a
+    /// failover): kept out of rotation and reported, never rejoined silently.
+    pub diverged: bool,
 }
 
 impl NodeStatus {
@@ -66,6 +69,7 @@ impl NodeStatus {
             last_error: None,
             last_check: None,
             check_latency: None,
+            diverged: false,
         }
     }
 
@@ -135,6 +139,48 @@ impl TopologySnapshot {
         self.master.and_then(|id| self.nodes.get(id))
     }
 
+    /// A node that may serve reads: the master when Up; a replica when Up,
+    /// not diverged, replicating from the current master with both threads
+    /// running and no more than `max_lag` behind.
+    pub fn readable(&self, id: NodeId, max_lag: Duration) -> bool {
+        let Some(n) = self.nodes.get(id) else {
+            return false;
+        };
+        if n.state != NodeState::Up {
+            return false;
+        }
+        if Some(id) == self.master {
+            return true;
+        }
+        if n.diverged {
+            return false;
+        }
+        let Some(r) = &n.replication else {
+            return false;
+        };
+        let lag_ok = r
+            .seconds_behind_master
+            .is_some_and(|s| s <= max_lag.as_secs());
+        r.is_replicating() && lag_ok && self.replicates_from_master(r)
+    }
+
+    /// Does this replication link point at the current master's port?
+    fn replicates_from_master(&self, r: &ReplicationStatus) -> bool {
+        let Some(master) = self.master() else {
+            return false;
+        };
+        let port = master
+            .address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        r.master_port.is_some() && r.master_port == port
+    }
+
+    /// [`TopologySnapshot::pick_read`] among [`TopologySnapshot::readable`] nodes.
+    pub fn pick_readable(&self, r: u64, max_lag: Duration) -> Option<NodeId> {
+        Weighted.select(self, r, &|n| self.readable(n.id, max_lag))
+    }
+
     /// False for Down nodes and for ids that are not in the snapshot.
     pub fn is_up(&self, id: NodeId) -> bool {
         self.nodes.get(id).is_some_and(|n| n.state == NodeState::Up)
@@ -192,6 +238,29 @@ impl Topology {
 
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
         self.names.iter().position(|n| n == name)
+    }
+
+    /// Makes `id` the master (failover, switchover, discovery at start).
+    /// Only `topology/` calls it; every session sees it at its next statement.
+    pub(crate) fn set_master(&self, id: NodeId) {
+        self.current.rcu(|current| {
+            let mut next = TopologySnapshot::clone(current);
+            next.master = Some(id);
+            for n in &mut next.nodes {
+                n.role = if n.id == id {
+                    Role::Master
+                } else {
+                    Role::Replica
+                };
+            }
+            next.generation += 1;
+            next
+        });
+    }
+
+    /// Marks a node as diverged (or no longer).
+    pub(crate) fn set_diverged(&self, id: NodeId, diverged: bool) {
+        self.update_node(id, |n| n.diverged = diverged);
     }
 
     /// Publishes a copy of the current snapshot with `change` applied to
