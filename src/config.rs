@@ -55,6 +55,37 @@ pub struct Config {
     /// The HTTP balancer for the web workers; absent = not started.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
+    /// The admin SQL port; absent (or `enabled = false`) = not started.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// The Prometheus endpoint; absent (or `enabled = false`) = not started.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[admin]`: the operators' SQL port (see docs/admin.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "defaults::admin_user")]
+    pub user: String,
+    /// Required (non-empty) when the port is enabled.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// `[metrics]`: the Prometheus text endpoint, `GET /metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::metrics_listen")]
+    pub listen: SocketAddr,
 }
 
 /// The client-facing MySQL listener.
@@ -192,6 +223,7 @@ impl Default for RoutingConfig {
 
 /// Defaults, named so that `config/ha.toml` and the code agree.
 mod defaults {
+    use std::net::SocketAddr;
     use std::time::Duration;
     /// HAProxy's seed used `maxconn 20000` for HTTP; for MySQL clients a
     /// few thousand is what one MariaDB pair serves comfortably.
@@ -245,6 +277,17 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    /// ProxySQL's admin port, which operators already know.
+    pub fn admin_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 6032))
+    }
+    pub fn admin_user() -> String {
+        "admin".into()
+    }
+    /// mysqld_exporter's port: dashboards built for it look here.
+    pub fn metrics_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9104))
     }
 }
 
@@ -359,7 +402,36 @@ impl Config {
         if self.pool.read_timeout.is_zero() {
             return Err(invalid("pool.read_timeout", "must be greater than 0"));
         }
+        if let Some(a) = self.admin.as_ref().filter(|a| a.enabled) {
+            if a.user.is_empty() {
+                return Err(invalid("admin.user", "must not be empty"));
+            }
+            if a.password.is_empty() {
+                return Err(invalid(
+                    "admin.password",
+                    "the admin port needs a password (or set admin.enabled = false)",
+                ));
+            }
+            if a.listen == self.mysql.listen && a.listen.port() != 0 {
+                return Err(invalid("admin.listen", "same address as mysql.listen"));
+            }
+        }
+        if let (Some(a), Some(m)) = (&self.admin, &self.metrics) {
+            if a.enabled && m.enabled && a.listen == m.listen && a.listen.port() != 0 {
+                return Err(invalid("metrics.listen", "same address as admin.listen"));
+            }
+        }
         Ok(())
+    }
+
+    /// `[admin]` when the admin port is to be started.
+    pub fn admin_enabled(&self) -> Option<&AdminConfig> {
+        self.admin.as_ref().filter(|a| a.enabled)
+    }
+
+    /// `[metrics]` when the endpoint is to be started.
+    pub fn metrics_enabled(&self) -> Option<&MetricsConfig> {
+        self.metrics.as_ref().filter(|m| m.enabled)
     }
 
     /// Node names ordered by master preference (priority, then name).
@@ -499,6 +571,26 @@ password = "secret"
         let c = Config::load(&path, env(&[])).unwrap();
         assert!(c.nodes.contains_key("cn1") && c.nodes.contains_key("cn2"));
         assert_eq!(c.nodes_by_priority()[0], "cn1");
+    }
+
+    #[test]
+    fn admin_and_metrics_sections() {
+        let c = Config::from_toml_str(MINIMAL, env(&[])).unwrap();
+        assert!(c.admin_enabled().is_none() && c.metrics_enabled().is_none());
+        let with = format!("{MINIMAL}\n[admin]\npassword = \"pw\"\n[metrics]\n");
+        let c = Config::from_toml_str(&with, env(&[])).unwrap();
+        let a = c.admin_enabled().unwrap();
+        assert_eq!(a.listen, "127.0.0.1:6032".parse().unwrap());
+        assert_eq!(a.user, "admin");
+        let m = c.metrics_enabled().unwrap();
+        assert_eq!(m.listen, "127.0.0.1:9104".parse().unwrap());
+        let e = Config::from_toml_str(&format!("{MINIMAL}\n[admin]\n"), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.password"), "{e}");
+        let off = format!("{MINIMAL}\n[admin]\nenabled = false\n[metrics]\nenabled = false\n");
+        let c = Config::from_toml_str(&off, env(&[])).unwrap();
+        assert!(c.admin_enabled().is_none() && c.metrics_enabled().is_none());
     }
 
     #[test]
