@@ -61,6 +61,9 @@ pub struct Config {
     /// The Prometheus endpoint; absent (or `enabled = false`) = not started.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// The file this config was loaded from (admin `RELOAD CONFIG` re-reads it).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 /// `[admin]`: the operators' SQL port (see docs/admin.md).
@@ -298,7 +301,9 @@ impl Config {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::new().merge(Toml::file_exact(path)), env)
+        let mut config = Self::from_figment(Figment::new().merge(Toml::file_exact(path)), env)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Same as [`Config::load`] over TOML text.

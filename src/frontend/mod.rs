@@ -47,6 +47,8 @@ pub struct ProxyContext {
     pub server_version: ArcSwap<Vec<u8>>,
     /// Capabilities offered to clients.
     pub server_caps: u32,
+    /// Counters and the live-session registry (admin SHOW, /metrics).
+    pub metrics: Arc<crate::metrics::Metrics>,
     next_session: AtomicU32,
     limit: Arc<Semaphore>,
 }
@@ -59,6 +61,7 @@ impl ProxyContext {
         }
         Arc::new(ProxyContext {
             users: Users::from_config(&config),
+            metrics: Arc::new(crate::metrics::Metrics::new(config.nodes.len())),
             limit: Arc::new(Semaphore::new(config.mysql.max_connections as usize)),
             config,
             topology,
@@ -108,6 +111,7 @@ pub async fn serve(
             async move {
                 let mut io = PacketIo::new(stream);
                 let Ok(permit) = permit else {
+                    ctx.metrics.sessions_refused.fetch_add(1, Ordering::Relaxed);
                     io.queue(0, &ProxyError::too_many_connections().to_payload());
                     if let Err(e) = io.flush().await {
                         tracing::debug!(error = %e, "could not send 1040");

@@ -33,6 +33,17 @@ impl Users {
         Users { users }
     }
 
+    /// Exactly one account (the admin port's).
+    pub fn single(name: &str, password: &str) -> Users {
+        let secret = NativeSecret::from_password(password);
+        let mut users = HashMap::new();
+        users.insert(
+            name.as_bytes().to_vec(),
+            (Arc::from(name), Mutex::new(secret)),
+        );
+        Users { users }
+    }
+
     /// Verifies a mysql_native_password token; on success returns the
     /// credentials to use towards nodes.
     pub fn authenticate(&self, user: &[u8], nonce: &[u8], token: &[u8]) -> Option<Credentials> {
