@@ -21,6 +21,14 @@ use super::{APP_PASSWORD, APP_USER};
 /// Worker threads of the proxy's runtime: two cores on the CI box.
 const WORKER_THREADS: usize = 2;
 
+/// What the server thread reports once its listeners are bound.
+struct Bound {
+    addr: SocketAddr,
+    context: Arc<ProxyContext>,
+    admin_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+}
+
 /// A running proxy; stops when dropped.
 pub struct Proxy {
     /// The MySQL listener's address (127.0.0.1 and a port the OS chose).
@@ -28,6 +36,10 @@ pub struct Proxy {
     /// The running proxy's shared state (topology snapshot, pools), to
     /// observe what it decided.
     pub context: Arc<ProxyContext>,
+    /// The admin SQL port, when the config enables `[admin]`.
+    pub admin_addr: Option<SocketAddr>,
+    /// The Prometheus endpoint, when the config enables `[metrics]`.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     thread: Option<thread::JoinHandle<Result<(), String>>>,
 }
@@ -46,8 +58,7 @@ impl Proxy {
         }
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let (bound_tx, bound_rx) =
-            mpsc::channel::<Result<(SocketAddr, Arc<ProxyContext>), String>>();
+        let (bound_tx, bound_rx) = mpsc::channel::<Result<Bound, String>>();
         let spawned = thread::Builder::new()
             .name("sqlproxy-under-test".into())
             .spawn(move || -> Result<(), String> {
@@ -75,7 +86,12 @@ impl Proxy {
                         }
                     };
                     bound_tx
-                        .send(Ok((server.mysql_addr(), server.context())))
+                        .send(Ok(Bound {
+                            addr: server.mysql_addr(),
+                            context: server.context(),
+                            admin_addr: server.admin_addr(),
+                            metrics_addr: server.metrics_addr(),
+                        }))
                         .ok();
                     server
                         .run(token)
@@ -87,7 +103,7 @@ impl Proxy {
             Ok(thread) => thread,
             Err(e) => panic!("spawn the proxy thread: {e}"),
         };
-        let (addr, context) = match bound_rx.recv() {
+        let bound = match bound_rx.recv() {
             Ok(Ok(bound)) => bound,
             Ok(Err(e)) => panic!("the proxy did not start: {e}"),
             Err(_) => match thread.join() {
@@ -96,8 +112,10 @@ impl Proxy {
             },
         };
         Proxy {
-            addr,
-            context,
+            addr: bound.addr,
+            context: bound.context,
+            admin_addr: bound.admin_addr,
+            metrics_addr: bound.metrics_addr,
             shutdown,
             thread: Some(thread),
         }
