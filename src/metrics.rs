@@ -72,18 +72,20 @@ impl Histogram {
         self.sum_us.load(Relaxed)
     }
 
-    /// Cumulative counts per upper bound (seconds), as Prometheus wants them.
-    pub fn cumulative_seconds(&self) -> Vec<(f64, u64)> {
-        let mut acc = 0;
-        let mut out = Vec::with_capacity(LATENCY_BUCKETS_US.len() + 1);
-        for (i, b) in self.buckets.iter().enumerate() {
-            acc += b.load(Relaxed);
-            let bound = LATENCY_BUCKETS_US
-                .get(i)
-                .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
-            out.push((bound, acc));
-        }
-        out
+    /// Counts per bucket (not cumulative) with each bucket's upper bound in
+    /// seconds; the last bound is `f64::MAX`, which prometheus-client writes
+    /// as `+Inf`. Its encoder makes the counts cumulative itself.
+    pub fn buckets_seconds(&self) -> Vec<(f64, u64)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let bound = LATENCY_BUCKETS_US
+                    .get(i)
+                    .map_or(f64::MAX, |&us| us as f64 / 1e6);
+                (bound, b.load(Relaxed))
+            })
+            .collect()
     }
 }
 
@@ -336,17 +338,22 @@ mod tests {
     }
 
     #[test]
-    fn histogram_buckets_are_cumulative_and_inclusive() {
+    fn histogram_buckets_are_inclusive_and_add_up() {
         let h = Histogram::default();
         for us in [50, 100, 101, 20_000_000] {
             h.observe(Duration::from_micros(us));
         }
-        let b = h.cumulative_seconds();
+        let b = h.buckets_seconds();
         assert_eq!(b.len(), LATENCY_BUCKETS_US.len() + 1);
         assert_eq!(b[0], (0.0001, 2), "50 and 100 µs are ≤ 100 µs");
-        assert_eq!(b[1], (0.00025, 3));
-        assert_eq!(b[LATENCY_BUCKETS_US.len() - 1].1, 3);
-        assert_eq!(b[LATENCY_BUCKETS_US.len()], (f64::INFINITY, 4));
+        assert_eq!(b[1], (0.00025, 1));
+        assert_eq!(b[LATENCY_BUCKETS_US.len() - 1], (10.0, 0));
+        assert_eq!(
+            b[LATENCY_BUCKETS_US.len()],
+            (f64::MAX, 1),
+            "20 s is above every bound"
+        );
+        assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), h.count());
         assert_eq!(h.count(), 4);
         assert_eq!(h.sum_us(), 50 + 100 + 101 + 20_000_000);
     }

@@ -639,11 +639,14 @@ async fn metrics_endpoint_exports_what_show_stats_shows() {
     assert!(q1 + q2 >= 20.0);
     let count1 = sample(&body, "sqlproxy_node_latency_seconds_count{node=\"cn1\"}");
     assert_eq!(count1, Some(q1), "every query timed once");
-    assert!(
-        body.contains("sqlproxy_node_latency_seconds_bucket{le=\"0.0001\",node=\"cn1\"}")
-            || body.contains("sqlproxy_node_latency_seconds_bucket{node=\"cn1\",le=\"0.0001\"}"),
-        "{body}"
-    );
+    // Buckets are cumulative: the +Inf bucket holds every observation.
+    let bucket = |le: &str| {
+        let name = format!("sqlproxy_node_latency_seconds_bucket{{le=\"{le}\",node=\"cn1\"}}");
+        sample(&body, &name)
+    };
+    assert_eq!(bucket("+Inf"), Some(q1), "{body}");
+    assert!(bucket("0.0001").is_some_and(|b| b <= q1), "{body}");
+    assert!(bucket("0.001") <= bucket("0.01"), "{body}");
     assert_eq!(
         sample(&body, "sqlproxy_node_master{node=\"cn1\"}"),
         Some(1.0)

@@ -130,7 +130,7 @@ impl Collector for Exporter {
                 h.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
                     sum,
                     c.latency.count(),
-                    &c.latency.cumulative_seconds(),
+                    &c.latency.buckets_seconds(),
                     None,
                 )?;
             }
