@@ -202,11 +202,12 @@ impl AdminContext {
     }
 }
 
-/// The one admin account of `config` (none when the port is disabled).
+/// The one admin account of `config`; nobody when the port is disabled
+/// (a reload that disables it locks the still-open port).
 fn admin_users(config: &Config) -> Users {
     match config.admin_enabled() {
-        Some(a) => Users::single(&a.user, &a.password),
-        None => Users::single("", ""),
+        Some(a) => Users::only(&[(&a.user, &a.password)]),
+        None => Users::only(&[]),
     }
 }
 
@@ -247,6 +248,30 @@ mod tests {
                 Err(e) => panic!("{sql}: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn a_disabled_admin_section_lets_nobody_in() {
+        let base = "[mysql]\nlisten = \"127.0.0.1:0\"\n[nodes.a]\naddress = \"127.0.0.1:1\"\n[users.u]\npassword = \"p\"\n";
+        let nonce = crate::protocol::handshake::new_nonce();
+        let token = |pw: &str| {
+            crate::protocol::handshake::NativeSecret::from_password(pw)
+                .scramble(&nonce)
+                .unwrap_or_default()
+        };
+        let on = Config::from_toml_str(&format!("{base}[admin]\npassword = \"pw\"\n"), Vec::new())
+            .unwrap();
+        let users = admin_users(&on);
+        assert!(users.authenticate(b"admin", &nonce, &token("pw")).is_some());
+        assert!(users
+            .authenticate(b"admin", &nonce, &token("nope"))
+            .is_none());
+        assert!(users.authenticate(b"u", &nonce, &token("p")).is_none());
+        let off = Config::from_toml_str(&format!("{base}[admin]\nenabled = false\n"), Vec::new())
+            .unwrap();
+        let users = admin_users(&off);
+        assert!(users.authenticate(b"", &nonce, &[]).is_none());
+        assert!(users.authenticate(b"admin", &nonce, &[]).is_none());
     }
 
     #[test]

@@ -33,14 +33,16 @@ impl Users {
         Users { users }
     }
 
-    /// Exactly one account (the admin port's).
-    pub fn single(name: &str, password: &str) -> Users {
-        let secret = NativeSecret::from_password(password);
-        let mut users = HashMap::new();
-        users.insert(
-            name.as_bytes().to_vec(),
-            (Arc::from(name), Mutex::new(secret)),
-        );
+    /// Exactly these (name, password) accounts; none = nobody logs in.
+    /// (The admin port's account.)
+    pub fn only(accounts: &[(&str, &str)]) -> Users {
+        let users = accounts
+            .iter()
+            .map(|&(name, password)| {
+                let secret = Mutex::new(NativeSecret::from_password(password));
+                (name.as_bytes().to_vec(), (Arc::from(name), secret))
+            })
+            .collect();
         Users { users }
     }
 
