@@ -192,6 +192,26 @@ async fn wrong_password_is_refused_and_every_command_answers() {
     assert!(s["client_sessions"] >= 1);
     assert!(s["client_sessions_opened"] >= 1);
 
+    // A statement in flight shows with its text.
+    let url = p.url(Some(&db));
+    let sleeper = tokio::spawn(async move {
+        let mut s = connect(&url).await;
+        s.query_drop("SELECT SLEEP(3) /* admin-visible */").await
+    });
+    let mut running = None;
+    for _ in 0..10_000 {
+        let all = rows(&mut a, "SHOW SESSIONS").await;
+        running = all
+            .into_iter()
+            .find(|s| text(s, "info").contains("admin-visible"));
+        if running.is_some() {
+            break;
+        }
+    }
+    let running = running.expect("the running SLEEP shows in SHOW SESSIONS");
+    assert_eq!(text(&running, "command"), "query");
+    sleeper.await.unwrap().unwrap();
+
     let config = rows(&mut a, "SHOW CONFIG").await;
     let get = |k: &str| {
         config

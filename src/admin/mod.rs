@@ -251,6 +251,55 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics() {
+        // Words from the grammar mixed with noise, so parsers get past their first word.
+        const PIECES: &[&str] = &[
+            "SHOW",
+            "SET",
+            "BACKEND",
+            "WEIGHT",
+            "LIMIT",
+            "QUERY",
+            "DIGEST",
+            "TO",
+            "SELECT",
+            "@@x",
+            "VERSION",
+            "(",
+            ")",
+            ",",
+            "'",
+            "\"",
+            "`",
+            ";",
+            "99999999999999999999",
+            "-1",
+            "cn1",
+            "é",
+            "\0",
+            " ",
+            "RELOAD",
+            "CONFIG",
+            "SWITCHOVER",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..20_000 {
+            let mut sql = String::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            for k in 0..(seed >> 60) {
+                let i = ((seed >> (k * 5 % 50)) as usize) % PIECES.len();
+                sql.push_str(PIECES[i]);
+                if (seed >> k) & 1 == 0 {
+                    sql.push(' ');
+                }
+            }
+            let _ = parse(&sql);
+        }
+    }
+
+    #[test]
     fn a_disabled_admin_section_lets_nobody_in() {
         let base = "[mysql]\nlisten = \"127.0.0.1:0\"\n[nodes.a]\naddress = \"127.0.0.1:1\"\n[users.u]\npassword = \"p\"\n";
         let nonce = crate::protocol::handshake::new_nonce();

@@ -26,6 +26,7 @@ impl AdminCommand for ShowSessions {
             ("schema", Text),
             ("command", Text),
             ("time_s", Int),
+            ("connected_s", Int),
             ("nodes", Text),
             ("info", Text),
         ]);
@@ -42,6 +43,7 @@ impl AdminCommand for ShowSessions {
                 s.schema,
                 cell(s.command),
                 cell(s.time_s),
+                cell(s.connected.elapsed().map_or(0, |d| d.as_secs())),
                 cell(nodes.join(",")),
                 s.info,
             ]);
