@@ -51,11 +51,9 @@ pub async fn run(ctx: Arc<ProxyContext>, mut io: PacketIo, id: u32, shutdown: Ca
         }
     };
     tracing::debug!(user = %login.creds.user, "logged in");
-    let user = &login.creds.user;
-    let activity =
-        ctx.metrics
-            .sessions
-            .register(id, user, io.peer_addr().ok(), login.hello.db.as_deref());
+    let (peer, db) = (io.peer_addr().ok(), login.hello.db.as_deref());
+    let sessions = &ctx.metrics.sessions;
+    let activity = sessions.register(id, &login.creds.user, peer, db);
     let mut s = Session::new(ctx, io, login, nonce, activity);
     let seq = s.login_seq;
     if s.state.schema.is_some() {
