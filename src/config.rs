@@ -57,6 +57,40 @@ pub struct Config {
     /// The HTTP balancer for the web workers; absent = not started.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
+    /// The admin SQL port; absent (or `enabled = false`) = not started.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// The Prometheus endpoint; absent (or `enabled = false`) = not started.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// The file this config was loaded from (admin `RELOAD CONFIG` re-reads it).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
+}
+
+/// `[admin]`: the operators' SQL port (see docs/admin.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "defaults::admin_user")]
+    pub user: String,
+    /// Required (non-empty) when the port is enabled.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// `[metrics]`: the Prometheus text endpoint, `GET /metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::metrics_listen")]
+    pub listen: SocketAddr,
 }
 
 /// The client-facing MySQL listener.
@@ -236,6 +270,7 @@ impl Default for FailoverConfig {
 
 /// Defaults, named so that `config/ha.toml` and the code agree.
 mod defaults {
+    use std::net::SocketAddr;
     use std::time::Duration;
     /// HAProxy's seed used `maxconn 20000` for HTTP; for MySQL clients a
     /// few thousand is what one MariaDB pair serves comfortably.
@@ -298,6 +333,17 @@ mod defaults {
     pub fn switchover_timeout() -> Duration {
         Duration::from_secs(10)
     }
+    /// ProxySQL's admin port, which operators already know.
+    pub fn admin_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 6032))
+    }
+    pub fn admin_user() -> String {
+        "admin".into()
+    }
+    /// mysqld_exporter's port: dashboards built for it look here.
+    pub fn metrics_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9104))
+    }
 }
 
 impl Config {
@@ -307,7 +353,9 @@ impl Config {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::new().merge(Toml::file_exact(path)), env)
+        let mut config = Self::from_figment(Figment::new().merge(Toml::file_exact(path)), env)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Same as [`Config::load`] over TOML text.
@@ -414,7 +462,36 @@ impl Config {
         if let Some(http) = &self.http {
             http.validate().map_err(|e| invalid(e.key, e.reason))?;
         }
+        if let Some(a) = self.admin.as_ref().filter(|a| a.enabled) {
+            if a.user.is_empty() {
+                return Err(invalid("admin.user", "must not be empty"));
+            }
+            if a.password.is_empty() {
+                return Err(invalid(
+                    "admin.password",
+                    "the admin port needs a password (or set admin.enabled = false)",
+                ));
+            }
+            if a.listen == self.mysql.listen && a.listen.port() != 0 {
+                return Err(invalid("admin.listen", "same address as mysql.listen"));
+            }
+        }
+        if let (Some(a), Some(m)) = (&self.admin, &self.metrics) {
+            if a.enabled && m.enabled && a.listen == m.listen && a.listen.port() != 0 {
+                return Err(invalid("metrics.listen", "same address as admin.listen"));
+            }
+        }
         Ok(())
+    }
+
+    /// `[admin]` when the admin port is to be started.
+    pub fn admin_enabled(&self) -> Option<&AdminConfig> {
+        self.admin.as_ref().filter(|a| a.enabled)
+    }
+
+    /// `[metrics]` when the endpoint is to be started.
+    pub fn metrics_enabled(&self) -> Option<&MetricsConfig> {
+        self.metrics.as_ref().filter(|m| m.enabled)
     }
 
     /// Node names ordered by master preference (priority, then name).
@@ -554,6 +631,26 @@ password = "secret"
         let c = Config::load(&path, env(&[])).unwrap();
         assert!(c.nodes.contains_key("cn1") && c.nodes.contains_key("cn2"));
         assert_eq!(c.nodes_by_priority()[0], "cn1");
+    }
+
+    #[test]
+    fn admin_and_metrics_sections() {
+        let c = Config::from_toml_str(MINIMAL, env(&[])).unwrap();
+        assert!(c.admin_enabled().is_none() && c.metrics_enabled().is_none());
+        let with = format!("{MINIMAL}\n[admin]\npassword = \"pw\"\n[metrics]\n");
+        let c = Config::from_toml_str(&with, env(&[])).unwrap();
+        let a = c.admin_enabled().unwrap();
+        assert_eq!(a.listen, "127.0.0.1:6032".parse().unwrap());
+        assert_eq!(a.user, "admin");
+        let m = c.metrics_enabled().unwrap();
+        assert_eq!(m.listen, "127.0.0.1:9104".parse().unwrap());
+        let e = Config::from_toml_str(&format!("{MINIMAL}\n[admin]\n"), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.password"), "{e}");
+        let off = format!("{MINIMAL}\n[admin]\nenabled = false\n[metrics]\nenabled = false\n");
+        let c = Config::from_toml_str(&off, env(&[])).unwrap();
+        assert!(c.admin_enabled().is_none() && c.metrics_enabled().is_none());
     }
 
     #[test]

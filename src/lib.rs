@@ -10,12 +10,16 @@
 //! * `frontend`: the client listener and the per-session command loop that glues the others.
 //! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, read selection.
 //! * `http`: the HTTP balancer for the web workers (hyper).
+//! * `admin`: the operators' SQL port (SHOW BACKENDS, SET BACKEND, RELOAD CONFIG...).
+//! * `metrics`: the counters admin SHOW and the Prometheus `/metrics` endpoint read.
 //! * `server`: binds the listeners and runs every service until shutdown.
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod frontend;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod router;

@@ -47,6 +47,12 @@ fn main() -> anyhow::Result<()> {
         if let Some(a) = server.http_addr() {
             println!("sqlproxy: HTTP balancer on {a}");
         }
+        if let Some(a) = server.admin_addr() {
+            println!("sqlproxy: admin SQL port on {a}");
+        }
+        if let Some(a) = server.metrics_addr() {
+            println!("sqlproxy: Prometheus metrics on http://{a}/metrics");
+        }
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {

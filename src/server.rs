@@ -1,5 +1,5 @@
 //! Binds the listeners and runs every service (MySQL proxy, monitor, HTTP
-//! balancer) until shutdown. Takes bound listeners, never fixed addresses,
+//! balancer, admin port, metrics endpoint) until shutdown. Takes bound listeners, never fixed addresses,
 //! so tests can use port 0.
 
 use std::net::SocketAddr;
@@ -34,6 +34,18 @@ pub struct Server {
     failover: Option<topology::failover::FailoverController>,
     mysql: TcpListener,
     http: Option<crate::http::HttpService>,
+    /// `[admin]`, when enabled.
+    admin: Option<TcpListener>,
+    /// `[metrics]`, when enabled.
+    metrics: Option<TcpListener>,
+}
+
+async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
+    let Some(addr) = addr else { return Ok(None) };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| ServerError::Bind { addr, source })
 }
 
 impl Server {
@@ -52,6 +64,8 @@ impl Server {
             ),
             None => None,
         };
+        let admin = bind_optional(config.admin_enabled().map(|a| a.listen)).await?;
+        let metrics = bind_optional(config.metrics_enabled().map(|m| m.listen)).await?;
         let config = Arc::new(config);
         let topology = Topology::new(&config);
         let pools = Pools::new(&config);
@@ -63,6 +77,8 @@ impl Server {
             failover: Some(controller),
             mysql,
             http,
+            admin,
+            metrics,
         })
     }
 
@@ -74,6 +90,16 @@ impl Server {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|h| h.local_addr())
+    }
+
+    /// The admin SQL port, when `[admin]` is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The Prometheus endpoint (`http://<addr>/metrics`), when `[metrics]` is enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn context(&self) -> Arc<ProxyContext> {
@@ -105,6 +131,33 @@ impl Server {
                     tracing::error!(error = %e, "http balancer stopped");
                 }
             });
+        }
+        if let Some(listener) = self.admin {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(%addr, "admin port listening");
+            let admin = crate::admin::AdminContext::new(Arc::clone(&ctx));
+            tracker.spawn(crate::admin::serve(
+                listener,
+                admin,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+        if let Some(listener) = self.metrics {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(%addr, "metrics endpoint listening");
+            tracker.spawn(crate::metrics::export::serve(
+                listener,
+                Arc::clone(&ctx),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
         }
         tracing::info!(addr = %self.mysql.local_addr().map(|a| a.to_string()).unwrap_or_default(), "mysql proxy listening");
         frontend::serve(self.mysql, Arc::clone(&ctx), shutdown, tracker.clone()).await;

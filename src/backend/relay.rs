@@ -29,6 +29,8 @@ pub struct RelayOutcome {
     pub prepared: Option<(u32, u16, u16)>,
     /// Sequence id the next packet to the client would carry.
     pub next_seq: u8,
+    /// Rows sent plus rows affected (statistics only).
+    pub rows: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,7 @@ pub async fn relay(
                 if let Some(s) = out.status {
                     conn.status = s;
                 }
+                out.rows += tracker.rows;
                 return Ok(out);
             }
         }
@@ -170,6 +173,7 @@ fn note(kind: PacketKind, payload: &[u8], tracker: &mut ResponseTracker, out: &m
             if let Some(ok) = parse_ok(payload, true) {
                 tracker.status_seen(ok.status);
                 out.status = Some(ok.status);
+                out.rows += ok.affected_rows;
                 if let Some(g) = ok.last_gtid {
                     out.last_gtid = Some(String::from_utf8_lossy(g).into_owned());
                 }

@@ -52,6 +52,8 @@ pub struct ProxyContext {
     pub server_caps: u32,
     /// Switchover requests and the gate that holds writes meanwhile.
     pub failover: crate::topology::FailoverHandle,
+    /// Counters and the live-session registry (admin SHOW, /metrics).
+    pub metrics: Arc<crate::metrics::Metrics>,
     next_session: AtomicU32,
     limit: Arc<Semaphore>,
 }
@@ -69,6 +71,7 @@ impl ProxyContext {
         }
         Arc::new(ProxyContext {
             users: Users::from_config(&config),
+            metrics: Arc::new(crate::metrics::Metrics::new(config.nodes.len())),
             limit: Arc::new(Semaphore::new(config.mysql.max_connections as usize)),
             config,
             topology,
@@ -119,6 +122,7 @@ pub async fn serve(
             async move {
                 let mut io = PacketIo::new(stream);
                 let Ok(permit) = permit else {
+                    ctx.metrics.sessions_refused.fetch_add(1, Ordering::Relaxed);
                     io.queue(
                         0,
                         &ProxyError::too_many_connections().to_payload_pre_handshake(),

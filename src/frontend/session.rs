@@ -4,6 +4,7 @@
 //! flags, GTID, schema, SETs, pins). Routing rules live in `router`; this file
 //! only applies the decision.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use super::login::{self, Login};
 use super::prepared::{self, NodeStmt, Prepared, PreparedStmt};
 use super::state::SessionState;
 use super::{FrontendError, ProxyContext};
+use crate::admin::SessionHandle;
 use crate::backend::{
     relay, BackendConn, BackendError, ConnKey, Credentials, RelayError, RelayOutcome, Sink,
 };
@@ -44,11 +46,15 @@ pub async fn run(ctx: Arc<ProxyContext>, mut io: PacketIo, id: u32, shutdown: Ca
         Ok(l) => l,
         Err(e) => {
             tracing::debug!(error = %e, "login failed");
+            ctx.metrics.login_failures.fetch_add(1, Relaxed);
             return;
         }
     };
     tracing::debug!(user = %login.creds.user, "logged in");
-    let mut s = Session::new(ctx, io, login, nonce);
+    let (peer, db) = (io.peer_addr().ok(), login.hello.db.as_deref());
+    let sessions = &ctx.metrics.sessions;
+    let activity = sessions.register(id, &login.creds.user, peer, db);
+    let mut s = Session::new(ctx, io, login, nonce, activity);
     let seq = s.login_seq;
     if s.state.schema.is_some() {
         // The node decides whether the schema exists (1049 otherwise).
@@ -97,6 +103,8 @@ struct Session {
     /// The master this session writes to; it stays while a transaction is
     /// open there, so a switchover never splits a transaction.
     home: Option<usize>,
+    /// This session's entry in admin SHOW SESSIONS.
+    activity: SessionHandle,
 }
 
 impl Drop for Session {
@@ -108,7 +116,13 @@ impl Drop for Session {
 }
 
 impl Session {
-    fn new(ctx: Arc<ProxyContext>, client: PacketIo, login: Login, nonce: [u8; 20]) -> Session {
+    fn new(
+        ctx: Arc<ProxyContext>,
+        client: PacketIo,
+        login: Login,
+        nonce: [u8; 20],
+        activity: SessionHandle,
+    ) -> Session {
         let nodes = ctx.topology.snapshot().nodes.len();
         let Login {
             hello,
@@ -128,6 +142,7 @@ impl Session {
             login_seq: next_seq,
             last_node: None,
             home: None,
+            activity,
             ctx,
         }
     }
@@ -156,7 +171,10 @@ impl Session {
             let payload = pkt.payload;
             let started = Instant::now();
             let cmd = Command::parse(&payload);
+            self.activity.begin(&cmd);
             let flow = self.dispatch(cmd, &payload, seq).await;
+            let held = self.conns.iter().map(Option::is_some);
+            self.activity.end(self.state.schema.as_deref(), held);
             tracing::trace!(
                 command = cmd.name(),
                 elapsed_us = started.elapsed().as_micros() as u64,
@@ -359,7 +377,9 @@ impl Session {
         expect: Expect,
         stmt_id: Option<u32>,
     ) -> Result<Attempt, FrontendError> {
+        let started = Instant::now();
         if let Err(e) = self.ready_conn(node).await {
+            self.ctx.metrics.node_failure(node);
             return Ok(Attempt::Unavailable(e));
         }
         let Some(conn) = self.conns[node].as_mut() else {
@@ -371,6 +391,7 @@ impl Session {
         conn.io.queue(0, payload);
         if let Err(e) = conn.io.flush().await {
             self.conns[node] = None;
+            self.ctx.metrics.node_failure(node);
             return Ok(Attempt::NodeFailed {
                 sent: false,
                 next_seq: 0,
@@ -383,13 +404,18 @@ impl Session {
             stmt_id,
         };
         match relay(conn, sink, expect).await {
-            Ok(out) => Ok(Attempt::Done(out)),
+            Ok(out) => {
+                let failed = out.error.is_some();
+                self.ctx.metrics.node_reply(node, started.elapsed(), failed);
+                Ok(Attempt::Done(out))
+            }
             Err(RelayError::Backend {
                 error,
                 sent,
                 next_seq,
             }) => {
                 self.conns[node] = None;
+                self.ctx.metrics.node_failure(node);
                 Ok(Attempt::NodeFailed {
                     sent,
                     next_seq,
@@ -506,6 +532,11 @@ impl Session {
         tracing::debug!(node = %self.ctx.pools.node_name(node), route = ?route.target, why = ?route.why,
             us = started.elapsed().as_micros() as u64, digest = %stmt.digest, "statement");
         self.after(node, &out);
+        let on_master = self.master().is_ok_and(|m| m == node);
+        let took = started.elapsed();
+        self.ctx
+            .metrics
+            .statement(&stmt.digest, route, on_master, took, &out);
         if out.error.is_none() {
             if stmt.kind == StmtKind::SetSession && !stmt.multi {
                 if self.state.record_set(payload) {
@@ -686,6 +717,7 @@ impl Session {
         }
         let mut node = self.node_for(route, &stmt)?;
         let mut retry = route.target == Target::Read;
+        let started = Instant::now();
         loop {
             let master = self.master()?;
             retry &= node != master;
@@ -742,6 +774,11 @@ impl Session {
             {
                 Attempt::Done(out) => {
                     self.after(node, &out);
+                    let on_master = self.master().is_ok_and(|m| m == node);
+                    let took = started.elapsed();
+                    self.ctx
+                        .metrics
+                        .statement(&stmt.digest, route, on_master, took, &out);
                     if let Some(ps) = self.prepared.get_mut(id) {
                         ps.long_data = false;
                         ps.cursor = cursor;
@@ -907,6 +944,7 @@ impl Session {
         };
         tracing::debug!(user = %creds.user, "change user");
         self.creds = creds;
+        self.activity.set_user(&self.creds.user);
         if let Some(cs) = cu.charset.and_then(|c| u8::try_from(c).ok()) {
             self.collation = cs;
         }

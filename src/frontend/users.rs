@@ -33,6 +33,19 @@ impl Users {
         Users { users }
     }
 
+    /// Exactly these (name, password) accounts; none = nobody logs in.
+    /// (The admin port's account.)
+    pub fn only(accounts: &[(&str, &str)]) -> Users {
+        let users = accounts
+            .iter()
+            .map(|&(name, password)| {
+                let secret = Mutex::new(NativeSecret::from_password(password));
+                (name.as_bytes().to_vec(), (Arc::from(name), secret))
+            })
+            .collect();
+        Users { users }
+    }
+
     /// Verifies a mysql_native_password token; on success returns the
     /// credentials to use towards nodes.
     pub fn authenticate(&self, user: &[u8], nonce: &[u8], token: &[u8]) -> Option<Credentials> {

@@ -118,6 +118,30 @@ impl ProxyError {
         Self::new(1053, "08S01", "Server shutdown in progress")
     }
 
+    /// Admin port: a statement it does not understand (1064 ER_PARSE_ERROR).
+    pub fn admin_syntax(message: &str) -> Self {
+        Self::new(1064, "42000", message)
+    }
+
+    /// Admin port: a command known but not available yet (1235 ER_NOT_SUPPORTED_YET).
+    pub fn not_supported_yet(message: &str) -> Self {
+        Self::new(1235, "42000", message)
+    }
+
+    /// Admin port: a command refused (unknown node, bad config file, unsafe change).
+    pub fn admin_refused(message: &str) -> Self {
+        Self::new(9003, "HY000", format!("sqlproxy admin: {message}"))
+    }
+
+    /// Admin port: prepared statements are not served (1295 ER_UNSUPPORTED_PS).
+    pub fn prepared_not_supported() -> Self {
+        Self::new(
+            1295,
+            "HY000",
+            "This command is not supported in the prepared statement protocol yet",
+        )
+    }
+
     /// Malformed packet from the client (1835 ER_MALFORMED_PACKET).
     pub fn malformed_packet() -> Self {
         Self::new(1835, "HY000", "Malformed communication packet")

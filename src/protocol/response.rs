@@ -74,6 +74,8 @@ pub struct ResponseTracker {
     deprecate_eof: bool,
     /// Status flags of the last OK/EOF seen.
     pub last_status: Option<u16>,
+    /// Rows seen so far (all result sets), for statistics.
+    pub rows: u64,
 }
 
 impl ResponseTracker {
@@ -88,6 +90,7 @@ impl ResponseTracker {
             expect,
             deprecate_eof,
             last_status: None,
+            rows: 0,
         }
     }
 
@@ -221,6 +224,7 @@ impl ResponseTracker {
                 } else if self.is_terminator(first, len) {
                     self.term_kind()
                 } else {
+                    self.rows += 1;
                     PacketKind::Data
                 }
             }

@@ -30,8 +30,8 @@ pub use snapshot::{NodeStatus, Topology, TopologySnapshot};
 /// node-name order (the config's `BTreeMap`). Stable for the process's life.
 pub type NodeId = usize;
 
-/// Health as the checks see it. Admin states (offline, draining, fenced)
-/// are to come as a separate field, so a check never overrides an operator.
+/// Health as the checks see it. The operator's say is a separate field
+/// ([`AdminState`]), so a check never overrides an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeState {
     Up,
@@ -43,6 +43,31 @@ impl fmt::Display for NodeState {
         f.write_str(match self {
             NodeState::Up => "up",
             NodeState::Down => "down",
+        })
+    }
+}
+
+/// What the operator decided for a node (admin `SET BACKEND`), kept apart
+/// from health: only the admin interface writes it, and no check undoes it.
+/// Reads go only to `Online` nodes; the master keeps taking writes whatever
+/// this says (moving writes is a switchover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AdminState {
+    /// In read rotation when healthy.
+    #[default]
+    Online,
+    /// Out of read rotation; its idle pooled connections are closed.
+    Offline,
+    /// Out of read rotation for new reads; connections in use finish normally.
+    Drain,
+}
+
+impl fmt::Display for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AdminState::Online => "online",
+            AdminState::Offline => "offline",
+            AdminState::Drain => "drain",
         })
     }
 }

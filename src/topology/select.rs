@@ -5,7 +5,7 @@
 //! least-lag can be another implementation. Pure: no I/O, no clock, no RNG.
 
 use super::snapshot::{NodeStatus, TopologySnapshot};
-use super::{NodeId, NodeState};
+use super::{AdminState, NodeId, NodeState};
 
 /// Chooses the node a read goes to.
 pub trait ReadSelector {
@@ -18,9 +18,10 @@ pub trait ReadSelector {
     ) -> Option<NodeId>;
 }
 
-/// Weighted random choice: candidates are Up nodes with weight > 0; a node
-/// of weight 3 gets three times the reads of a node of weight 1. With no
-/// candidate, the master if it is Up (and accepted).
+/// Weighted random choice: candidates are Up, admin-Online nodes with
+/// weight > 0; a node of weight 3 gets three times the reads of a node of
+/// weight 1. With no candidate, the master if it is Up (and accepted),
+/// whatever its admin state: it takes the writes anyway.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Weighted;
 
@@ -31,7 +32,9 @@ impl ReadSelector for Weighted {
         r: u64,
         accept: &dyn Fn(&NodeStatus) -> bool,
     ) -> Option<NodeId> {
-        let candidate = |n: &&NodeStatus| n.state == NodeState::Up && n.weight > 0 && accept(n);
+        let candidate = |n: &&NodeStatus| {
+            n.state == NodeState::Up && n.admin == AdminState::Online && n.weight > 0 && accept(n)
+        };
         // Two passes over a handful of nodes: no allocation on the hot path.
         let total: u64 = snapshot
             .nodes
@@ -140,6 +143,22 @@ mod tests {
         // Nothing Up at all.
         let s = snapshot(&[(1, false), (1, false)]);
         assert_eq!(s.pick_read(7), None);
+    }
+
+    #[test]
+    fn offline_and_draining_nodes_leave_rotation_but_the_master_stays_the_fallback() {
+        let mut s = snapshot(&[(1, true), (1, true), (1, true)]);
+        s.nodes[1].admin = AdminState::Offline;
+        s.nodes[2].admin = AdminState::Drain;
+        assert_eq!(counts(&s, randoms(1_000)), vec![1_000, 0, 0]);
+        // The master drained too: no candidate left, so the master (Up) still reads.
+        s.nodes[0].admin = AdminState::Drain;
+        assert_eq!(counts(&s, randoms(1_000)), vec![1_000, 0, 0]);
+        // Back online: the replica takes its share again.
+        s.nodes[0].admin = AdminState::Online;
+        s.nodes[2].admin = AdminState::Online;
+        let c = counts(&s, randoms(1_000));
+        assert!(c[2] > 0 && c[1] == 0, "{c:?}");
     }
 
     #[test]

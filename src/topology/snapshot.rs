@@ -14,7 +14,7 @@ use super::gtid::{self, Gtid, GtidPos};
 use super::health::ChangeReason;
 use super::replication::ReplicationStatus;
 use super::select::{ReadSelector, Weighted};
-use super::{NodeId, NodeState, Role};
+use super::{AdminState, NodeId, NodeState, Role};
 use crate::config::Config;
 
 /// One node in a snapshot. Observed values come from the node's last
@@ -24,8 +24,11 @@ pub struct NodeStatus {
     pub id: NodeId,
     pub name: String,
     pub address: String,
+    /// Share of reads: the config's, or the operator's `SET BACKEND ... WEIGHT`.
     pub weight: u32,
     pub state: NodeState,
+    /// The operator's decision; written only through [`Topology::set_admin_state`].
+    pub admin: AdminState,
     /// Why the node is in `state`; `None` until its first change.
     pub state_reason: Option<ChangeReason>,
     pub role: Role,
@@ -57,6 +60,7 @@ impl NodeStatus {
             address: address.to_string(),
             weight,
             state: NodeState::Down,
+            admin: AdminState::Online,
             state_reason: None,
             role,
             read_only: None,
@@ -263,6 +267,22 @@ impl Topology {
         self.update_node(id, |n| n.diverged = diverged);
     }
 
+    /// The operator sets a node's [`AdminState`]; returns the previous one,
+    /// or `None` for an unknown id. The monitor never writes this field.
+    pub fn set_admin_state(&self, id: NodeId, admin: AdminState) -> Option<AdminState> {
+        let before = self.snapshot().node(id)?.admin;
+        self.update_node(id, |n| n.admin = admin);
+        Some(before)
+    }
+
+    /// The operator (or a config reload) sets a node's read weight; returns
+    /// the previous one, or `None` for an unknown id.
+    pub fn set_weight(&self, id: NodeId, weight: u32) -> Option<u32> {
+        let before = self.snapshot().node(id)?.weight;
+        self.update_node(id, |n| n.weight = weight);
+        Some(before)
+    }
+
     /// Publishes a copy of the current snapshot with `change` applied to
     /// node `id` and the generation bumped. Concurrent writers (one monitor
     /// task per node) are serialised by `rcu`, which re-applies `change` to
@@ -320,6 +340,43 @@ mod tests {
         assert!(!s.is_up(0) && !s.is_up(1) && !s.is_up(7));
         assert!(s.nodes.iter().all(|n| n.last_check.is_none()));
         assert_eq!(s.pick_read(0), None);
+    }
+
+    #[test]
+    fn admin_state_and_weight_survive_health_updates() {
+        let t = Topology::new(&config(&[("a", 1, 1), ("b", 1, 2)]));
+        let up = |t: &Topology, id| {
+            let rec = CheckRecord {
+                result: Err(CheckError::Timeout {
+                    after: Duration::from_secs(1),
+                }),
+                gtid_current: None,
+                state: NodeState::Up,
+                reason: None,
+                at: SystemTime::now(),
+                latency: Duration::from_millis(1),
+            };
+            t.update_node(id, |n| n.record(&rec));
+        };
+        up(&t, 0);
+        up(&t, 1);
+        assert_eq!(
+            t.set_admin_state(1, AdminState::Offline),
+            Some(AdminState::Online)
+        );
+        assert_eq!(t.set_weight(0, 7), Some(1));
+        assert_eq!(t.set_admin_state(9, AdminState::Drain), None);
+        // A later check rewrites health, never the operator's fields.
+        up(&t, 1);
+        let s = t.snapshot();
+        assert_eq!(s.nodes[1].admin, AdminState::Offline);
+        assert_eq!(s.nodes[0].weight, 7);
+        assert!(s.is_up(1));
+        // Offline node b is out of rotation: every read goes to a.
+        assert!((0..1000).all(|r| s.pick_read(r) == Some(0)));
+        t.set_admin_state(1, AdminState::Online);
+        let s = t.snapshot();
+        assert!((0..1000).any(|r| s.pick_read(r) == Some(1)));
     }
 
     #[test]

@@ -21,8 +21,14 @@ use super::{APP_PASSWORD, APP_USER};
 /// Worker threads of the proxy's runtime: two cores on the CI box.
 const WORKER_THREADS: usize = 2;
 
-/// What the server thread reports once bound.
-type Bound = (SocketAddr, Option<SocketAddr>, Arc<ProxyContext>);
+/// What the server thread reports once its listeners are bound.
+struct Bound {
+    addr: SocketAddr,
+    context: Arc<ProxyContext>,
+    http_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+}
 
 /// A running proxy; stops when dropped.
 pub struct Proxy {
@@ -33,6 +39,10 @@ pub struct Proxy {
     pub context: Arc<ProxyContext>,
     /// The HTTP balancer's address, when the config has `[http]`.
     pub http_addr: Option<SocketAddr>,
+    /// The admin SQL port, when the config enables `[admin]`.
+    pub admin_addr: Option<SocketAddr>,
+    /// The Prometheus endpoint, when the config enables `[metrics]`.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     thread: Option<thread::JoinHandle<Result<(), String>>>,
 }
@@ -79,11 +89,13 @@ impl Proxy {
                         }
                     };
                     bound_tx
-                        .send(Ok((
-                            server.mysql_addr(),
-                            server.http_addr(),
-                            server.context(),
-                        )))
+                        .send(Ok(Bound {
+                            addr: server.mysql_addr(),
+                            context: server.context(),
+                            http_addr: server.http_addr(),
+                            admin_addr: server.admin_addr(),
+                            metrics_addr: server.metrics_addr(),
+                        }))
                         .ok();
                     server
                         .run(token)
@@ -95,7 +107,7 @@ impl Proxy {
             Ok(thread) => thread,
             Err(e) => panic!("spawn the proxy thread: {e}"),
         };
-        let (addr, http_addr, context) = match bound_rx.recv() {
+        let bound = match bound_rx.recv() {
             Ok(Ok(bound)) => bound,
             Ok(Err(e)) => panic!("the proxy did not start: {e}"),
             Err(_) => match thread.join() {
@@ -104,9 +116,11 @@ impl Proxy {
             },
         };
         Proxy {
-            addr,
-            http_addr,
-            context,
+            addr: bound.addr,
+            context: bound.context,
+            http_addr: bound.http_addr,
+            admin_addr: bound.admin_addr,
+            metrics_addr: bound.metrics_addr,
             shutdown,
             thread: Some(thread),
         }

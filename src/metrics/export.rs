@@ -1,0 +1,349 @@
+//! The Prometheus endpoint: `GET /metrics` on its own listener (hyper,
+//! HTTP/1.1), in the OpenMetrics text format written by prometheus-client.
+//! Nothing is copied into prometheus-client's own metric types: a
+//! [`Collector`] reads the atomics of [`Metrics`], the topology snapshot and
+//! the pools at scrape time, so `/metrics` and admin `SHOW` always agree.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::frontend::ProxyContext;
+use crate::topology::{AdminState, NodeState, Role};
+
+/// `Content-Type` of the OpenMetrics text exposition.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Reads everything at scrape time; registered once under the `sqlproxy` prefix.
+pub struct Exporter {
+    ctx: Arc<ProxyContext>,
+}
+
+impl fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Exporter")
+    }
+}
+
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    m.encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
+
+fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    m.encode_gauge(&value)
+}
+
+/// A per-node family: one sample per node from `value(node id)`.
+fn per_node(
+    enc: &mut DescriptorEncoder,
+    names: &[String],
+    (name, help, kind): (&str, &str, MetricType),
+    value: impl Fn(usize) -> Option<u64>,
+) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
+    for (id, node) in names.iter().enumerate() {
+        let Some(v) = value(id) else { continue };
+        let labels = [("node", node.as_str())];
+        let mut f = m.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => f.encode_counter::<NoLabelSet, _, u64>(&v, None)?,
+            _ => f.encode_gauge(&v)?,
+        }
+    }
+    Ok(())
+}
+
+impl Collector for Exporter {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let ctx = &self.ctx;
+        let m = &ctx.metrics;
+        let snap = ctx.topology.snapshot();
+        let names: Vec<String> = snap.nodes.iter().map(|n| n.name.clone()).collect();
+        let counters =
+            |f: fn(&crate::metrics::NodeCounters) -> u64| move |id: usize| m.node(id).map(f);
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_queries",
+                "Commands relayed to the node",
+                MetricType::Counter,
+            ),
+            counters(|n| n.queries.load(Relaxed)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_errors",
+                "Replies from the node that were an ERR packet",
+                MetricType::Counter,
+            ),
+            counters(|n| n.errors.load(Relaxed)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_failures",
+                "Commands whose node connection was lost or could not be opened",
+                MetricType::Counter,
+            ),
+            counters(|n| n.failures.load(Relaxed)),
+        )?;
+        {
+            let mut h = enc.encode_descriptor(
+                "node_latency_seconds",
+                "Time from sending a command to the node until its reply was relayed",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (id, node) in names.iter().enumerate() {
+                let Some(c) = m.node(id) else { continue };
+                let labels = [("node", node.as_str())];
+                let sum = c.latency.sum_us() as f64 / 1e6;
+                h.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                    sum,
+                    c.latency.count(),
+                    &c.latency.buckets_seconds(),
+                    None,
+                )?;
+            }
+        }
+        let node = |id: usize| snap.nodes.get(id);
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_up",
+                "1 when the health checks pass",
+                MetricType::Gauge,
+            ),
+            |id| node(id).map(|n| u64::from(n.state == NodeState::Up)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_master",
+                "1 for the node that takes the writes",
+                MetricType::Gauge,
+            ),
+            |id| node(id).map(|n| u64::from(n.role == Role::Master)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_online",
+                "1 unless an operator set the node OFFLINE or DRAIN",
+                MetricType::Gauge,
+            ),
+            |id| node(id).map(|n| u64::from(n.admin == AdminState::Online)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            ("node_weight", "Read weight in force", MetricType::Gauge),
+            |id| node(id).map(|n| u64::from(n.weight)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_replication_lag_seconds",
+                "Seconds_Behind_Master as of the last check (absent when not replicating)",
+                MetricType::Gauge,
+            ),
+            |id| {
+                node(id)
+                    .and_then(|n| n.replication.as_ref())
+                    .and_then(|r| r.seconds_behind_master)
+            },
+        )?;
+        let idle = ctx.pools.idle_counts();
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "pool_idle_connections",
+                "Idle authenticated connections pooled for the node",
+                MetricType::Gauge,
+            ),
+            |id| idle.get(id).map(|(_, n)| *n as u64),
+        )?;
+        let in_use = m.sessions.in_use(names.len());
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "pool_in_use_connections",
+                "Connections to the node held by client sessions",
+                MetricType::Gauge,
+            ),
+            |id| in_use.get(id).map(|n| *n as u64),
+        )?;
+        counter(
+            &mut enc,
+            "failovers",
+            "Master changes by failover",
+            m.failovers.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "switchovers",
+            "Planned master changes",
+            m.switchovers.load(Relaxed),
+        )?;
+        gauge(
+            &mut enc,
+            "client_sessions",
+            "Client sessions open now",
+            m.sessions.len() as i64,
+        )?;
+        counter(
+            &mut enc,
+            "client_sessions_opened",
+            "Client sessions that logged in",
+            m.sessions.total(),
+        )?;
+        counter(
+            &mut enc,
+            "client_login_failures",
+            "Client logins refused",
+            m.login_failures.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "client_refused",
+            "Clients refused at max_connections (error 1040)",
+            m.sessions_refused.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "admin_commands",
+            "Commands run on the admin port",
+            m.admin_commands.load(Relaxed),
+        )?;
+        gauge(
+            &mut enc,
+            "query_digests",
+            "Distinct statement digests tracked",
+            m.digests.len() as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "topology_generation",
+            "Topology snapshots published since start",
+            i64::try_from(snap.generation).unwrap_or(i64::MAX),
+        )?;
+        Ok(())
+    }
+}
+
+/// The whole exposition for `ctx`, as `/metrics` serves it.
+pub fn render(ctx: &Arc<ProxyContext>) -> Result<String, fmt::Error> {
+    let mut registry = Registry::with_prefix("sqlproxy");
+    registry.register_collector(Box::new(Exporter {
+        ctx: Arc::clone(ctx),
+    }));
+    let mut out = String::with_capacity(8 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+fn respond(ctx: &Arc<ProxyContext>, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, ctype: &'static str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET /metrics\n".into(),
+        );
+    }
+    if req.uri().path() != "/metrics" {
+        return reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n".into());
+    }
+    match render(ctx) {
+        Ok(body) => reply(StatusCode::OK, CONTENT_TYPE, body),
+        Err(_) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "encoding failed\n".into(),
+        ),
+    }
+}
+
+/// Serves `/metrics` on `listener` until `shutdown`; connections run on `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<ProxyContext>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let ctx = Arc::clone(&ctx);
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let resp = respond(&ctx, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "metrics connection");
+                    }
+                }
+                // A scrape is short; at shutdown the connection is just closed.
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
