@@ -1,9 +1,11 @@
-//! `FAILOVER TO 'node'`: the forced master change (issue 3): no catch-up
-//! wait, refused when the node is down. Parsed here so the syntax is fixed;
-//! the promotion itself belongs to `topology/` and is not implemented yet,
-//! so the command answers a clear error.
+//! `FAILOVER TO 'node'`: the forced master change: no catch-up wait,
+//! refused when the node is down. The procedure lives in
+//! `topology/failover.rs`; this file parses and reports.
 
-use super::{AdminCommand, AdminContext, AdminError, Exec, Words};
+use std::sync::atomic::Ordering;
+
+use super::wire::{ColKind, ResultSet};
+use super::{AdminCommand, AdminContext, AdminError, Exec, Reply, Words};
 
 const USAGE: &str = "FAILOVER TO 'node'";
 
@@ -29,9 +31,31 @@ impl AdminCommand for Failover {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        if admin.proxy.topology.node_id(&self.target).is_none() {
-            return super::ready(Err(AdminError::NoNode(self.target.clone())));
-        }
-        super::ready(Err(AdminError::NotImplemented("FAILOVER")))
+        Box::pin(async move {
+            let proxy = &admin.proxy;
+            let Some(id) = proxy.topology.node_id(&self.target) else {
+                return Err(AdminError::NoNode(self.target.clone()));
+            };
+            if proxy
+                .topology
+                .snapshot()
+                .node(id)
+                .is_some_and(|n| n.admin != crate::topology::AdminState::Online)
+            {
+                return Err(AdminError::Refused(format!(
+                    "'{}' is not ONLINE",
+                    self.target
+                )));
+            }
+            let done = proxy
+                .failover
+                .switchover(&self.target, true)
+                .await
+                .map_err(|e| AdminError::Refused(e.to_string()))?;
+            proxy.metrics.failovers.fetch_add(1, Ordering::Relaxed);
+            let mut rs = ResultSet::new(&[("result", ColKind::Text)]);
+            rs.push(vec![Some(done)]);
+            Ok(Reply::Rows(rs))
+        })
     }
 }

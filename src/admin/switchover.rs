@@ -1,9 +1,13 @@
-//! `SWITCHOVER TO 'node'`: the planned master change (issue 3). Parsed here
-//! so the syntax is fixed; the procedure itself (hold writes, fence the old
-//! master, wait for the GTID, promote) belongs to `topology/` and is not
-//! implemented yet, so the command answers a clear error.
+//! `SWITCHOVER TO 'node'`: the planned master change. Holds new writes,
+//! lets running transactions finish, fences the old master, waits until the
+//! new one has applied everything (MASTER_GTID_WAIT), then promotes it; on a
+//! catch-up timeout the old master keeps its role. The procedure lives in
+//! `topology/failover.rs`; this file parses and reports.
 
-use super::{AdminCommand, AdminContext, AdminError, Exec, Words};
+use std::sync::atomic::Ordering;
+
+use super::wire::{ColKind, ResultSet};
+use super::{AdminCommand, AdminContext, AdminError, Exec, Reply, Words};
 
 const USAGE: &str = "SWITCHOVER TO 'node'";
 
@@ -29,9 +33,31 @@ impl AdminCommand for Switchover {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        if admin.proxy.topology.node_id(&self.target).is_none() {
-            return super::ready(Err(AdminError::NoNode(self.target.clone())));
-        }
-        super::ready(Err(AdminError::NotImplemented("SWITCHOVER")))
+        Box::pin(async move {
+            let proxy = &admin.proxy;
+            let Some(id) = proxy.topology.node_id(&self.target) else {
+                return Err(AdminError::NoNode(self.target.clone()));
+            };
+            if proxy
+                .topology
+                .snapshot()
+                .node(id)
+                .is_some_and(|n| n.admin != crate::topology::AdminState::Online)
+            {
+                return Err(AdminError::Refused(format!(
+                    "'{}' is not ONLINE",
+                    self.target
+                )));
+            }
+            let done = proxy
+                .failover
+                .switchover(&self.target, false)
+                .await
+                .map_err(|e| AdminError::Refused(e.to_string()))?;
+            proxy.metrics.switchovers.fetch_add(1, Ordering::Relaxed);
+            let mut rs = ResultSet::new(&[("result", ColKind::Text)]);
+            rs.push(vec![Some(done)]);
+            Ok(Reply::Rows(rs))
+        })
     }
 }

@@ -634,22 +634,35 @@ async fn switch_with_gate_closed(
     let pos: Option<String> = control
         .value(old, "SELECT @@GLOBAL.gtid_binlog_pos", t)
         .await?;
-    let pos = pos.unwrap_or_default();
+    let pos: GtidPos = pos.unwrap_or_default().parse().unwrap_or_default();
     let started = Instant::now();
-    let wait = format!(
-        "SELECT MASTER_GTID_WAIT('{}', {})",
-        pos.replace('\'', ""),
-        limit.as_secs_f64()
-    );
-    let caught_up: Option<i64> = control.value(new, &wait, limit + t).await?;
-    if caught_up != Some(0) {
-        tracing::error!(pos = %pos, "new master did not catch up; restoring the old master");
-        control.set_read_only(old, false).await?;
-        let name = topology.snapshot().nodes[new].name.clone();
-        return Err(FailoverError::CatchUpTimeout {
-            node: name,
-            after: limit,
-        });
+    // MASTER_GTID_WAIT follows the replica's slave position, which never
+    // holds the new master's own domain: wait only for what it lacks.
+    let have: Option<String> = control
+        .value(new, "SELECT @@GLOBAL.gtid_current_pos", t)
+        .await?;
+    let have: GtidPos = have.unwrap_or_default().parse().unwrap_or_default();
+    let missing: Vec<String> = pos
+        .iter()
+        .filter(|g| !super::gtid::includes(&have, g))
+        .map(|g| g.to_string())
+        .collect();
+    if !missing.is_empty() {
+        let wait = format!(
+            "SELECT MASTER_GTID_WAIT('{}', {})",
+            missing.join(","),
+            limit.as_secs_f64()
+        );
+        let caught_up: Option<i64> = control.value(new, &wait, limit + t).await?;
+        if caught_up != Some(0) {
+            tracing::error!(pos = %pos, "new master did not catch up; restoring the old master");
+            control.set_read_only(old, false).await?;
+            let name = topology.snapshot().nodes[new].name.clone();
+            return Err(FailoverError::CatchUpTimeout {
+                node: name,
+                after: limit,
+            });
+        }
     }
     control.set_read_only(new, false).await?;
     topology.set_master(new);
