@@ -121,6 +121,7 @@ impl Server {
                 Arc::clone(&ctx.topology),
                 (*ctx.config).clone(),
                 controller,
+                Arc::clone(&ctx.metrics),
                 shutdown.clone(),
             ));
         }

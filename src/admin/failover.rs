@@ -2,8 +2,6 @@
 //! refused when the node is down. The procedure lives in
 //! `topology/failover.rs`; this file parses and reports.
 
-use std::sync::atomic::Ordering;
-
 use super::wire::{ColKind, ResultSet};
 use super::{AdminCommand, AdminContext, AdminError, Exec, Reply, Words};
 
@@ -52,7 +50,6 @@ impl AdminCommand for Failover {
                 .switchover(&self.target, true)
                 .await
                 .map_err(|e| AdminError::Refused(e.to_string()))?;
-            proxy.metrics.failovers.fetch_add(1, Ordering::Relaxed);
             let mut rs = ResultSet::new(&[("result", ColKind::Text)]);
             rs.push(vec![Some(done)]);
             Ok(Reply::Rows(rs))

@@ -4,8 +4,6 @@
 //! catch-up timeout the old master keeps its role. The procedure lives in
 //! `topology/failover.rs`; this file parses and reports.
 
-use std::sync::atomic::Ordering;
-
 use super::wire::{ColKind, ResultSet};
 use super::{AdminCommand, AdminContext, AdminError, Exec, Reply, Words};
 
@@ -54,7 +52,6 @@ impl AdminCommand for Switchover {
                 .switchover(&self.target, false)
                 .await
                 .map_err(|e| AdminError::Refused(e.to_string()))?;
-            proxy.metrics.switchovers.fetch_add(1, Ordering::Relaxed);
             let mut rs = ResultSet::new(&[("result", ColKind::Text)]);
             rs.push(vec![Some(done)]);
             Ok(Reply::Rows(rs))

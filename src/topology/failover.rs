@@ -5,7 +5,7 @@
 //! task means they never race each other. Reasoning: docs/failover.md.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,13 +75,6 @@ impl WriteGate {
     }
 }
 
-/// Counters for admin and metrics.
-#[derive(Debug, Default)]
-pub struct FailoverStats {
-    pub failovers: AtomicU64,
-    pub switchovers: AtomicU64,
-}
-
 enum Request {
     Switchover {
         to: String,
@@ -95,7 +88,6 @@ enum Request {
 pub struct FailoverHandle {
     tx: mpsc::Sender<Request>,
     pub gate: Arc<WriteGate>,
-    pub stats: Arc<FailoverStats>,
 }
 
 impl FailoverHandle {
@@ -119,21 +111,18 @@ impl FailoverHandle {
 pub struct FailoverController {
     rx: mpsc::Receiver<Request>,
     gate: Arc<WriteGate>,
-    stats: Arc<FailoverStats>,
 }
 
 /// A handle for sessions/admin and the controller to run with [`run_failover`].
 pub fn failover_channel() -> (FailoverHandle, FailoverController) {
     let (tx, rx) = mpsc::channel(8);
     let gate = Arc::new(WriteGate::default());
-    let stats = Arc::new(FailoverStats::default());
     (
         FailoverHandle {
             tx,
             gate: Arc::clone(&gate),
-            stats: Arc::clone(&stats),
         },
-        FailoverController { rx, gate, stats },
+        FailoverController { rx, gate },
     )
 }
 
@@ -310,13 +299,10 @@ pub async fn run_failover(
     topology: Arc<Topology>,
     config: Config,
     controller: FailoverController,
+    stats: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
-    let FailoverController {
-        mut rx,
-        gate,
-        stats,
-    } = controller;
+    let FailoverController { mut rx, gate } = controller;
     let snap = topology.snapshot();
     let mut control = Control::new(&snap, &config);
     let priority: Vec<NodeId> = config
@@ -341,7 +327,8 @@ pub async fn run_failover(
                 let Some(Request::Switchover { to, force, reply }) = req else { return };
                 let r = switchover(&topology, &mut control, &gate, &fo, &to, force).await;
                 if r.is_ok() {
-                    stats.switchovers.fetch_add(1, Ordering::Relaxed);
+                    let counter = if force { &stats.failovers } else { &stats.switchovers };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
                 if reply.send(r).is_err() {
                     tracing::debug!("switchover requester went away");
