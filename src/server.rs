@@ -70,7 +70,8 @@ impl Server {
         let topology = Topology::new(&config);
         let pools = Pools::new(&config);
         let (handle, controller) = topology::failover_channel();
-        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle);
+        let upstreams = http.as_ref().map(|h| h.upstreams());
+        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle, upstreams);
         learn_version(&ctx).await;
         Ok(Server {
             ctx,

@@ -33,7 +33,7 @@ async fn pages_read_mariadb_rows_through_both_workers() {
     let wa2 = PhpWorker::start_with("wa2", &env).await;
     // One process with both halves: the SQL proxy and the balancer.
     let toml = format!(
-        "{}\n[http]\nlisten = \"127.0.0.1:0\"\n[http.health]\npath = \"/health\"\ninterval = \"200ms\"\nrise = 1\nfall = 2\n\
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\nuser = \"admin\"\npassword = \"pw\"\n[http]\nlisten = \"127.0.0.1:0\"\n[http.health]\npath = \"/health\"\ninterval = \"200ms\"\nrise = 1\nfall = 2\n\
          [[http.backends]]\nname = \"wa1\"\naddress = \"{}\"\n[[http.backends]]\nname = \"wa2\"\naddress = \"{}\"\n",
         c.config_toml(),
         wa1.addr,
@@ -69,5 +69,39 @@ async fn pages_read_mariadb_rows_through_both_workers() {
         nodes.keys().all(|k| k == "1" || k == "2"),
         "rows came from the nodes: {nodes:?}"
     );
+    // The admin SQL port drives the workers: drain wa1, then every page is wa2's.
+    let admin_url = format!(
+        "mysql://admin:pw@{}?prefer_socket=false",
+        both.admin_addr.expect("admin port")
+    );
+    let mut admin = mysql_async::Conn::from_url(admin_url.as_str())
+        .await
+        .unwrap();
+    use mysql_async::prelude::Queryable;
+    let states: Vec<(String, String)> = admin
+        .query_map("SHOW HTTP BACKENDS", |row: mysql_async::Row| {
+            (
+                row.get::<String, _>("name").unwrap(),
+                row.get::<String, _>("state").unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        states,
+        vec![("wa1".into(), "UP".into()), ("wa2".into(), "UP".into())]
+    );
+    admin
+        .query_drop("SET HTTP BACKEND 'wa1' DRAIN")
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let r = get(&cl, &format!("http://{http}/")).await;
+        assert_eq!(r.worker(), "wa2", "a drained worker takes no new requests");
+    }
+    admin
+        .query_drop("SET HTTP BACKEND 'wa1' READY")
+        .await
+        .unwrap();
     drop(sql);
 }

@@ -23,6 +23,7 @@ use crate::frontend::ProxyContext;
 use crate::protocol::err::ProxyError;
 
 mod failover;
+mod http_backends;
 pub mod listener;
 pub mod registry;
 mod reload_config;
@@ -143,6 +144,8 @@ const PARSERS: &[Parser] = &[
     boxed::<show_config::ShowConfig>,
     boxed::<show_query_digest::ShowQueryDigest>,
     boxed::<show_commands::ShowCommands>,
+    boxed::<http_backends::ShowHttpBackends>,
+    boxed::<http_backends::SetHttpBackend>,
     boxed::<set_backend::SetBackend>,
     boxed::<reload_config::ReloadConfig>,
     boxed::<switchover::Switchover>,

@@ -15,8 +15,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("SET BACKEND 'node' ONLINE | OFFLINE | DRAIN", "put a node in or out of read rotation"),
     ("SET BACKEND 'node' WEIGHT n", "change a node's read weight"),
     ("RELOAD CONFIG", "re-read the config file; keeps the running one on error"),
-    ("SWITCHOVER TO 'node'", "planned master change (not implemented yet)"),
-    ("FAILOVER TO 'node'", "forced master change (not implemented yet)"),
+    ("SWITCHOVER TO 'node'", "planned master change: hold writes, catch up, promote (docs/failover.md)"),
+    ("FAILOVER TO 'node'", "forced master change: no catch-up wait; refused if the node is down"),
+    ("SHOW HTTP BACKENDS", "the HTTP balancer's web workers: state, requests, errors"),
+    ("SET HTTP BACKEND 'worker' DRAIN | READY | MAINT", "drain a web worker, or take it out for maintenance"),
     ("SHOW COMMANDS", "this list"),
 ];
 

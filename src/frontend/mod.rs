@@ -52,6 +52,8 @@ pub struct ProxyContext {
     pub server_caps: u32,
     /// Switchover requests and the gate that holds writes meanwhile.
     pub failover: crate::topology::FailoverHandle,
+    /// The HTTP balancer's workers, when `[http]` is configured (admin).
+    pub http: Option<Arc<crate::http::Upstreams>>,
     /// Counters and the live-session registry (admin SHOW, /metrics).
     pub metrics: Arc<crate::metrics::Metrics>,
     next_session: AtomicU32,
@@ -64,6 +66,7 @@ impl ProxyContext {
         topology: Arc<Topology>,
         pools: Arc<Pools>,
         failover: crate::topology::FailoverHandle,
+        http: Option<Arc<crate::http::Upstreams>>,
     ) -> Arc<Self> {
         let mut server_caps = crate::protocol::caps::PROXY_SERVER;
         if config.mysql.local_infile {
@@ -79,6 +82,7 @@ impl ProxyContext {
             server_version: ArcSwap::from_pointee(FALLBACK_VERSION.to_vec()),
             server_caps,
             failover,
+            http,
             next_session: AtomicU32::new(1),
         })
     }

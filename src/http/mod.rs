@@ -37,7 +37,7 @@ pub use config::{
     Timeouts,
 };
 pub use error::{HttpError, ProxyError};
-pub use upstream::AdminState;
+pub use upstream::{AdminState, Backend, Upstreams};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -58,7 +58,6 @@ use error::RespBody;
 use idle::{IdleIo, InFlightCount};
 use proxy::Proxy;
 use stats::{FrontendStats, Stats};
-use upstream::Upstreams;
 
 /// After an accept error (e.g. out of file descriptors), pause before the
 /// next accept instead of spinning.
@@ -109,6 +108,11 @@ impl HttpService {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The workers, for admin SHOW/SET HTTP BACKEND(S).
+    pub fn upstreams(&self) -> Arc<Upstreams> {
+        Arc::clone(&self.ups)
     }
 
     pub fn stats_addr(&self) -> Option<SocketAddr> {
