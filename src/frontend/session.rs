@@ -416,6 +416,11 @@ impl Session {
             }) => {
                 self.conns[node] = None;
                 self.ctx.metrics.node_failure(node);
+                if !sent {
+                    // Nothing reached the client: drop the partial reply, so a
+                    // retry (or our ERR) is all the client sees.
+                    self.client.wbuf.clear();
+                }
                 Ok(Attempt::NodeFailed {
                     sent,
                     next_seq,
