@@ -55,6 +55,9 @@ pub struct Config {
     /// The HTTP balancer for the web workers; absent = not started.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
+    /// The result cache (off by default).
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// The client-facing MySQL listener.
@@ -328,6 +331,9 @@ impl Config {
         if self.users.is_empty() {
             return Err(invalid("users", "at least one user is required"));
         }
+        self.cache
+            .validate()
+            .map_err(|e| invalid(e.key, e.reason))?;
         for (name, user) in &self.users {
             let key = format!("users.{name}");
             match (&user.password, &user.password_hash) {

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::backend::Pools;
+use crate::cache::QueryCache;
 use crate::config::Config;
 use crate::net::{NetError, PacketIo};
 use crate::protocol::err::ProxyError;
@@ -47,6 +48,8 @@ pub struct ProxyContext {
     pub server_version: ArcSwap<Vec<u8>>,
     /// Capabilities offered to clients.
     pub server_caps: u32,
+    /// The result cache, when `[cache] enabled`.
+    pub cache: Option<Arc<QueryCache>>,
     next_session: AtomicU32,
     limit: Arc<Semaphore>,
 }
@@ -57,7 +60,20 @@ impl ProxyContext {
         if config.mysql.local_infile {
             server_caps |= crate::protocol::caps::LOCAL_FILES;
         }
+        let cache = if config.cache.enabled {
+            match QueryCache::new(&config.cache) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    // Config::validate refuses this first; never serve unchecked rules.
+                    tracing::error!(error = %e, "result cache disabled");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Arc::new(ProxyContext {
+            cache,
             users: Users::from_config(&config),
             limit: Arc::new(Semaphore::new(config.mysql.max_connections as usize)),
             config,
