@@ -60,6 +60,8 @@ impl ReadPlan {
 pub struct Captured {
     pub bytes: Vec<u8>,
     pub first_seq: u8,
+    /// The reply outgrew the capture limit (`bytes` is then empty).
+    pub overflow: bool,
 }
 
 /// What [`QueryCache::load`] did.
@@ -224,7 +226,7 @@ impl QueryCache {
                 // Before the query leaves: a write that commits after this moves a counter.
                 let snapshot = self.gens.snapshot(&plan.shape.tables);
                 let cap = run.await.ok_or(NotStored::NoReply)?;
-                if cap.bytes.len() > self.max_entry_bytes {
+                if cap.overflow || cap.bytes.len() > self.max_entry_bytes {
                     Counters::add(&self.counters.too_big, 1);
                     return Err(NotStored::TooBig);
                 }

@@ -137,10 +137,13 @@ enum Shape {
     Write(Arc<WriteSet>),
 }
 
+/// schema → digest → shape.
+type BySchema = HashMap<Vec<u8>, HashMap<Box<str>, Shape>>;
+
 /// (schema, digest) → shape.
 #[derive(Debug, Default)]
 pub struct Shapes {
-    map: RwLock<HashMap<Vec<u8>, HashMap<Box<str>, Shape>>>,
+    map: RwLock<BySchema>,
     len: AtomicU64,
 }
 

@@ -1058,13 +1058,16 @@ impl Session {
         };
         let tap = self.tap.take();
         res?;
-        let Some(Tap {
-            capture: Some(bytes),
-            complete: true,
-            overflow: false,
-            ..
-        }) = tap
-        else {
+        let Some(tap) = tap.filter(|t| t.complete) else {
+            return Ok(None);
+        };
+        if tap.overflow {
+            return Ok(Some(Captured {
+                overflow: true,
+                ..Captured::default()
+            }));
+        }
+        let Some(bytes) = tap.capture else {
             return Ok(None);
         };
         // A result set (not OK, ERR or LOCAL INFILE) that left no transaction open.
@@ -1073,6 +1076,7 @@ impl Session {
         Ok((result_set && clean).then(|| Captured {
             first_seq: bytes.get(3).copied().unwrap_or(seq),
             bytes,
+            overflow: false,
         }))
     }
 
