@@ -42,6 +42,13 @@ fn cache_of(proxy: &Proxy) -> Arc<QueryCache> {
     }
 }
 
+/// A session handles one command at a time, so once this uncacheable statement answered,
+/// the counters of the connection's previous statement (bumped after its reply was
+/// flushed) are final.
+async fn settle(conn: &mut mysql_async::Conn) {
+    let _: Option<u32> = conn.query_first("SELECT @@server_id").await.unwrap();
+}
+
 async fn stats(proxy: &Proxy) -> CacheStats {
     let c = cache_of(proxy);
     c.run_pending_tasks().await;
@@ -197,6 +204,8 @@ async fn a_hit_is_byte_identical_and_does_not_reach_the_node() {
     assert_eq!(r2, r1);
     assert_eq!(r3, Some((4, "v4".to_string())));
 
+    settle(&mut conn).await;
+    let _ = raw_query(&mut raw, "SELECT @@server_id").await;
     let s = stats(&proxy).await;
     assert_eq!(s.hits, 3, "{s:?}");
     assert_eq!(s.misses, 3, "{s:?}");
@@ -333,6 +342,7 @@ async fn entries_over_the_limit_are_relayed_not_stored() {
         let v: Option<String> = conn.query_first(small).await.unwrap();
         assert_eq!(v.as_deref(), Some("v7"));
     }
+    settle(&mut conn).await;
     let s = stats(&proxy).await;
     assert_eq!(s.too_big, 3, "{s:?}");
     assert_eq!((s.stores, s.hits, s.misses), (1, 1, 4), "{s:?}");
@@ -354,6 +364,7 @@ async fn the_size_bound_holds_while_filling_far_past_it() {
         let row: Option<(String, i32)> = conn.query_first(&sql).await.unwrap();
         assert_eq!(row.map(|r| r.1), Some(i));
     }
+    settle(&mut conn).await;
     let s = stats(&proxy).await;
     assert_eq!(s.stores, 1000, "{s:?}");
     assert!(s.bytes <= max_bytes, "{s:?}");
@@ -400,6 +411,7 @@ ttl = "1h"
         for _ in 0..2 {
             let _: Option<i64> = conn.query_first(sql).await.unwrap();
         }
+        settle(&mut conn).await;
         let after = cache.stats();
         let hits = after.hits - before.hits;
         assert_eq!(hits, u64::from(cached), "{sql}: {after:?}");
@@ -431,7 +443,7 @@ async fn concurrent_misses_of_one_key_cause_one_backend_query() {
                 .query_first("SELECT GROUP_CONCAT(v ORDER BY id) FROM t")
                 .await
                 .unwrap();
-            v
+            (v, conn)
         }));
     }
     for _ in 0..2000 {
@@ -442,14 +454,20 @@ async fn concurrent_misses_of_one_key_cause_one_backend_query() {
     }
     assert_eq!(cache.stats().lookups - lookups, CLIENTS as u64);
     locker.query_drop("UNLOCK TABLES").await.unwrap();
+    let mut conns = Vec::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap().as_deref(), Some("v1,v2,v3,v4,v5"));
+        let (v, conn) = t.await.unwrap();
+        assert_eq!(v.as_deref(), Some("v1,v2,v3,v4,v5"));
+        conns.push(conn);
     }
     assert_eq!(
         delta(before, app_selects()),
         1,
         "one backend query for {CLIENTS} clients"
     );
+    for conn in &mut conns {
+        settle(conn).await;
+    }
     let s = cache.stats();
     assert_eq!(s.misses, 1, "{s:?}");
     assert_eq!(s.hits, CLIENTS as u64 - 1, "{s:?}");
