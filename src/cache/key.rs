@@ -155,7 +155,7 @@ fn normalize_into(sql: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Bytes of whitespace or a plain comment at `i` (0 if neither).
-fn separator_len(s: &[u8], i: usize) -> usize {
+pub(crate) fn separator_len(s: &[u8], i: usize) -> usize {
     let c = s[i];
     if c.is_ascii_whitespace() {
         return s[i..]

@@ -285,7 +285,11 @@ impl QueryCache {
             | StmtKind::Replace
             | StmtKind::Ddl
             | StmtKind::LoadData { .. } => {
-                Some(self.shapes.write(schema, &stmt.digest, sql, &self.gens))
+                let insert = matches!(stmt.kind, StmtKind::Insert | StmtKind::Replace);
+                Some(
+                    self.shapes
+                        .write(schema, &stmt.digest, sql, insert, &self.gens),
+                )
             }
             StmtKind::Call | StmtKind::Execute | StmtKind::Other | StmtKind::Do => unknown(),
             _ => None,

@@ -167,19 +167,21 @@ impl Shapes {
         shape
     }
 
-    /// The tables a write shape touches.
+    /// The tables a write shape touches. `insert`: an INSERT/REPLACE, which writes exactly
+    /// its target table (read from the text's head, so a batch of any length is cheap).
     pub fn write(
         &self,
         schema: Option<&[u8]>,
         digest: &str,
         sql: &[u8],
+        insert: bool,
         gens: &Generations,
     ) -> Arc<WriteSet> {
         let s = schema.unwrap_or_default();
         if let Some(Shape::Write(w)) = read(&self.map).get(s).and_then(|m| m.get(digest)) {
             return Arc::clone(w);
         }
-        let w = Arc::new(analyse_write(schema, sql, gens));
+        let w = Arc::new(analyse_write(schema, sql, insert, gens));
         if !digest.is_empty() {
             self.insert(s, digest, Shape::Write(Arc::clone(&w)));
         }
@@ -294,13 +296,17 @@ fn analyse_read(
     shape
 }
 
-fn analyse_write(schema: Option<&[u8]>, sql: &[u8], gens: &Generations) -> WriteSet {
+fn analyse_write(schema: Option<&[u8]>, sql: &[u8], insert: bool, gens: &Generations) -> WriteSet {
     let unknown = WriteSet {
         tables: Vec::new(),
         unknown: true,
     };
-    let Ok(names) = analyze::tables(sql) else {
-        return unknown;
+    let names = match insert.then(|| insert_target(sql)).flatten() {
+        Some(t) => vec![t],
+        None => match analyze::tables(sql) {
+            Ok(names) => names,
+            Err(_) => return unknown,
+        },
     };
     if names.is_empty() {
         return unknown;
@@ -315,6 +321,62 @@ fn analyse_write(schema: Option<&[u8]>, sql: &[u8], gens: &Generations) -> Write
     WriteSet {
         tables,
         unknown: false,
+    }
+}
+
+/// The table an `INSERT`/`REPLACE` writes: `[LOW_PRIORITY|DELAYED|HIGH_PRIORITY] [IGNORE]
+/// [INTO] name`, unquoted, `db.table` when qualified. None if the head is anything else.
+pub fn insert_target(sql: &[u8]) -> Option<String> {
+    const SKIP: [&[u8]; 6] = [
+        b"INSERT",
+        b"REPLACE",
+        b"LOW_PRIORITY",
+        b"DELAYED",
+        b"HIGH_PRIORITY",
+        b"IGNORE",
+    ];
+    let mut i = 0;
+    let mut words = 0;
+    let mut name = String::new();
+    loop {
+        while i < sql.len() {
+            let n = super::key::separator_len(sql, i);
+            if n == 0 {
+                break;
+            }
+            i += n;
+        }
+        let c = *sql.get(i)?;
+        let part = if c == b'`' {
+            let end = i + 1 + sql[i + 1..].iter().position(|&b| b == b'`')?;
+            let p = std::str::from_utf8(&sql[i + 1..end]).ok()?.to_owned();
+            i = end + 1;
+            p
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            let len = sql[i..]
+                .iter()
+                .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
+                .count();
+            let w = &sql[i..i + len];
+            i += len;
+            words += 1;
+            if name.is_empty()
+                && (SKIP.iter().any(|k| k.eq_ignore_ascii_case(w))
+                    || (words > 1 && w.eq_ignore_ascii_case(b"INTO")))
+            {
+                continue;
+            }
+            std::str::from_utf8(w).ok()?.to_owned()
+        } else {
+            return None;
+        };
+        name.push_str(&part);
+        if sql.get(i) == Some(&b'.') && !name.contains('.') {
+            name.push('.');
+            i += 1;
+            continue;
+        }
+        return (!name.is_empty() && !name.ends_with('.')).then_some(name);
     }
 }
 
@@ -480,15 +542,49 @@ mod tests {
             Some(b"shop"),
             "UPDATE t SET c = ? WHERE id = ?",
             b"UPDATE t SET c = 1 WHERE id = 1",
+            false,
             &g,
         );
         assert!(!w.unknown);
         assert_eq!(&*w.tables[0].name, "shop.t");
         let multi = "UPDATE a JOIN other.b ON a.id = b.id SET a.c = 1";
-        let w = shapes.write(Some(b"shop"), multi, multi.as_bytes(), &g);
+        let w = shapes.write(Some(b"shop"), multi, multi.as_bytes(), false, &g);
         let names: Vec<&str> = w.tables.iter().map(|t| &*t.name).collect();
         assert_eq!(names, ["shop.a", "other.b"]);
-        let w = shapes.write(Some(b"shop"), "DROP DATABASE x", b"DROP DATABASE x", &g);
+        let w = shapes.write(
+            Some(b"shop"),
+            "DROP DATABASE x",
+            b"DROP DATABASE x",
+            false,
+            &g,
+        );
         assert!(w.unknown);
+        // A batch past the parser's length limit still names its one target.
+        let mut batch = String::from("INSERT IGNORE INTO `shop`.`log` (a) VALUES (0)");
+        for i in 1..5000 {
+            batch.push_str(&format!(",({i})"));
+        }
+        let w = shapes.write(
+            Some(b"x"),
+            "INSERT IGNORE INTO `shop`.`log` (a) VALUES (?)",
+            batch.as_bytes(),
+            true,
+            &g,
+        );
+        assert!(!w.unknown);
+        assert_eq!(&*w.tables[0].name, "shop.log");
+    }
+
+    #[test]
+    fn insert_targets() {
+        let t = |s: &str| insert_target(s.as_bytes());
+        assert_eq!(t("INSERT INTO t VALUES (1)").as_deref(), Some("t"));
+        assert_eq!(
+            t("insert low_priority ignore into `a b`.c(x) select * from d").as_deref(),
+            Some("a b.c")
+        );
+        assert_eq!(t("/* x */ REPLACE db.t SET a=1").as_deref(), Some("db.t"));
+        assert_eq!(t("INSERT INTO `into` VALUES (1)").as_deref(), Some("into"));
+        assert_eq!(t("INSERT INTO (1)"), None);
     }
 }
