@@ -383,6 +383,10 @@ table = "secret"
 never = true
 
 [[cache.rules]]
+digest = "SELECT COUNT(*) FROM t WHERE id > ?"
+never = true
+
+[[cache.rules]]
 regex = "information_schema\\.SCHEMATA"
 ttl = "1h"
 "#,
@@ -395,6 +399,8 @@ ttl = "1h"
     let cases = [
         // (statement, cached?)
         ("SELECT COUNT(*) FROM t", true),
+        ("SELECT COUNT(*) FROM t WHERE id > 1", false),
+        ("SELECT COUNT(*) FROM t WHERE id < 1", true),
         ("SELECT COUNT(*) FROM secret", false),
         ("SELECT COUNT(*) FROM t JOIN secret", false),
         ("SELECT COUNT(*) FROM information_schema.SCHEMATA", true),
