@@ -461,7 +461,8 @@ impl Session {
             };
             return self.cached_read(&cache, &plan, payload, seq, text).await;
         }
-        self.cache_writes_begin(&cache, &stmt, sql);
+        let writes = cache.writes(&stmt, sql, self.state.schema.as_deref());
+        self.cache_writes_begin(&cache, writes);
         let res = self.query_routed(payload, stmt, seq).await;
         self.cache_writes_end(&cache).await?;
         res
@@ -664,19 +665,26 @@ impl Session {
                 ps.types = Some(t.to_vec());
             }
         }
-        let stmt = ps.stmt.clone();
-        let sql = ps.prepare_payload.get(1..).unwrap_or_default().to_vec();
+        let Some(ps) = self.prepared.get(id) else {
+            return self.execute_routed(payload, id, flags, seq, false).await;
+        };
+        let sql = ps.prepare_payload.get(1..).unwrap_or_default();
         let params = (flags == 0 && !ps.long_data)
             .then(|| cache::key::execute_params(payload, ps.params, ps.types.as_deref()))
             .flatten();
-        if let Some(plan) = params.and_then(|p| self.cache_plan(&cache, &stmt, &sql, Some(&p))) {
+        let plan = params.and_then(|p| self.cache_plan(&cache, &ps.stmt, sql, Some(&p)));
+        let writes = match &plan {
+            Some(_) => None,
+            None => cache.writes(&ps.stmt, sql, self.state.schema.as_deref()),
+        };
+        if let Some(plan) = plan {
             let binary = Expect::Results {
                 binary: true,
                 cursor: false,
             };
             return self.cached_read(&cache, &plan, payload, seq, binary).await;
         }
-        self.cache_writes_begin(&cache, &stmt, &sql);
+        self.cache_writes_begin(&cache, writes);
         let res = self.execute_routed(payload, id, flags, seq, false).await;
         self.cache_writes_end(&cache).await?;
         res
@@ -1088,11 +1096,11 @@ impl Session {
         Ok(())
     }
 
-    /// Before a statement runs: note the tables it writes. Outside a transaction they
+    /// Before a statement runs: note the tables it writes (from [`QueryCache::writes`]). Outside a transaction they
     /// are invalidated now as well (covers a reply that never comes back); the reply is
     /// then held until [`Self::cache_writes_end`] invalidated again after the commit.
-    fn cache_writes_begin(&mut self, cache: &QueryCache, stmt: &Statement, sql: &[u8]) {
-        if let Some(w) = cache.writes(stmt, sql, self.state.schema.as_deref()) {
+    fn cache_writes_begin(&mut self, cache: &QueryCache, writes: Option<Arc<WriteSet>>) {
+        if let Some(w) = writes {
             if !self.state.in_transaction() {
                 cache.invalidate(&w);
             }
