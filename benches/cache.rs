@@ -54,7 +54,10 @@ fn bench(c: &mut Criterion) {
     };
     let p = parts();
     let mut g = c.benchmark_group("cache");
-    for (name, sql) in [("point_select", POINT_SELECT), ("config_select", CONFIG_SELECT)] {
+    for (name, sql) in [
+        ("point_select", POINT_SELECT),
+        ("config_select", CONFIG_SELECT),
+    ] {
         let stmt = classify(sql.as_bytes());
         g.bench_function(format!("classify/{name}"), |b| {
             b.iter(|| classify(black_box(sql.as_bytes())))
