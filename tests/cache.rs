@@ -478,3 +478,71 @@ async fn concurrent_misses_of_one_key_cause_one_backend_query() {
     assert_eq!(s.misses, 1, "{s:?}");
     assert_eq!(s.hits, CLIENTS as u64 - 1, "{s:?}");
 }
+
+/// The race measured with moka: a SELECT that read before a write committed must not
+/// store (or serve) its result once the write's invalidation ran. The SELECT is held on
+/// the master after reading its row by a stored function waiting on a user lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_select_that_read_before_a_write_does_not_store_its_stale_result() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(cache_config(""));
+    let db = table(&proxy, "stale_race", 1).await;
+    let mut writer = connect(&proxy.url(Some(&db))).await;
+    writer
+        .query_drop(
+            "CREATE FUNCTION gate() RETURNS INT NO SQL \
+             RETURN GET_LOCK('cache_gate', 120) + RELEASE_LOCK('cache_gate') - 1",
+        )
+        .await
+        .unwrap();
+    let mut gatekeeper = connect(&c.direct_url(0, Some(&db))).await;
+    let got: Option<i32> = gatekeeper
+        .query_first("SELECT GET_LOCK('cache_gate', 10)")
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+
+    let url = proxy.url(Some(&db));
+    let slow = tokio::spawn(async move {
+        let mut reader = connect(&url).await;
+        let v: Option<(String, i32)> = reader
+            .query_first("SELECT v, gate() FROM t WHERE id = 1")
+            .await
+            .unwrap();
+        (v, reader)
+    });
+    let waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                   WHERE STATE = 'User lock' AND INFO LIKE '%gate()%'";
+    let mut blocked = false;
+    for _ in 0..2000 {
+        if c.nodes[0].value(waiting).is_ok_and(|n| n == "1") {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(blocked, "the SELECT never waited in gate()");
+    writer
+        .query_drop("UPDATE t SET v = 'new' WHERE id = 1")
+        .await
+        .unwrap();
+    gatekeeper
+        .query_drop("DO RELEASE_LOCK('cache_gate')")
+        .await
+        .unwrap();
+    let (old, mut reader) = slow.await.unwrap();
+    assert_eq!(old, Some(("v1".to_string(), 1)), "it read before the write");
+    let again: Option<(String, i32)> = reader
+        .query_first("SELECT v, gate() FROM t WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Some(("new".to_string(), 1)),
+        "the stale result was served"
+    );
+    settle(&mut reader).await;
+    let s = stats(&proxy).await;
+    assert_eq!((s.stale, s.hits), (1, 0), "{s:?}");
+}
