@@ -66,6 +66,9 @@ pub struct Config {
     /// The file this config was loaded from (admin `RELOAD CONFIG` re-reads it).
     #[serde(skip)]
     pub source: Option<std::path::PathBuf>,
+    /// The result cache (off by default).
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// `[admin]`: the operators' SQL port (see docs/admin.md).
@@ -428,6 +431,9 @@ impl Config {
         if self.users.is_empty() {
             return Err(invalid("users", "at least one user is required"));
         }
+        self.cache
+            .validate()
+            .map_err(|e| invalid(e.key, e.reason))?;
         for (name, user) in &self.users {
             let key = format!("users.{name}");
             match (&user.password, &user.password_hash) {

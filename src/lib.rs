@@ -6,6 +6,7 @@
 //! * `config`: figment TOML + `SQLPROXY_` env → [`config::Config`], validated; errors name the key.
 //! * `protocol`: the MySQL wire as pure functions over bytes (framing, handshake, OK/ERR/EOF); no sockets.
 //! * `router`: the lexer, classifier and routing decision (`Route`); no I/O, never awaits.
+//! * `cache`: results of hot SELECTs (moka), replayed byte for byte, invalidated by writes.
 //! * `backend`: connections to the nodes (on mysql_common), pools, relaying replies to the client.
 //! * `frontend`: the client listener and the per-session command loop that glues the others.
 //! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, read selection.
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod frontend;
 pub mod http;

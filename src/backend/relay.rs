@@ -47,6 +47,36 @@ pub enum RelayError {
     Client(NetError),
 }
 
+/// Extras on a client reply, for the result cache. `None` in [`Sink::Client`] costs
+/// nothing: both only act where the relay flushes.
+#[derive(Debug, Default)]
+pub struct Tap {
+    /// Copy of every byte queued to the client, up to `limit`.
+    pub capture: Option<Vec<u8>>,
+    /// Stop capturing (and mark `overflow`) beyond this many bytes.
+    pub limit: usize,
+    /// The reply outgrew `limit`, or was not capturable (LOCAL INFILE).
+    pub overflow: bool,
+    /// The relay reached the reply's end (a partial capture must not be stored).
+    pub complete: bool,
+    /// Leave the reply's last bytes queued, unflushed: the caller flushes after it has
+    /// acted on the outcome (a write's invalidation must precede its OK).
+    pub hold_flush: bool,
+}
+
+impl Tap {
+    fn take(&mut self, queued: &[u8]) {
+        if let Some(buf) = &mut self.capture {
+            if buf.len() + queued.len() > self.limit {
+                self.overflow = true;
+                self.capture = None;
+            } else {
+                buf.extend_from_slice(queued);
+            }
+        }
+    }
+}
+
 /// Where a reply goes.
 pub enum Sink<'a> {
     Client {
@@ -54,6 +84,8 @@ pub enum Sink<'a> {
         caps: u32,
         /// Replace the statement id in PREPARE_OK with this one.
         stmt_id: Option<u32>,
+        /// Capture / deferred flush for the cache.
+        tap: Option<&'a mut Tap>,
     },
     /// Read and drop (a transparent re-prepare, a replayed SET).
     Discard,
@@ -70,6 +102,11 @@ pub async fn relay(
     let mut continuing = false;
     let mut sent = false;
     let mut scratch = Vec::new();
+    // Start of the bytes this reply queued that the tap has not seen.
+    let mut mark = match &sink {
+        Sink::Client { io, .. } => io.wbuf.len(),
+        Sink::Discard => 0,
+    };
     loop {
         while let Some(h) = codec::complete_packet(&conn.io.rbuf) {
             let total = 4 + h.len;
@@ -93,6 +130,7 @@ pub async fn relay(
                     io,
                     caps: ccaps,
                     stmt_id,
+                    ..
                 } => {
                     let strip = *ccaps & caps::SESSION_TRACK == 0;
                     note(kind, payload, &mut tracker, &mut out);
@@ -132,20 +170,38 @@ pub async fn relay(
             }
             conn.io.rbuf.advance(total);
             if infile {
-                if let Sink::Client { io, .. } = &mut sink {
+                if let Sink::Client { io, tap, .. } = &mut sink {
+                    if let Some(t) = tap {
+                        t.overflow = true;
+                        t.capture = None;
+                    }
                     io.flush().await.map_err(RelayError::Client)?;
                     sent = true;
+                    mark = 0;
                     relay_infile(conn, io).await?;
                 }
-            } else if let Sink::Client { io, .. } = &mut sink {
+            } else if let Sink::Client { io, tap, .. } = &mut sink {
                 if io.wbuf.len() >= FLUSH_THRESHOLD {
+                    if let Some(t) = tap {
+                        t.take(io.wbuf.get(mark..).unwrap_or_default());
+                    }
                     io.flush().await.map_err(RelayError::Client)?;
                     sent = true;
+                    mark = 0;
                 }
             }
             if tracker.is_done() && !continuing {
-                if let Sink::Client { io, .. } = &mut sink {
-                    io.flush().await.map_err(RelayError::Client)?;
+                if let Sink::Client { io, tap, .. } = &mut sink {
+                    match tap {
+                        Some(t) => {
+                            t.take(io.wbuf.get(mark..).unwrap_or_default());
+                            t.complete = true;
+                            if !t.hold_flush {
+                                io.flush().await.map_err(RelayError::Client)?;
+                            }
+                        }
+                        None => io.flush().await.map_err(RelayError::Client)?,
+                    }
                 }
                 conn.io.shrink();
                 if let Some(s) = out.status {

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::backend::Pools;
+use crate::cache::QueryCache;
 use crate::config::Config;
 use crate::net::{NetError, PacketIo};
 use crate::protocol::err::ProxyError;
@@ -56,6 +57,8 @@ pub struct ProxyContext {
     pub http: Option<Arc<crate::http::Upstreams>>,
     /// Counters and the live-session registry (admin SHOW, /metrics).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The result cache, when `[cache] enabled`.
+    pub cache: Option<Arc<QueryCache>>,
     next_session: AtomicU32,
     limit: Arc<Semaphore>,
 }
@@ -72,7 +75,20 @@ impl ProxyContext {
         if config.mysql.local_infile {
             server_caps |= crate::protocol::caps::LOCAL_FILES;
         }
+        let cache = if config.cache.enabled {
+            match QueryCache::new(&config.cache) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    // Config::validate refuses this first; never serve unchecked rules.
+                    tracing::error!(error = %e, "result cache disabled");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Arc::new(ProxyContext {
+            cache,
             users: Users::from_config(&config),
             metrics: Arc::new(crate::metrics::Metrics::new(config.nodes.len())),
             limit: Arc::new(Semaphore::new(config.mysql.max_connections as usize)),

@@ -16,15 +16,16 @@ use super::state::SessionState;
 use super::{FrontendError, ProxyContext};
 use crate::admin::SessionHandle;
 use crate::backend::{
-    relay, BackendConn, BackendError, ConnKey, Credentials, RelayError, RelayOutcome, Sink,
+    relay, BackendConn, BackendError, ConnKey, Credentials, RelayError, RelayOutcome, Sink, Tap,
 };
+use crate::cache::{self, Captured, Entry, KeyParts, Loaded, QueryCache, ReadPlan, WriteSet};
 use crate::config::Consistency;
 use crate::net::{NetError, PacketIo};
 use crate::protocol::command::Command;
 use crate::protocol::err::ProxyError;
 use crate::protocol::handshake::{self, NATIVE_PLUGIN};
 use crate::protocol::response::{ok_payload, Expect};
-use crate::protocol::{caps, com};
+use crate::protocol::{caps, com, status};
 use crate::router::{self, Route, RouterContext, Statement, StmtKind, Target};
 
 /// Runs a client from greeting to goodbye.
@@ -105,10 +106,20 @@ struct Session {
     home: Option<usize>,
     /// This session's entry in admin SHOW SESSIONS.
     activity: SessionHandle,
+    /// Capture / held flush for the reply being relayed (result cache).
+    tap: Option<Tap>,
+    /// Tables written by the open transaction: invalidated when it ends.
+    cache_pending: WriteSet,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // The transaction's fate is unknown (a COMMIT may have reached the node).
+        if let Some(c) = &self.ctx.cache {
+            if !self.cache_pending.is_empty() {
+                c.invalidate(&self.cache_pending);
+            }
+        }
         for c in self.conns.iter_mut().filter_map(Option::take) {
             self.ctx.pools.checkin(c);
         }
@@ -143,6 +154,8 @@ impl Session {
             last_node: None,
             home: None,
             activity,
+            tap: None,
+            cache_pending: WriteSet::default(),
             ctx,
         }
     }
@@ -402,6 +415,7 @@ impl Session {
             io: &mut self.client,
             caps: self.caps,
             stmt_id,
+            tap: self.tap.as_mut(),
         };
         match relay(conn, sink, expect).await {
             Ok(out) => {
@@ -513,6 +527,29 @@ impl Session {
 
     async fn query(&mut self, payload: &[u8], sql: &[u8], seq: u8) -> Result<(), FrontendError> {
         let stmt = router::classify(sql);
+        let Some(cache) = self.ctx.cache.clone() else {
+            return self.query_routed(payload, stmt, seq).await;
+        };
+        if let Some(plan) = self.cache_plan(&cache, &stmt, sql, None) {
+            let text = Expect::Results {
+                binary: false,
+                cursor: false,
+            };
+            return self.cached_read(&cache, &plan, payload, seq, text).await;
+        }
+        let writes = cache.writes(&stmt, sql, self.state.schema.as_deref());
+        self.cache_writes_begin(&cache, writes);
+        let res = self.query_routed(payload, stmt, seq).await;
+        self.cache_writes_end(&cache).await?;
+        res
+    }
+
+    async fn query_routed(
+        &mut self,
+        payload: &[u8],
+        stmt: Statement,
+        seq: u8,
+    ) -> Result<(), FrontendError> {
         let route = router::route(&self.router_context(&stmt, false));
         if route.target == Target::Master {
             self.wait_for_writes().await;
@@ -699,6 +736,53 @@ impl Session {
         flags: u8,
         seq: u8,
     ) -> Result<(), FrontendError> {
+        let Some(cache) = self.ctx.cache.clone() else {
+            return self.execute_routed(payload, id, flags, seq, false).await;
+        };
+        let Some(ps) = self.prepared.get_mut(id) else {
+            return self.execute_routed(payload, id, flags, seq, false).await;
+        };
+        // A hit never reaches execute_routed: remember the types it bound here.
+        let layout = prepared::execute_layout(payload, ps.params);
+        if let Some(l) = layout.filter(|l| l.types_bound) {
+            if let Some(t) = prepared::bound_types(payload, l, ps.params) {
+                ps.types = Some(t.to_vec());
+            }
+        }
+        let Some(ps) = self.prepared.get(id) else {
+            return self.execute_routed(payload, id, flags, seq, false).await;
+        };
+        let sql = ps.prepare_payload.get(1..).unwrap_or_default();
+        let params = (flags == 0 && !ps.long_data)
+            .then(|| cache::key::execute_params(payload, ps.params, ps.types.as_deref()))
+            .flatten();
+        let plan = params.and_then(|p| self.cache_plan(&cache, &ps.stmt, sql, Some(&p)));
+        let writes = match &plan {
+            Some(_) => None,
+            None => cache.writes(&ps.stmt, sql, self.state.schema.as_deref()),
+        };
+        if let Some(plan) = plan {
+            let binary = Expect::Results {
+                binary: true,
+                cursor: false,
+            };
+            return self.cached_read(&cache, &plan, payload, seq, binary).await;
+        }
+        self.cache_writes_begin(&cache, writes);
+        let res = self.execute_routed(payload, id, flags, seq, false).await;
+        self.cache_writes_end(&cache).await?;
+        res
+    }
+
+    /// `force_master`: a cache miss loads from the master (see docs/cache.md).
+    async fn execute_routed(
+        &mut self,
+        payload: &[u8],
+        id: u32,
+        flags: u8,
+        seq: u8,
+        force_master: bool,
+    ) -> Result<(), FrontendError> {
         let Some(ps) = self.prepared.get_mut(id) else {
             return self
                 .reply_err(
@@ -714,7 +798,7 @@ impl Session {
                 ps.types = Some(t.to_vec());
             }
         }
-        let force_master = ps.long_data || cursor;
+        let force_master = force_master || ps.long_data || cursor;
         let stmt = ps.stmt.clone();
         let route = router::route(&self.router_context(&stmt, force_master));
         if route.target == Target::Master {
@@ -971,7 +1055,170 @@ impl Session {
             self.ctx.pools.checkin(c);
         }
         self.prepared.clear();
+        if let Some(c) = &self.ctx.cache {
+            // The reset rolls back an open transaction; invalidating is the safe side.
+            c.invalidate(&std::mem::take(&mut self.cache_pending));
+        }
         self.state = SessionState::new(schema, self.caps & caps::MULTI_STATEMENTS != 0);
+    }
+
+    // ---- result cache (src/cache) -----------------------------------------
+
+    /// A cache plan for a read, unless the session's state rules caching out: inside a
+    /// transaction (its own writes are not committed) or pinned (temporary tables, locks).
+    fn cache_plan(
+        &self,
+        cache: &QueryCache,
+        stmt: &Statement,
+        sql: &[u8],
+        params: Option<&[u8]>,
+    ) -> Option<ReadPlan> {
+        if self.state.in_transaction()
+            || self.state.pinned.is_some()
+            || !self.cache_pending.is_empty()
+        {
+            return None;
+        }
+        let parts = KeyParts {
+            user: &self.creds.user,
+            schema: self.state.schema.as_deref(),
+            collation: self.collation,
+            caps: self.caps,
+            sets: &self.state.set_log,
+        };
+        cache.plan(stmt, sql, &parts, params)
+    }
+
+    /// Serves a cacheable read: a hit is replayed; on a miss one session per key loads it
+    /// from the master while the others wait for its result.
+    async fn cached_read(
+        &mut self,
+        cache: &QueryCache,
+        plan: &ReadPlan,
+        payload: &[u8],
+        seq: u8,
+        expect: Expect,
+    ) -> Result<(), FrontendError> {
+        if let Some(e) = cache.get(plan).await {
+            return self.replay(&e, seq).await;
+        }
+        let mut failed = None;
+        let loaded = cache
+            .load(plan, async {
+                match self
+                    .cache_miss(payload, seq, expect, cache.max_entry_bytes())
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                }
+            })
+            .await;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match loaded {
+            Loaded::Ran => Ok(()),
+            Loaded::Shared(e) => self.replay(&e, seq).await,
+            Loaded::Failed => self.cache_miss(payload, seq, expect, 0).await.map(drop),
+        }
+    }
+
+    /// Runs a cacheable read on the master, capturing up to `limit` bytes of its reply
+    /// (0: no capture). Returns the reply if it is a complete result set worth storing.
+    async fn cache_miss(
+        &mut self,
+        payload: &[u8],
+        seq: u8,
+        expect: Expect,
+        limit: usize,
+    ) -> Result<Option<Captured>, FrontendError> {
+        self.tap = Some(Tap {
+            capture: (limit > 0).then(Vec::new),
+            limit,
+            ..Tap::default()
+        });
+        let res = match (expect, payload.get(1..5)) {
+            (Expect::Results { binary: true, .. }, Some(id)) => {
+                let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+                self.execute_routed(payload, id, 0, seq, true).await
+            }
+            _ => match self.master() {
+                Ok(m) => match self.exec(m, payload, expect, seq, false).await {
+                    Ok(Some((node, out))) => {
+                        self.after(node, &out);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        let tap = self.tap.take();
+        res?;
+        let Some(tap) = tap.filter(|t| t.complete) else {
+            return Ok(None);
+        };
+        if tap.overflow {
+            return Ok(Some(Captured {
+                overflow: true,
+                ..Captured::default()
+            }));
+        }
+        let Some(bytes) = tap.capture else {
+            return Ok(None);
+        };
+        // A result set (not OK, ERR or LOCAL INFILE) that left no transaction open.
+        let result_set = !matches!(bytes.get(4), None | Some(0x00 | 0xFF | 0xFB));
+        let clean = self.state.status & (status::IN_TRANS | status::MORE_RESULTS_EXISTS) == 0;
+        Ok((result_set && clean).then(|| Captured {
+            first_seq: bytes.get(3).copied().unwrap_or(seq),
+            bytes,
+            overflow: false,
+        }))
+    }
+
+    async fn replay(&mut self, e: &Entry, seq: u8) -> Result<(), FrontendError> {
+        e.replay_into(&mut self.client.wbuf, seq);
+        self.client.flush().await?;
+        // SHOW WARNINGS after a hit has no connection to ask.
+        self.last_node = None;
+        Ok(())
+    }
+
+    /// Before a statement runs: note the tables it writes (from [`QueryCache::writes`]). Outside a transaction they
+    /// are invalidated now as well (covers a reply that never comes back); the reply is
+    /// then held until [`Self::cache_writes_end`] invalidated again after the commit.
+    fn cache_writes_begin(&mut self, cache: &QueryCache, writes: Option<Arc<WriteSet>>) {
+        if let Some(w) = writes {
+            if !self.state.in_transaction() {
+                cache.invalidate(&w);
+            }
+            self.cache_pending.merge(&w);
+        }
+        if !self.cache_pending.is_empty() {
+            self.tap = Some(Tap {
+                hold_flush: true,
+                ..Tap::default()
+            });
+        }
+    }
+
+    /// After the node answered, before the client sees it: once no transaction is open
+    /// (autocommit write, COMMIT, ROLLBACK), invalidate what it wrote; then flush.
+    async fn cache_writes_end(&mut self, cache: &QueryCache) -> Result<(), FrontendError> {
+        if self.tap.take().is_none() {
+            return Ok(());
+        }
+        if self.state.status & status::IN_TRANS == 0 {
+            cache.invalidate(&std::mem::take(&mut self.cache_pending));
+        }
+        self.client.flush().await?;
+        Ok(())
     }
 
     // ---- replies made by the proxy ----------------------------------------
