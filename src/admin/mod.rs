@@ -22,6 +22,7 @@ use crate::frontend::users::Users;
 use crate::frontend::ProxyContext;
 use crate::protocol::err::ProxyError;
 
+mod cache;
 mod failover;
 mod http_backends;
 pub mod listener;
@@ -144,6 +145,9 @@ const PARSERS: &[Parser] = &[
     boxed::<show_config::ShowConfig>,
     boxed::<show_query_digest::ShowQueryDigest>,
     boxed::<show_commands::ShowCommands>,
+    boxed::<cache::ShowCacheDigest>,
+    boxed::<cache::ShowCache>,
+    boxed::<cache::CacheFlush>,
     boxed::<http_backends::ShowHttpBackends>,
     boxed::<http_backends::SetHttpBackend>,
     boxed::<set_backend::SetBackend>,

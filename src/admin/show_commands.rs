@@ -19,6 +19,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("FAILOVER TO 'node'", "forced master change: no catch-up wait; refused if the node is down"),
     ("SHOW HTTP BACKENDS", "the HTTP balancer's web workers: state, requests, errors"),
     ("SET HTTP BACKEND 'worker' DRAIN | READY | MAINT", "drain a web worker, or take it out for maintenance"),
+    ("SHOW CACHE", "result cache counters: entries, bytes, hits, misses, evictions, invalidations, hit ratio"),
+    ("SHOW CACHE DIGEST", "cache hits per statement digest"),
+    ("CACHE FLUSH ['db.table']", "invalidate all cached results, or those reading one table"),
     ("SHOW COMMANDS", "this list"),
 ];
 
