@@ -4,9 +4,10 @@ measures the proxy's RSS meanwhile).
 
     idle_clients.py HOST PORT USER PASSWORD N READY_FILE [HOLD_SECONDS]
 
-Each connection only logs in (no statement), like a PHP worker waiting between
-requests: a statement would make the proxy hold a node connection for the
-session, and the nodes' max_connections (151) is far below N. When all N are
+Each connection only logs in and sends no statement (pymysql's own
+`SET AUTOCOMMIT` is turned off): after a statement the proxy keeps a node
+connection for the session, and N such sessions would run into the nodes'
+max_connections. When all N are
 open, writes N to READY_FILE, then holds them until killed or HOLD_SECONDS
 (default 120) pass, so it never outlives the harness by much.
 """
@@ -24,8 +25,10 @@ def main() -> int:
     for i in range(int(n)):
         try:
             conns.append(
+                # autocommit=None: pymysql sends no SET AUTOCOMMIT after login.
                 pymysql.connect(host=host, port=int(port), user=user,
-                                password=password, connect_timeout=10)
+                                password=password, connect_timeout=10,
+                                autocommit=None)
             )
         except pymysql.MySQLError as e:
             print(f"idle_clients: connection {i + 1} failed: {e}", file=sys.stderr)
