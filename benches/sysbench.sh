@@ -167,6 +167,7 @@ start_proxy() { # port log cache(true|false)
     fi
     LAST_PID=$!
     PIDS+=("$LAST_PID")
+    echo "$LAST_PID" >"$OUT/sqlproxy-$1.pid"
 }
 
 wait_answers() { # port name
