@@ -64,8 +64,8 @@ APP_USER=prestashop
 APP_PASSWORD=prestashop
 
 OUT=$ROOT/.cluster/bench
-export HAPROXY_PID_FILE=$OUT/haproxy.pid
 mkdir -p "$OUT"
+rm -f "$OUT"/*.pid
 RESULTS=$OUT/results.tsv
 MEMORY=$OUT/memory.tsv
 PIDS=()
@@ -74,7 +74,8 @@ CLUSTER_WAS_UP=0
 cleanup() {
     local pid
     if [ "${KEEP:-0}" = 1 ]; then
-        info "KEEP=1: leaving HAProxy, sqlproxy and the cluster running (pids ${PIDS[*]:-})"
+        info "KEEP=1: leaving HAProxy, sqlproxy and the cluster running (pid files in $OUT);"
+        info "  stop: kill \$(cat $OUT/*.pid); scripts/cluster.sh down"
         return
     fi
     for pid in "${PIDS[@]:-}"; do
@@ -201,6 +202,7 @@ step "starting HAProxy on 127.0.0.1:$HAPROXY_PORT"
 "$HAPROXY" -c -q -f "$ROOT/benches/haproxy.cfg"
 "$HAPROXY" -db -f "$ROOT/benches/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
 PIDS+=("$!")
+echo "$!" >"$OUT/haproxy.pid"
 wait_answers "$HAPROXY_PORT" HAProxy
 # Let the health checks of both (rise 3 x 2 s) see the nodes up.
 sleep 6
