@@ -33,7 +33,8 @@
 # oltp_read_write's writes to cn2, and the master-master races they cause
 # would otherwise stop replication and skew every later round (that leak is
 # the seed's problem sqlproxy exists to fix). The cluster is stopped at the end
-# unless it was already running.
+# unless it was already running (then it must be on the same CN1/CN2 ports).
+# Raw figures and every sysbench log stay in .cluster/bench/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
