@@ -25,6 +25,7 @@ TARGET_NAMES = {
     "haproxy": "HAProxy TCP",
     "sqlproxy": "sqlproxy",
     "sqlproxy+cache": "sqlproxy, cache on",
+    "sqlproxy-cn1": "sqlproxy, reads on cn1 only",
 }
 
 

@@ -17,8 +17,12 @@
 #   TIME / ROUNDS      seconds per run (15) / rounds (3)
 #   TESTS / THREADS    default "oltp_point_select oltp_read_only oltp_read_write" / "8 64"
 #   IDLE_CLIENTS       idle connections for the memory figure (1000)
-#   CN1_PORT CN2_PORT HAPROXY_PORT PROXY_PORT PROXY_CACHE_PORT
-#                      14306 14307 14308 14309 14310
+#   CN1_ONLY=1         add a target "sqlproxy, reads on cn1 only" (cn2 weight 0,
+#                      like HAProxy's 256/1): on one machine the read split
+#                      costs the nodes CPU, and this column separates that
+#                      cost from the proxy's own
+#   CN1_PORT CN2_PORT HAPROXY_PORT PROXY_PORT PROXY_CACHE_PORT PROXY_CN1_PORT
+#                      14306 14307 14308 14309 14310 14311
 #   SQLPROXY_BIN       use this binary instead of `cargo build --release`
 #   NO_DOC=1           print the table only; leave docs/performance.md alone
 #   KEEP=1             leave HAProxy, sqlproxy and the cluster running
@@ -56,6 +60,7 @@ export CN1_PORT=${CN1_PORT:-14306} CN2_PORT=${CN2_PORT:-14307}
 export HAPROXY_PORT=${HAPROXY_PORT:-14308}
 PROXY_PORT=${PROXY_PORT:-14309}
 PROXY_CACHE_PORT=${PROXY_CACHE_PORT:-14310}
+PROXY_CN1_PORT=${PROXY_CN1_PORT:-14311}
 # sysbench data: small enough to stay in the nodes' 64 MiB buffer pool, so the
 # figures measure the network path, not the disk.
 TABLES=8
@@ -160,16 +165,13 @@ if SQLPROXY_CACHE__ENABLED=true "$BIN" --check --config "$CONFIG" >/dev/null 2>&
     CACHE=1
 fi
 
-start_proxy() { # port log cache(true|false)
-    if [ "$3" = true ]; then
-        SQLPROXY_MYSQL__LISTEN=127.0.0.1:$1 SQLPROXY_CACHE__ENABLED=true \
-            "$BIN" --config "$CONFIG" >"$2" 2>&1 &
-    else
-        SQLPROXY_MYSQL__LISTEN=127.0.0.1:$1 "$BIN" --config "$CONFIG" >"$2" 2>&1 &
-    fi
+start_proxy() { # port log [VAR=value...]: overrides for this instance
+    local port=$1 log=$2
+    shift 2
+    env SQLPROXY_MYSQL__LISTEN="127.0.0.1:$port" "$@" "$BIN" --config "$CONFIG" >"$log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
-    echo "$LAST_PID" >"$OUT/sqlproxy-$1.pid"
+    echo "$LAST_PID" >"$OUT/sqlproxy-$port.pid"
 }
 
 wait_answers() { # port name
@@ -187,15 +189,20 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 step "starting sqlproxy on 127.0.0.1:$PROXY_PORT"
-start_proxy "$PROXY_PORT" "$OUT/sqlproxy.log" false
+start_proxy "$PROXY_PORT" "$OUT/sqlproxy.log"
 PROXY_PID=$LAST_PID
 wait_answers "$PROXY_PORT" sqlproxy
 if [ "$CACHE" = 1 ]; then
     step "starting sqlproxy with the cache on 127.0.0.1:$PROXY_CACHE_PORT"
-    start_proxy "$PROXY_CACHE_PORT" "$OUT/sqlproxy-cache.log" true
+    start_proxy "$PROXY_CACHE_PORT" "$OUT/sqlproxy-cache.log" SQLPROXY_CACHE__ENABLED=true
     wait_answers "$PROXY_CACHE_PORT" "sqlproxy (cache)"
 else
     info "the config has no [cache] section yet: no cache column"
+fi
+if [ "${CN1_ONLY:-0}" = 1 ]; then
+    step "starting sqlproxy with every read on cn1 on 127.0.0.1:$PROXY_CN1_PORT"
+    start_proxy "$PROXY_CN1_PORT" "$OUT/sqlproxy-cn1.log" SQLPROXY_NODES__CN2__WEIGHT=0
+    wait_answers "$PROXY_CN1_PORT" "sqlproxy (reads on cn1)"
 fi
 
 # --- HAProxy -----------------------------------------------------------------
@@ -213,6 +220,10 @@ declare -A PORT=([direct]=$CN1_PORT [haproxy]=$HAPROXY_PORT [sqlproxy]=$PROXY_PO
 if [ "$CACHE" = 1 ]; then
     TARGETS+=(sqlproxy+cache)
     PORT[sqlproxy+cache]=$PROXY_CACHE_PORT
+fi
+if [ "${CN1_ONLY:-0}" = 1 ]; then
+    TARGETS+=(sqlproxy-cn1)
+    PORT[sqlproxy-cn1]=$PROXY_CN1_PORT
 fi
 
 # --- memory: idle, then with idle clients ------------------------------------
