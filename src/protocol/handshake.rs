@@ -74,6 +74,9 @@ pub struct ServerHello {
 }
 
 pub fn parse_greeting(payload: &[u8]) -> Option<ServerHello> {
+    if !plugin_data_len_ok(payload) {
+        return None;
+    }
     let mut buf = ParseBuf(payload);
     let p = HandshakePacket::deserialize((), &mut buf).ok()?;
     let mut nonce = p.nonce();
@@ -90,6 +93,27 @@ pub fn parse_greeting(payload: &[u8]) -> Option<ServerHello> {
             .map(|p| p.to_vec())
             .unwrap_or_else(|| NATIVE_PLUGIN.to_vec()),
     })
+}
+
+/// mysql_common 0.37's `HandshakePacket::deserialize` computes
+/// `auth_plugin_data_len as i8 - 8`, which overflows (a panic where overflow
+/// checks are on, as in tests and fuzzing) for a length byte of 0x80..=0x87.
+/// No server sends one (MariaDB sends 21), so such a greeting is refused here
+/// before it reaches that code. Found by `fuzz/` target `handshake`.
+fn plugin_data_len_ok(payload: &[u8]) -> bool {
+    // protocol version, NUL-terminated server version, connection id (4),
+    // scramble part 1 (8), filler (1), capabilities low (2), collation (1),
+    // status (2), capabilities high (2), then the length byte.
+    let Some(nul) = payload
+        .get(1..)
+        .and_then(|p| p.iter().position(|&b| b == 0))
+    else {
+        return true;
+    };
+    let at = 1 + nul + 1 + 4 + 8 + 1 + 2 + 1 + 2 + 2;
+    payload
+        .get(at)
+        .is_none_or(|len| !(0x80..=0x87).contains(len))
 }
 
 /// A client's HandshakeResponse41.
@@ -348,6 +372,28 @@ mod tests {
         assert_eq!(c.charset, Some(45));
         assert_eq!(c.plugin.as_deref(), Some(NATIVE_PLUGIN));
         assert!(parse_change_user(&[0x11, b'x'], caps::PROXY_SERVER).is_none());
+    }
+
+    /// fuzz/ `handshake` crash: auth-plugin-data length 0x83 made mysql_common
+    /// subtract with overflow inside `HandshakePacket::deserialize`.
+    #[test]
+    fn greeting_with_overflowing_plugin_data_len_is_refused() {
+        // The input as libFuzzer saved it, run-length encoded.
+        let mut crash = vec![0x00, 0x00];
+        crash.extend_from_slice(&[0x83; 28]);
+        crash.push(0xfe);
+        crash.extend_from_slice(&[0x83; 24]);
+        crash.extend_from_slice(&[0x92; 22]);
+        crash.extend_from_slice(&[0x83, 0x3b, 0x8d]);
+        assert_eq!(crash.len(), 80);
+        assert_eq!(crash[22], 0x83, "the length byte");
+        assert!(parse_greeting(&crash).is_none());
+        // A real greeting's length byte (21) still parses, see greeting_round_trips.
+        let mut g = greeting(7, &new_nonce(), b"x", caps::PROXY_SERVER, 45, 2);
+        for len in 0x80..=0x87u8 {
+            g[1 + 2 + 20] = len;
+            assert!(parse_greeting(&g).is_none(), "length byte {len:#x}");
+        }
     }
 
     #[test]
