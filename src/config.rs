@@ -305,8 +305,10 @@ mod defaults {
     pub fn interval() -> Duration {
         Duration::from_secs(2)
     }
+    /// HAProxy's `timeout check` defaults to `inter`: a node busy for a
+    /// second under load is not dead (1 s made checks flap under sysbench).
     pub fn timeout() -> Duration {
-        Duration::from_secs(1)
+        Duration::from_secs(2)
     }
     pub fn rise() -> u32 {
         3

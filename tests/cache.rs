@@ -546,3 +546,55 @@ async fn a_select_that_read_before_a_write_does_not_store_its_stale_result() {
     let s = stats(&proxy).await;
     assert_eq!((s.stale, s.hits), (1, 0), "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_shows_and_flushes_the_cache() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let db = c.fresh_db("cache_admin");
+    let mut cfg = cache_config("");
+    cfg.admin = Some(sqlproxy::config::AdminConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        user: "admin".into(),
+        password: "pw".into(),
+    });
+    let proxy = Proxy::start(cfg);
+    let mut conn = connect(&proxy.url(Some(&db))).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    for _ in 0..3 {
+        let _: Vec<i32> = conn.query("SELECT id FROM t").await.unwrap();
+    }
+    let admin_url = format!(
+        "mysql://admin:pw@{}?prefer_socket=false",
+        proxy.admin_addr.unwrap()
+    );
+    let mut admin = mysql_async::Conn::from_url(admin_url.as_str())
+        .await
+        .unwrap();
+    let counters: Vec<(String, String)> = admin.query("SHOW CACHE").await.unwrap();
+    let get = |k: &str| -> u64 {
+        counters
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {counters:?}"))
+    };
+    assert!(get("hits") >= 2, "{counters:?}");
+    assert!(get("entries") >= 1, "{counters:?}");
+    let digests: Vec<(String, u64)> = admin.query("SHOW CACHE DIGEST").await.unwrap();
+    assert!(
+        digests.iter().any(|(d, h)| d.contains("FROM t") && *h >= 2),
+        "{digests:?}"
+    );
+    let said: Option<String> = admin
+        .query_first(format!("CACHE FLUSH '{db}.t'"))
+        .await
+        .unwrap();
+    assert_eq!(said, Some(format!("entries reading {db}.t invalidated")));
+    let said: Option<String> = admin.query_first("CACHE FLUSH").await.unwrap();
+    assert_eq!(said.as_deref(), Some("all entries invalidated"));
+}

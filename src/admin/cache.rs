@@ -6,11 +6,9 @@ use super::{cell, exact, AdminCommand, AdminContext, AdminError, Exec, Reply};
 use super::{ColKind, ResultSet, Words};
 
 fn cache(admin: &AdminContext) -> Result<&crate::cache::QueryCache, AdminError> {
-    admin
-        .proxy
-        .cache
-        .as_deref()
-        .ok_or_else(|| AdminError::Refused("the result cache is off ([cache] enabled = false)".into()))
+    admin.proxy.cache.as_deref().ok_or_else(|| {
+        AdminError::Refused("the result cache is off ([cache] enabled = false)".into())
+    })
 }
 
 pub struct ShowCache;
@@ -25,30 +23,31 @@ impl AdminCommand for ShowCache {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        let c = match cache(admin) {
-            Ok(c) => c,
-            Err(e) => return super::ready(Err(e)),
-        };
-        let s = c.stats();
-        let pairs = [
-            ("entries", s.entries.to_string()),
-            ("bytes", s.bytes.to_string()),
-            ("lookups", s.lookups.to_string()),
-            ("hits", s.hits.to_string()),
-            ("misses", s.misses.to_string()),
-            ("hit_ratio", format!("{:.4}", s.hit_ratio())),
-            ("stores", s.stores.to_string()),
-            ("too_big", s.too_big.to_string()),
-            ("stale", s.stale.to_string()),
-            ("evictions", s.evictions.to_string()),
-            ("expirations", s.expirations.to_string()),
-            ("invalidations", s.invalidations.to_string()),
-        ];
-        let rs = ResultSet::pairs(
-            ("counter", "value"),
-            pairs.into_iter().map(|(k, v)| (k.to_string(), v)),
-        );
-        super::ready(Ok(Reply::Rows(rs)))
+        Box::pin(async move {
+            let c = cache(admin)?;
+            // moka counts entries lazily; settle its pending work for exact numbers.
+            c.run_pending_tasks().await;
+            let s = c.stats();
+            let pairs = [
+                ("entries", s.entries.to_string()),
+                ("bytes", s.bytes.to_string()),
+                ("lookups", s.lookups.to_string()),
+                ("hits", s.hits.to_string()),
+                ("misses", s.misses.to_string()),
+                ("hit_ratio", format!("{:.4}", s.hit_ratio())),
+                ("stores", s.stores.to_string()),
+                ("too_big", s.too_big.to_string()),
+                ("stale", s.stale.to_string()),
+                ("evictions", s.evictions.to_string()),
+                ("expirations", s.expirations.to_string()),
+                ("invalidations", s.invalidations.to_string()),
+            ];
+            let rs = ResultSet::pairs(
+                ("counter", "value"),
+                pairs.into_iter().map(|(k, v)| (k.to_string(), v)),
+            );
+            Ok(Reply::Rows(rs))
+        })
     }
 }
 
@@ -56,7 +55,12 @@ pub struct ShowCacheDigest;
 
 impl AdminCommand for ShowCacheDigest {
     fn parse(w: &Words) -> Option<Result<Self, AdminError>> {
-        exact(w, &["SHOW", "CACHE", "DIGEST"], "SHOW CACHE DIGEST", ShowCacheDigest)
+        exact(
+            w,
+            &["SHOW", "CACHE", "DIGEST"],
+            "SHOW CACHE DIGEST",
+            ShowCacheDigest,
+        )
     }
 
     fn name(&self) -> &'static str {

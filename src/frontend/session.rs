@@ -1241,7 +1241,8 @@ impl Session {
     async fn send_backend_error(&mut self, seq: u8, e: &BackendError) {
         let res = match e {
             BackendError::Server { payload, .. } => {
-                self.client.queue(seq, payload);
+                let payload = crate::protocol::err::with_sqlstate(payload);
+                self.client.queue(seq, &payload);
                 self.client.flush().await.map_err(FrontendError::from)
             }
             other => {

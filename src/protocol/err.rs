@@ -175,9 +175,47 @@ impl std::fmt::Display for ProxyError {
     }
 }
 
+/// A node's ERR packet for a 4.1 client: errors a node sends before the
+/// handshake (1040 at login) carry no `#SQLSTATE`; relayed as they are, the
+/// client would read the first message bytes as the state. This adds the
+/// state MariaDB uses for the code (HY000 when unknown), else leaves it.
+pub fn with_sqlstate(payload: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if payload.len() < 3 || payload.get(3) == Some(&b'#') {
+        return std::borrow::Cow::Borrowed(payload);
+    }
+    let code = u16::from_le_bytes([payload[1], payload[2]]);
+    let state: &[u8] = match code {
+        1040 => b"08004",
+        1045 => b"28000",
+        1049 => b"42000",
+        _ => b"HY000",
+    };
+    let mut out = Vec::with_capacity(payload.len() + 6);
+    out.extend_from_slice(&payload[..3]);
+    out.push(b'#');
+    out.extend_from_slice(state);
+    out.extend_from_slice(&payload[3..]);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_handshake_errors_get_a_sqlstate() {
+        let raw = ProxyError::too_many_connections().to_payload_pre_handshake();
+        let fixed = with_sqlstate(&raw);
+        assert_eq!(
+            &fixed[..],
+            &ProxyError::too_many_connections().to_payload()[..]
+        );
+        let full = ProxyError::malformed_packet().to_payload();
+        assert!(matches!(
+            with_sqlstate(&full),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn err_payload_layout() {
