@@ -559,6 +559,10 @@ async fn admin_shows_and_flushes_the_cache() {
         user: "admin".into(),
         password: "pw".into(),
     });
+    cfg.metrics = Some(sqlproxy::config::MetricsConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".parse().unwrap(),
+    });
     let proxy = Proxy::start(cfg);
     let mut conn = connect(&proxy.url(Some(&db))).await;
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
@@ -597,4 +601,19 @@ async fn admin_shows_and_flushes_the_cache() {
     assert_eq!(said, Some(format!("entries reading {db}.t invalidated")));
     let said: Option<String> = admin.query_first("CACHE FLUSH").await.unwrap();
     assert_eq!(said.as_deref(), Some("all entries invalidated"));
+    // The same counters on /metrics.
+    let mut s = TcpStream::connect(proxy.metrics_addr.expect("metrics"))
+        .await
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    let hits_line = body
+        .lines()
+        .find(|l| l.starts_with("sqlproxy_cache_hits_total "))
+        .unwrap_or_else(|| panic!("no cache hits in /metrics:\n{body}"));
+    let hits: u64 = hits_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(hits >= 2, "{hits_line}");
 }

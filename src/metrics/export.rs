@@ -256,6 +256,52 @@ impl Collector for Exporter {
             "Distinct statement digests tracked",
             m.digests.len() as i64,
         )?;
+        if let Some(cache) = &self.ctx.cache {
+            let c = cache.stats();
+            for (name, help, v) in [
+                (
+                    "cache_lookups",
+                    "Cacheable statements that looked in the result cache",
+                    c.lookups,
+                ),
+                ("cache_hits", "Results served from the cache", c.hits),
+                (
+                    "cache_misses",
+                    "Cacheable statements that went to a node",
+                    c.misses,
+                ),
+                ("cache_stores", "Results stored in the cache", c.stores),
+                (
+                    "cache_evictions",
+                    "Cache entries evicted for size",
+                    c.evictions,
+                ),
+                (
+                    "cache_expirations",
+                    "Cache entries whose TTL ran out",
+                    c.expirations,
+                ),
+                (
+                    "cache_invalidations",
+                    "Table generations moved by writes and flushes",
+                    c.invalidations,
+                ),
+            ] {
+                counter(&mut enc, name, help, v)?;
+            }
+            gauge(
+                &mut enc,
+                "cache_entries",
+                "Entries in the result cache",
+                i64::try_from(c.entries).unwrap_or(i64::MAX),
+            )?;
+            gauge(
+                &mut enc,
+                "cache_bytes",
+                "Bytes held by the result cache",
+                i64::try_from(c.bytes).unwrap_or(i64::MAX),
+            )?;
+        }
         gauge(
             &mut enc,
             "topology_generation",
