@@ -26,7 +26,7 @@ if [ ${#tests[@]} -eq 0 ]; then
         main.func_time main.func_group main.type_decimal main.type_datetime main.type_blob
         main.type_enum main.ps main.ps_1general main.sp main.trigger main.view main.variables
         main.user_var main.temp_table main.commit main.flush main.create main.alter_table
-        main.null main.count_distinct main.case main.truncate main.limit main.last_insert_id
+        main.null main.count_distinct main.case main.truncate main.limit
         main.auto_increment main.multi_update main.bulk_replace main.lock main.xa
         main.information_schema main.show_check main.charset main.ctype_utf8mb4 main.mysql_client_test)
 fi

@@ -23,7 +23,6 @@ use crate::frontend::ProxyContext;
 use crate::protocol::err::ProxyError;
 
 mod cache;
-mod failover;
 mod http_backends;
 pub mod listener;
 pub mod registry;
@@ -152,8 +151,7 @@ const PARSERS: &[Parser] = &[
     boxed::<http_backends::SetHttpBackend>,
     boxed::<set_backend::SetBackend>,
     boxed::<reload_config::ReloadConfig>,
-    boxed::<switchover::Switchover>,
-    boxed::<failover::Failover>,
+    boxed::<switchover::MasterChange>,
     boxed::<select_vars::SelectVars>,
 ];
 

@@ -1,33 +1,52 @@
-//! `SWITCHOVER TO 'node'`: the planned master change. Holds new writes,
-//! lets running transactions finish, fences the old master, waits until the
-//! new one has applied everything (MASTER_GTID_WAIT), then promotes it; on a
-//! catch-up timeout the old master keeps its role. The procedure lives in
-//! `topology/failover.rs`; this file parses and reports.
+//! `SWITCHOVER TO 'node'` and `FAILOVER TO 'node'`: the master changes.
+//! SWITCHOVER is planned: it holds new writes, lets running transactions
+//! finish, fences the old master, waits until the new one has applied
+//! everything, then promotes it (on a catch-up timeout the old master keeps
+//! its role). FAILOVER is forced: no catch-up wait, refused if the node is
+//! down. The procedures live in `topology/failover.rs`; this file parses and
+//! reports.
 
 use super::wire::{ColKind, ResultSet};
 use super::{AdminCommand, AdminContext, AdminError, Exec, Reply, Words};
 
-const USAGE: &str = "SWITCHOVER TO 'node'";
-
-pub struct Switchover {
+pub struct MasterChange {
     pub target: String,
+    /// FAILOVER (forced) rather than SWITCHOVER (planned).
+    pub force: bool,
 }
 
-impl AdminCommand for Switchover {
-    fn parse(w: &Words) -> Option<Result<Self, AdminError>> {
-        if !w.starts_with(&["SWITCHOVER"]) {
+impl MasterChange {
+    fn parse_as(
+        w: &Words,
+        keyword: &str,
+        usage: &'static str,
+        force: bool,
+    ) -> Option<Result<Self, AdminError>> {
+        if !w.starts_with(&[keyword]) {
             return None;
         }
         Some(match (w.len(), w.is(1, "TO"), w.name(2)) {
-            (3, true, Some(target)) => Ok(Switchover {
+            (3, true, Some(target)) => Ok(MasterChange {
                 target: target.to_string(),
+                force,
             }),
-            _ => Err(AdminError::Syntax { usage: USAGE }),
+            _ => Err(AdminError::Syntax { usage }),
         })
+    }
+}
+
+impl AdminCommand for MasterChange {
+    fn parse(w: &Words) -> Option<Result<Self, AdminError>> {
+        Self::parse_as(w, "SWITCHOVER", "SWITCHOVER TO 'node'", false)
+            .or_else(|| Self::parse_as(w, "FAILOVER", "FAILOVER TO 'node'", true))
     }
 
     fn name(&self) -> &'static str {
-        "switchover"
+        if self.force {
+            "failover"
+        } else {
+            "switchover"
+        }
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
@@ -49,7 +68,7 @@ impl AdminCommand for Switchover {
             }
             let done = proxy
                 .failover
-                .switchover(&self.target, false)
+                .switchover(&self.target, self.force)
                 .await
                 .map_err(|e| AdminError::Refused(e.to_string()))?;
             let mut rs = ResultSet::new(&[("result", ColKind::Text)]);

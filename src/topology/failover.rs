@@ -192,26 +192,10 @@ impl Control {
 
     /// Runs a statement on a node; on any error the connection is dropped.
     async fn exec(&mut self, id: NodeId, sql: &str, limit: Duration) -> Result<(), FailoverError> {
-        let name = self.name(id);
-        let conn = self.conn(id).await?;
-        let r = tokio::time::timeout(limit, conn.query_drop(sql)).await;
-        match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                self.conns[id] = None;
-                Err(FailoverError::Control {
-                    node: name,
-                    error: format!("{sql}: {e}"),
-                })
-            }
-            Err(_) => {
-                self.conns[id] = None;
-                Err(FailoverError::Control {
-                    node: name,
-                    error: format!("{sql}: timed out"),
-                })
-            }
-        }
+        // A statement without a result set reads as no row.
+        self.value::<mysql_async::Value>(id, sql, limit)
+            .await
+            .map(drop)
     }
 
     async fn value<T: mysql_async::prelude::FromValue + Send + 'static>(
