@@ -38,6 +38,8 @@ fn backends(admin: &AdminContext) -> ResultSet {
         ("weight", Int),
         ("lag_s", Int),
         ("replicating", Text),
+        ("serves_reads", Text),
+        ("diverged", Text),
         ("read_only", Text),
         ("gtid_current_pos", Text),
         ("open_conns", Int),
@@ -66,6 +68,10 @@ fn backends(admin: &AdminContext) -> ResultSet {
             cell(n.weight),
             repl.and_then(|r| r.seconds_behind_master).and_then(cell),
             repl.map(|r| if r.is_replicating() { "yes" } else { "no" }.to_string()),
+            cell(yes_no(
+                snap.readable(n.id, proxy.config.failover.max_replication_lag),
+            )),
+            cell(yes_no(n.diverged)),
             n.read_only
                 .map(|r| if r { "ON" } else { "OFF" }.to_string()),
             n.gtid_current_pos.clone(),
@@ -80,4 +86,12 @@ fn backends(admin: &AdminContext) -> ResultSet {
         ]);
     }
     rs
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
