@@ -110,6 +110,8 @@ sqlproxy is running (pid $(cat "$PID_FILE"), log $LOG_FILE).
   PHP PDO:    new PDO('mysql:host=127.0.0.1;port=$PROXY_PORT;dbname=demo', 'prestashop', 'prestashop')
   shop page:  http://127.0.0.1:$HTTP_PORT/   (balanced over wa1, wa2)
   stats:      http://127.0.0.1:8404/stats   (admin / change-me)
+  admin SQL:  mariadb -h127.0.0.1 -P6032 -uadmin -pchange-me -e 'SHOW BACKENDS'
+  metrics:    http://127.0.0.1:9104/metrics
   nodes:      cn1 127.0.0.1:$CN1_PORT (master), cn2 127.0.0.1:$CN2_PORT
   stop:       scripts/demo.sh down
 TXT
