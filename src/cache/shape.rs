@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::config::CacheRule;
-use super::invalidation::{Generations, TableGen, WriteSet};
+use super::invalidation::{read, write, Generations, TableGen, WriteSet};
 use crate::router::analyze;
 
 /// Shapes kept at most; when full the map starts over (a shop has a few thousand shapes).
@@ -420,14 +420,6 @@ pub fn non_deterministic(digest: &str) -> bool {
         i += 1;
     }
     false
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

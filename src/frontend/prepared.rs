@@ -21,7 +21,8 @@ pub struct NodeStmt {
 pub struct PreparedStmt {
     /// The COM_STMT_PREPARE payload (command byte included), for re-preparing.
     pub prepare_payload: Vec<u8>,
-    pub stmt: Statement,
+    /// Shared: every execution routes by it without copying it.
+    pub stmt: std::sync::Arc<Statement>,
     pub params: u16,
     /// Parameter types from the last execution that bound them (2 bytes each).
     pub types: Option<Vec<u8>>,

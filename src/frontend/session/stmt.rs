@@ -55,7 +55,7 @@ impl Session {
             });
             let id = self.prepared.insert(PreparedStmt {
                 prepare_payload: payload.to_vec(),
-                stmt,
+                stmt: std::sync::Arc::new(stmt),
                 params,
                 types: None,
                 on,
@@ -186,7 +186,7 @@ impl Session {
             }
         }
         let force_master = force_master || ps.long_data || cursor;
-        let stmt = ps.stmt.clone();
+        let stmt = std::sync::Arc::clone(&ps.stmt);
         let route = router::route(&self.router_context(&stmt, force_master));
         if route.target == Target::Master {
             self.wait_for_writes().await;
