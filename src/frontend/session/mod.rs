@@ -29,8 +29,9 @@ use crate::protocol::command::Command;
 use crate::protocol::err::ProxyError;
 use crate::protocol::handshake::{self, NATIVE_PLUGIN};
 use crate::protocol::response::{ok_payload, Expect};
-use crate::protocol::{caps, com};
+use crate::protocol::{caps, com, status};
 use crate::router::{self, Route, RouterContext, Statement, StmtKind, Target};
+use crate::topology::failover::WritePass;
 
 /// Runs a client from greeting to goodbye.
 pub async fn run(ctx: Arc<ProxyContext>, mut io: PacketIo, id: u32, shutdown: CancellationToken) {
@@ -108,6 +109,8 @@ struct Session {
     /// The master this session writes to; it stays while a transaction is
     /// open there, so a switchover never splits a transaction.
     home: Option<usize>,
+    /// This session's open transaction is counted in the switchover gate.
+    tx_counted: bool,
     /// This session's entry in admin SHOW SESSIONS.
     activity: SessionHandle,
     /// Capture / held flush for the reply being relayed (result cache).
@@ -126,6 +129,9 @@ impl Drop for Session {
         }
         for c in self.conns.iter_mut().filter_map(Option::take) {
             self.ctx.pools.checkin(c);
+        }
+        if self.tx_counted {
+            self.ctx.failover.gate.tx_closed();
         }
     }
 }
@@ -157,6 +163,7 @@ impl Session {
             login_seq: next_seq,
             last_node: None,
             home: None,
+            tx_counted: false,
             activity,
             tap: None,
             cache_pending: WriteSet::default(),
@@ -282,15 +289,27 @@ impl Session {
         Ok(current)
     }
 
-    /// Waits while a switchover holds new writes (not inside a transaction,
-    /// which must be allowed to finish).
-    async fn wait_for_writes(&self) {
-        if self.state.in_transaction() {
-            return;
+    /// Lets a master statement pass the switchover gate (waiting while it
+    /// is closed); None inside an open transaction, which is already counted
+    /// and must be allowed to finish.
+    async fn write_pass(&self) -> Option<WritePass> {
+        if self.state.status & status::IN_TRANS != 0 {
+            return None;
         }
         let limit = self.ctx.config.failover.switchover_timeout * 3;
-        if !self.ctx.failover.gate.wait_open(limit).await {
-            tracing::warn!("writes still held after {limit:?}; going ahead");
+        Some(self.ctx.failover.gate.enter(limit).await)
+    }
+
+    /// Keeps the gate's count of open transactions on the master right.
+    fn count_transaction(&mut self) {
+        let open = self.state.status & status::IN_TRANS != 0;
+        if open != self.tx_counted {
+            if open {
+                self.ctx.failover.gate.tx_opened();
+            } else {
+                self.ctx.failover.gate.tx_closed();
+            }
+            self.tx_counted = open;
         }
     }
 
@@ -515,6 +534,7 @@ impl Session {
             if let Some(s) = out.status {
                 self.state.status = s;
             }
+            self.count_transaction();
         }
         if let Some(g) = out.last_gtid.as_deref().and_then(|g| g.parse().ok()) {
             self.state.last_gtid = Some(g);
@@ -555,9 +575,10 @@ impl Session {
         seq: u8,
     ) -> Result<(), FrontendError> {
         let route = router::route(&self.router_context(&stmt, false));
-        if route.target == Target::Master {
-            self.wait_for_writes().await;
-        }
+        let _pass = match route.target {
+            Target::Master => self.write_pass().await,
+            Target::Read => None,
+        };
         let node = self.node_for(route, &stmt)?;
         let started = Instant::now();
         let res = self
@@ -698,6 +719,7 @@ impl Session {
             c.invalidate(&std::mem::take(&mut self.cache_pending));
         }
         self.state = SessionState::new(schema, self.caps & caps::MULTI_STATEMENTS != 0);
+        self.count_transaction();
     }
 
     // ---- replies made by the proxy ----------------------------------------

@@ -188,9 +188,10 @@ impl Session {
         let force_master = force_master || ps.long_data || cursor;
         let stmt = std::sync::Arc::clone(&ps.stmt);
         let route = router::route(&self.router_context(&stmt, force_master));
-        if route.target == Target::Master {
-            self.wait_for_writes().await;
-        }
+        let _pass = match route.target {
+            Target::Master => self.write_pass().await,
+            Target::Read => None,
+        };
         let mut node = self.node_for(route, &stmt)?;
         let mut retry = route.target == Target::Read;
         let started = Instant::now();
