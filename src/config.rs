@@ -69,6 +69,29 @@ pub struct Config {
     /// The result cache (off by default).
     #[serde(default)]
     pub cache: crate::cache::CacheConfig,
+    /// Threads of the async runtime.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// `[runtime]`: how many threads serve clients, nodes and the HTTP balancer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads; 0 = one per CPU this process may use (HAProxy's `nbthread`).
+    #[serde(default)]
+    pub worker_threads: usize,
+}
+
+impl RuntimeConfig {
+    /// The worker threads to start. Where the proxy shares a small machine with MariaDB
+    /// or PHP, fewer threads than CPUs can relay more (docs/performance.md).
+    pub fn threads(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 /// `[admin]`: the operators' SQL port (see docs/admin.md).
@@ -382,7 +405,10 @@ impl Config {
             let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if rest.eq_ignore_ascii_case("config") || rest.eq_ignore_ascii_case("log") {
+            // Every key lives in a section (`SECTION__KEY`); a variable without `__`
+            // belongs to the tools around the proxy (SQLPROXY_LOG, SQLPROXY_BIN of the
+            // scripts, SQLPROXY_TEST_LOG), not to the config.
+            if !rest.contains("__") {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
@@ -401,6 +427,12 @@ impl Config {
         }
         if self.mysql.max_connections == 0 {
             return Err(invalid("mysql.max_connections", "must be at least 1"));
+        }
+        if self.runtime.worker_threads > 1024 {
+            return Err(invalid(
+                "runtime.worker_threads",
+                "at most 1024 (0 = automatic)",
+            ));
         }
         if self.mysql.max_allowed_packet < 1024 {
             return Err(invalid("mysql.max_allowed_packet", "must be at least 1024"));
@@ -587,6 +619,7 @@ password = "secret"
                 ("SQLPROXY_MYSQL__LISTEN", "127.0.0.1:4000"),
                 ("SQLPROXY_MONITOR__INTERVAL", "500ms"),
                 ("SQLPROXY_CONFIG", "/ignored.toml"),
+                ("SQLPROXY_BIN", "/ignored/too"),
                 ("OTHER_VAR", "x"),
             ]),
         )
@@ -631,6 +664,21 @@ password = "secret"
             .unwrap_err()
             .to_string();
         assert!(e.contains("users.shop.password_hash"), "{e}");
+        let bad = format!("{MINIMAL}\n[runtime]\nworker_threads = 5000\n");
+        let e = Config::from_toml_str(&bad, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runtime.worker_threads"), "{e}");
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_cpus() {
+        let c = Config::from_toml_str(MINIMAL, env(&[])).unwrap();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.runtime.threads(), cpus);
+        let c = Config::from_toml_str(MINIMAL, env(&[("SQLPROXY_RUNTIME__WORKER_THREADS", "1")]))
+            .unwrap();
+        assert_eq!(c.runtime.threads(), 1);
     }
 
     #[test]

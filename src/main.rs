@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime.threads())
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
