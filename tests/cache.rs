@@ -594,6 +594,18 @@ async fn admin_shows_and_flushes_the_cache() {
         digests.iter().any(|(d, h)| d.contains("FROM t") && *h >= 2),
         "{digests:?}"
     );
+    // The same hits beside the digest's totals: 3 runs, 1 miss that reached the node.
+    let rows: Vec<mysql_async::Row> = admin.query("SHOW QUERY DIGEST").await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| {
+            r.get::<String, _>("digest")
+                .is_some_and(|d| d.contains("FROM t"))
+        })
+        .unwrap_or_else(|| panic!("no SELECT digest in {rows:?}"));
+    let hits: u64 = row.get("cache_hits").unwrap();
+    let count: u64 = row.get("count").unwrap();
+    assert_eq!((count, hits), (1, 2), "{row:?}");
     let said: Option<String> = admin
         .query_first(format!("CACHE FLUSH '{db}.t'"))
         .await

@@ -1,6 +1,9 @@
 //! `SHOW QUERY DIGEST [LIMIT n]`: normalised statements (literals as `?`)
 //! with how often they ran, their total/average/maximum time, rows, where
-//! they went, most total time first. The map is bounded (`metrics.rs`).
+//! they went, how many runs the result cache answered, most total time
+//! first. The map is bounded (`metrics.rs`).
+
+use std::collections::HashMap;
 
 use super::{cell, AdminCommand, AdminContext, AdminError, Exec, Reply};
 use super::{ColKind, ResultSet, Words};
@@ -49,7 +52,15 @@ impl AdminCommand for ShowQueryDigest {
             ("on_master", Int),
             ("on_replica", Int),
             ("route", Text),
+            ("cache_hits", Int),
         ]);
+        // Hits never reach a node, so they are counted by the cache, per digest.
+        let hits: HashMap<String, u64> = admin
+            .proxy
+            .cache
+            .as_ref()
+            .map(|c| c.digest_hits().into_iter().collect())
+            .unwrap_or_default();
         for d in admin.proxy.metrics.digests.top(self.limit) {
             rs.push(vec![
                 cell(&d.digest),
@@ -69,6 +80,7 @@ impl AdminCommand for ShowQueryDigest {
                     },
                     d.last_route.why
                 )),
+                cell(hits.get(&d.digest).copied().unwrap_or(0)),
             ]);
         }
         super::ready(Ok(Reply::Rows(rs)))

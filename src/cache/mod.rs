@@ -53,6 +53,11 @@ impl ReadPlan {
     pub fn key(&self) -> &[u8] {
         &self.key
     }
+
+    /// The statement's digest (literals as `?`).
+    pub fn digest(&self) -> &str {
+        &self.shape.digest
+    }
 }
 
 /// A reply captured on its way to the client.
@@ -327,6 +332,11 @@ impl QueryCache {
     /// Runs moka's pending maintenance (evictions, expirations) now.
     pub async fn run_pending_tasks(&self) {
         self.store.run_pending_tasks().await;
+    }
+
+    /// Hits per digest (summed over schemas), most hit first.
+    pub fn digest_hits(&self) -> Vec<(String, u64)> {
+        self.shapes.digest_hits()
     }
 
     /// A snapshot of the counters, sizes and per-digest hits.

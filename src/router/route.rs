@@ -78,6 +78,9 @@ pub enum Why {
     /// Reserved for the session: a `START TRANSACTION READ ONLY` it runs whole on one read
     /// node (HC16). [`route`] never returns it.
     ReadOnlyTx,
+    /// Reserved for the session: a cacheable read that missed the result cache runs on
+    /// the master, so what it stores is committed data.
+    CacheMiss,
 }
 
 impl Why {
@@ -111,6 +114,7 @@ impl Why {
             Why::Read => "read",
             Why::ReadSplitOff => "read_split_off",
             Why::ReadOnlyTx => "read_only_tx",
+            Why::CacheMiss => "cache_miss",
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::cache::{Captured, Entry, KeyParts, Loaded, QueryCache, ReadPlan, Writ
 use crate::frontend::FrontendError;
 use crate::protocol::response::Expect;
 use crate::protocol::status;
-use crate::router::Statement;
+use crate::router::{Route, Statement, Target, Why};
 
 impl Session {
     // ---- result cache (src/cache) -----------------------------------------
@@ -57,7 +57,7 @@ impl Session {
         let loaded = cache
             .load(plan, async {
                 match self
-                    .cache_miss(payload, seq, expect, cache.max_entry_bytes())
+                    .cache_miss(plan.digest(), payload, seq, expect, cache.max_entry_bytes())
                     .await
                 {
                     Ok(c) => c,
@@ -74,7 +74,10 @@ impl Session {
         match loaded {
             Loaded::Ran => Ok(()),
             Loaded::Shared(e) => self.replay(&e, seq).await,
-            Loaded::Failed => self.cache_miss(payload, seq, expect, 0).await.map(drop),
+            Loaded::Failed => self
+                .cache_miss(plan.digest(), payload, seq, expect, 0)
+                .await
+                .map(drop),
         }
     }
 
@@ -82,11 +85,13 @@ impl Session {
     /// (0: no capture). Returns the reply if it is a complete result set worth storing.
     pub(super) async fn cache_miss(
         &mut self,
+        digest: &str,
         payload: &[u8],
         seq: u8,
         expect: Expect,
         limit: usize,
     ) -> Result<Option<Captured>, FrontendError> {
+        let started = std::time::Instant::now();
         self.tap = Some(Tap {
             capture: (limit > 0).then(Vec::new),
             limit,
@@ -101,6 +106,13 @@ impl Session {
                 Ok(m) => match self.exec(m, payload, expect, seq, false).await {
                     Ok(Some((node, out))) => {
                         self.after(node, &out);
+                        let route = Route {
+                            target: Target::Master,
+                            why: Why::CacheMiss,
+                        };
+                        let took = started.elapsed();
+                        let metrics = &self.ctx.metrics;
+                        metrics.statement(digest, route, true, took, &out);
                         Ok(())
                     }
                     Ok(None) => Ok(()),
