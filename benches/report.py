@@ -25,7 +25,7 @@ TARGET_NAMES = {
     "haproxy": "HAProxy TCP",
     "sqlproxy": "sqlproxy",
     "sqlproxy+cache": "sqlproxy, cache on",
-    "sqlproxy-cn1": "sqlproxy, reads on cn1 only",
+    "sqlproxy-cn1": "sqlproxy, reads on cn1 only (HAProxy's placement)",
 }
 
 
@@ -129,12 +129,28 @@ def memory(path: str, idle_clients: str) -> list[str]:
     return lines
 
 
+def cache_line(path: str | None) -> list[str]:
+    """The cache-on instance's counters over the run: what its qps rests on."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        kv = dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
+    return [
+        "",
+        "Cache-on instance over the whole run (warm-up included): "
+        f"{kv.get('hits', '?')} hits, {kv.get('misses', '?')} misses, "
+        f"hit ratio {kv.get('hit_ratio', '?')}, {kv.get('entries', '?')} entries, "
+        f"{kv.get('invalidations', '?')} invalidations.",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     for a in ("results", "memory", "time", "rounds", "tables", "table-size", "quick",
               "idle-clients", "load-start"):
         ap.add_argument("--" + a, required=True)
     ap.add_argument("--doc")
+    ap.add_argument("--cache", help="SHOW CACHE output of the cache-on instance (tsv)")
     args = ap.parse_args()
     runs, tests, threads, targets = load_results(args.results)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -150,6 +166,7 @@ def main() -> None:
         *table(runs, tests, threads, targets),
         "",
         *memory(args.memory, args.idle_clients),
+        *cache_line(args.cache),
     ]
     text = "\n".join(body)
     print()

@@ -17,10 +17,11 @@
 #   TIME / ROUNDS      seconds per run (15) / rounds (3)
 #   TESTS / THREADS    default "oltp_point_select oltp_read_only oltp_read_write" / "8 64"
 #   IDLE_CLIENTS       idle connections for the memory figure (1000)
-#   CN1_ONLY=1         add a target "sqlproxy, reads on cn1 only" (cn2 weight 0,
-#                      like HAProxy's 256/1): on one machine the read split
-#                      costs the nodes CPU, and this column separates that
-#                      cost from the proxy's own
+#   CN1_ONLY=0         leave out the target "sqlproxy, reads on cn1 only" (cn2
+#                      weight 0: HAProxy's 256/1 placement). On one machine the
+#                      read split costs the nodes CPU (two mariadbd processes
+#                      share two cores); this target separates that cost from
+#                      the proxy's own
 #   CN1_PORT CN2_PORT HAPROXY_PORT PROXY_PORT PROXY_CACHE_PORT PROXY_CN1_PORT
 #                      14306 14307 14308 14309 14310 14311
 #   SQLPROXY_BIN       use this binary instead of `cargo build --release`
@@ -168,7 +169,11 @@ fi
 start_proxy() { # port log [VAR=value...]: overrides for this instance
     local port=$1 log=$2
     shift 2
-    env SQLPROXY_MYSQL__LISTEN="127.0.0.1:$port" "$@" "$BIN" --config "$CONFIG" >"$log" 2>&1 &
+    # Admin, metrics and HTTP on free ports: several instances run side by side.
+    env SQLPROXY_MYSQL__LISTEN="127.0.0.1:$port" SQLPROXY_ADMIN__LISTEN=127.0.0.1:0 \
+        SQLPROXY_METRICS__LISTEN=127.0.0.1:0 SQLPROXY_HTTP__LISTEN=127.0.0.1:0 \
+        SQLPROXY_HTTP__STATS__LISTEN=127.0.0.1:0 \
+        "$@" "$BIN" --config "$CONFIG" >"$log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
     echo "$LAST_PID" >"$OUT/sqlproxy-$port.pid"
@@ -199,7 +204,7 @@ if [ "$CACHE" = 1 ]; then
 else
     info "the config has no [cache] section yet: no cache column"
 fi
-if [ "${CN1_ONLY:-0}" = 1 ]; then
+if [ "${CN1_ONLY:-1}" = 1 ]; then
     step "starting sqlproxy with every read on cn1 on 127.0.0.1:$PROXY_CN1_PORT"
     start_proxy "$PROXY_CN1_PORT" "$OUT/sqlproxy-cn1.log" SQLPROXY_NODES__CN2__WEIGHT=0
     wait_answers "$PROXY_CN1_PORT" "sqlproxy (reads on cn1)"
@@ -221,13 +226,14 @@ if [ "$CACHE" = 1 ]; then
     TARGETS+=(sqlproxy+cache)
     PORT[sqlproxy+cache]=$PROXY_CACHE_PORT
 fi
-if [ "${CN1_ONLY:-0}" = 1 ]; then
+if [ "${CN1_ONLY:-1}" = 1 ]; then
     TARGETS+=(sqlproxy-cn1)
     PORT[sqlproxy-cn1]=$PROXY_CN1_PORT
 fi
 
 # --- memory: idle, then with idle clients ------------------------------------
 printf 'what\tkib\n' >"$MEMORY"
+rm -f "$OUT/cache.tsv"
 printf 'idle\t%s\n' "$(rss_kib "$PROXY_PID")" >>"$MEMORY"
 step "memory: $IDLE_CLIENTS idle clients on sqlproxy"
 rm -f "$OUT/idle.ready"
@@ -300,6 +306,15 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     done
 done
+# The cache's own counters over the whole run (warm-up included).
+if [ "$CACHE" = 1 ]; then
+    cache_admin=$(sed -n 's/^sqlproxy: admin SQL port on //p' "$OUT/sqlproxy-cache.log" | head -1)
+    if [ -n "$cache_admin" ]; then
+        mariadb --no-defaults -h"${cache_admin%:*}" -P"${cache_admin##*:}" -uadmin \
+            -p"${SQLPROXY_ADMIN__PASSWORD:-change-me}" --batch --skip-column-names \
+            -e 'SHOW CACHE' >"$OUT/cache.tsv" 2>/dev/null || info "SHOW CACHE failed"
+    fi
+fi
 printf 'load_64_threads_max\t%s\n' "$(sort -n "$RSS_SAMPLES" | tail -1)" >>"$MEMORY"
 printf 'peak_hwm\t%s\n' "$(hwm_kib "$PROXY_PID")" >>"$MEMORY"
 
@@ -312,4 +327,5 @@ doc=$ROOT/docs/performance.md
 [ "${NO_DOC:-0}" = 1 ] && doc=
 "$PY" "$ROOT/benches/report.py" --results "$RESULTS" --memory "$MEMORY" \
     --time "$TIME" --rounds "$ROUNDS" --tables "$TABLES" --table-size "$TABLE_SIZE" \
-    --quick "$QUICK" --idle-clients "$IDLE_CLIENTS" --load-start "$LOAD_START" ${doc:+--doc "$doc"}
+    --quick "$QUICK" --idle-clients "$IDLE_CLIENTS" --load-start "$LOAD_START" ${doc:+--doc "$doc"} \
+    --cache "$OUT/cache.tsv"
