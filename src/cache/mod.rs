@@ -100,7 +100,7 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryTtl {
 
 /// The shared cache; one per proxy, in `ProxyContext`.
 pub struct QueryCache {
-    store: moka::future::Cache<CacheKey, Arc<Entry>>,
+    store: moka::future::Cache<CacheKey, Arc<Entry>, foldhash::quality::RandomState>,
     gens: Generations,
     shapes: Shapes,
     rules: Vec<Rule>,
@@ -141,7 +141,7 @@ impl QueryCache {
                 RemovalCause::Expired => Counters::add(&c.expirations, 1),
                 RemovalCause::Explicit | RemovalCause::Replaced => {}
             })
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         Ok(QueryCache {
             store,
             gens: Generations::default(),

@@ -240,6 +240,18 @@ impl Topology {
         self.current.load_full()
     }
 
+    /// The current snapshot, borrowed: for the per-statement paths, where an `Arc`
+    /// clone would be an atomic increment and decrement on one counter that every
+    /// session shares.
+    pub fn current(&self) -> arc_swap::Guard<Arc<TopologySnapshot>> {
+        self.current.load()
+    }
+
+    /// The current master.
+    pub fn master(&self) -> Option<NodeId> {
+        self.current.load().master
+    }
+
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
         self.names.iter().position(|n| n == name)
     }

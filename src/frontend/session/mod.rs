@@ -269,7 +269,7 @@ impl Session {
     /// by state that lives only on the old master cannot follow a new one.
     fn master(&mut self) -> Result<usize, FrontendError> {
         let current =
-            self.ctx.topology.snapshot().master.ok_or_else(|| {
+            self.ctx.topology.master().ok_or_else(|| {
                 FrontendError::Rejected(ProxyError::no_node("writes (no master)"))
             })?;
         match self.home {
@@ -316,7 +316,7 @@ impl Session {
     /// A node for a read: by weight, honouring the consistency mode. With no
     /// usable choice, the master.
     fn read_node(&self, stmt: Option<&Statement>) -> usize {
-        let snap = self.ctx.topology.snapshot();
+        let snap = self.ctx.topology.current();
         let master = self.home.or(snap.master).unwrap_or(0);
         if self.state.in_transaction() || self.state.pinned.is_some() {
             return master;
