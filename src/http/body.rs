@@ -34,24 +34,33 @@ pub struct UpstreamBody {
     lease: Option<Lease>,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    /// The event loop whose pool the connection goes back to.
+    shard: usize,
 }
 
 impl UpstreamBody {
     /// `conn` is `None` when the connection must not be reused (upgrades).
-    pub fn new(inner: Incoming, conn: Option<Conn>, lease: Lease, idle: Duration) -> Self {
+    pub fn new(
+        inner: Incoming,
+        conn: Option<Conn>,
+        lease: Lease,
+        idle: Duration,
+        shard: usize,
+    ) -> Self {
         UpstreamBody {
             inner,
             conn,
             lease: Some(lease),
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            shard,
         }
     }
 
     /// The body was read to its end: recycle the connection, free the slot.
     fn finish(&mut self) {
         if let (Some(conn), Some(lease)) = (self.conn.take(), self.lease.as_ref()) {
-            lease.backend.pool.put(conn);
+            lease.backend.pool(self.shard).put(conn);
         }
         self.lease = None;
     }

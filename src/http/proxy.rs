@@ -27,9 +27,11 @@ use super::pool::{self, Conn, UpBody};
 use super::stats::FrontendStats;
 use super::upstream::{Lease, Upstreams};
 
-/// What the proxy needs from the config, plus the shared state.
+/// What the proxy needs from the config, plus the shared state. There is
+/// one per event loop (`shard`), which picks that loop's keep-alive pools.
 pub struct Proxy {
     ups: Arc<Upstreams>,
+    shard: usize,
     retries: u32,
     timeouts: Timeouts,
     max_body: u64,
@@ -61,9 +63,15 @@ fn empty_body() -> UpBody {
 }
 
 impl Proxy {
-    pub fn new(cfg: &HttpConfig, ups: Arc<Upstreams>, frontend: Arc<FrontendStats>) -> Self {
+    pub fn new(
+        cfg: &HttpConfig,
+        ups: Arc<Upstreams>,
+        frontend: Arc<FrontendStats>,
+        shard: usize,
+    ) -> Self {
         Proxy {
             ups,
+            shard,
             retries: cfg.retries,
             timeouts: cfg.timeouts.clone(),
             max_body: cfg.max_body_size,
@@ -257,7 +265,12 @@ impl Proxy {
     /// A pooled connection for replayable requests, a fresh one otherwise.
     async fn conn_for(&self, lease: &Lease, may_reuse: bool) -> Result<Conn, pool::ConnectError> {
         if may_reuse {
-            if let Some(c) = lease.backend.pool.take(self.timeouts.connect).await {
+            if let Some(c) = lease
+                .backend
+                .pool(self.shard)
+                .take(self.timeouts.connect)
+                .await
+            {
                 return Ok(c);
             }
         }
@@ -286,7 +299,13 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         headers::prepare_response(&mut parts, false, set_cookie);
         let reuse = !switching;
-        let body = UpstreamBody::new(body, reuse.then_some(conn), lease, self.timeouts.server);
+        let body = UpstreamBody::new(
+            body,
+            reuse.then_some(conn),
+            lease,
+            self.timeouts.server,
+            self.shard,
+        );
         Response::from_parts(parts, body.boxed())
     }
 }
