@@ -33,7 +33,9 @@ pub struct UpstreamBody {
     conn: Option<Conn>,
     lease: Option<Lease>,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Armed the first time the worker makes us wait, so that a body that
+    /// is already there (the usual small page) costs no timer at all.
+    timer: Option<Pin<Box<Sleep>>>,
     /// The event loop whose pool the connection goes back to.
     shard: usize,
 }
@@ -52,7 +54,7 @@ impl UpstreamBody {
             conn,
             lease: Some(lease),
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
             shard,
         }
     }
@@ -81,7 +83,9 @@ impl Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer.as_mut().reset(Instant::now() + this.idle);
+                if let Some(t) = this.timer.as_mut() {
+                    t.as_mut().reset(Instant::now() + this.idle);
+                }
                 if this.inner.is_end_stream() {
                     this.finish();
                 }
@@ -93,7 +97,11 @@ impl Body for UpstreamBody {
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
                     let worker = this
                         .lease
                         .as_ref()

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{self, HttpConfig};
 use super::error::HttpError;
 use super::idle::{IdleIo, InFlightCount};
-use super::proxy::Proxy;
+use super::proxy::{ClientAddr, Proxy};
 use super::stats::Stats;
 use super::ACCEPT_ERROR_PAUSE;
 
@@ -132,13 +132,11 @@ impl Shard {
             .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = Arc::clone(&shared.limit).acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
+            // Accept first, then wait for a `maxconn` permit: a loop that
+            // took a permit before it had a client could sit on it while
+            // the client waits in another loop's backlog. So each loop holds
+            // at most one accepted client waiting for a permit; the others
+            // stay in the kernel backlog.
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = listener.accept() => match r {
@@ -150,12 +148,22 @@ impl Shard {
                     }
                 },
             };
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = Arc::clone(&shared.limit).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
             let conn = ClientConn {
                 proxy: Arc::clone(&proxy),
                 stats: shared.inline_stats.clone(),
                 builder: builder.clone(),
                 client_timeout: cfg.timeouts.client,
-                shutdown: shutdown.clone(),
+                // Its own node: the connection checks it on every wake-up,
+                // and a token shared by every connection (and thread) would
+                // make each of those checks take the same lock.
+                shutdown: shutdown.child_token(),
                 _done: done_tx.clone(),
             };
             tokio::spawn(async move {
@@ -200,14 +208,16 @@ impl ClientConn {
         let io = TokioIo::new(IdleIo::new(stream, self.client_timeout, in_flight.clone()));
         let proxy = self.proxy;
         let stats = self.stats;
+        let client = Arc::new(ClientAddr::new(peer));
         let svc = service_fn(move |req: Request<Incoming>| {
             let proxy = Arc::clone(&proxy);
             let stats = stats.clone();
+            let client = Arc::clone(&client);
             let guard = in_flight.enter();
             async move {
                 let resp = match stats.filter(|s| s.owns(req.uri().path())) {
                     Some(s) => s.handle(&req, false),
-                    None => proxy.handle(req, peer).await,
+                    None => proxy.handle(req, &client).await,
                 };
                 drop(guard);
                 Ok::<_, Infallible>(resp)

@@ -292,22 +292,17 @@ impl Upstreams {
     }
 
     fn try_pick(&self, sticky: Option<&str>, tried: &[usize]) -> Pick {
-        let eligible = |avoid: bool| -> Vec<Candidate> {
-            self.backends
-                .iter()
-                .enumerate()
-                .filter(|(i, b)| b.is_eligible() && !(avoid && tried.contains(i)))
-                .map(|(idx, b)| Candidate {
-                    idx,
-                    weight: b.weight,
-                    active: b.active(),
-                })
-                .collect()
+        // Candidates live on the stack for the usual handful of workers.
+        let mut stack = [Candidate::default(); STACK_CANDIDATES];
+        let mut heap = Vec::new();
+        let cands: &mut [Candidate] = if self.backends.len() <= STACK_CANDIDATES {
+            let n = self.fill_candidates(tried, &mut stack);
+            &mut stack[..n]
+        } else {
+            heap.resize(self.backends.len(), Candidate::default());
+            let n = self.fill_candidates(tried, &mut heap);
+            &mut heap[..n]
         };
-        let mut cands = eligible(true);
-        if cands.is_empty() {
-            cands = eligible(false);
-        }
         if cands.is_empty() {
             return Pick::NoneEligible;
         }
@@ -315,9 +310,9 @@ impl Upstreams {
             sticky.and_then(|s| cands.iter().position(|c| self.backends[c.idx].name == s));
         match sticky_idx {
             Some(p) => cands.swap(0, p),
-            None => self.selector.order(&mut cands),
+            None => self.selector.order(cands),
         }
-        for c in &cands {
+        for c in cands.iter() {
             let b = &self.backends[c.idx];
             if b.try_take_slot() {
                 return Pick::Got(Lease {
@@ -329,7 +324,33 @@ impl Upstreams {
         }
         Pick::AllFull
     }
+
+    /// Writes the eligible workers into `out` (as long as the worker list),
+    /// leaving out those in `tried` unless that leaves none; returns how many.
+    fn fill_candidates(&self, tried: &[usize], out: &mut [Candidate]) -> usize {
+        let mut fill = |avoid: bool| {
+            let mut n = 0;
+            for (idx, b) in self.backends.iter().enumerate() {
+                if b.is_eligible() && !(avoid && tried.contains(&idx)) {
+                    out[n] = Candidate {
+                        idx,
+                        weight: b.weight,
+                        active: b.active(),
+                    };
+                    n += 1;
+                }
+            }
+            n
+        };
+        match fill(true) {
+            0 if !tried.is_empty() => fill(false),
+            n => n,
+        }
+    }
 }
+
+/// Up to this many workers, picking one allocates nothing.
+const STACK_CANDIDATES: usize = 16;
 
 enum Pick {
     Got(Lease),
