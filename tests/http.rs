@@ -94,7 +94,7 @@ async fn killed_worker_is_rerouted_then_returns() {
         ok.load(Ordering::SeqCst) >= 100
     })
     .await;
-    a.kill();
+    a.kill().await;
     wait_until("wa1 DOWN", || async {
         bal.backend("wa1").await["state"] == "DOWN"
     })
@@ -150,7 +150,7 @@ async fn post_is_never_sent_twice() {
 async fn post_moves_on_when_the_connect_fails() {
     let (a, b) = (Worker::start("wa1").await, Worker::start("wa2").await);
     let bal = Balancer::start(config("", "", &[(&a, 1), (&b, 1)])).await;
-    a.kill();
+    a.kill().await;
     let c = client();
     for i in 0..6 {
         let r = send(
@@ -185,7 +185,7 @@ async fn errors_map_to_502_504_503() {
     let r = get(&c, &bal.url("/")).await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
     assert!(r.body.contains("504"), "{}", r.body);
-    w.kill();
+    w.kill().await;
     assert_eq!(
         get(&c, &bal.url("/")).await.status,
         StatusCode::SERVICE_UNAVAILABLE
@@ -201,7 +201,7 @@ async fn no_healthy_worker_gives_503_page() {
     let w = Worker::start("wa1").await;
     let health = "[health]\ninterval = \"50ms\"\nfall = 1\nrise = 1\n";
     let bal = Balancer::start(config("", health, &[(&w, 1)])).await;
-    w.kill();
+    w.kill().await;
     wait_until("wa1 DOWN", || async {
         bal.backend("wa1").await["healthy"] == false
     })

@@ -33,25 +33,36 @@ pub struct UpstreamBody {
     conn: Option<Conn>,
     lease: Option<Lease>,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Armed the first time the worker makes us wait, so that a body that
+    /// is already there (the usual small page) costs no timer at all.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The event loop whose pool the connection goes back to.
+    shard: usize,
 }
 
 impl UpstreamBody {
     /// `conn` is `None` when the connection must not be reused (upgrades).
-    pub fn new(inner: Incoming, conn: Option<Conn>, lease: Lease, idle: Duration) -> Self {
+    pub fn new(
+        inner: Incoming,
+        conn: Option<Conn>,
+        lease: Lease,
+        idle: Duration,
+        shard: usize,
+    ) -> Self {
         UpstreamBody {
             inner,
             conn,
             lease: Some(lease),
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            shard,
         }
     }
 
     /// The body was read to its end: recycle the connection, free the slot.
     fn finish(&mut self) {
         if let (Some(conn), Some(lease)) = (self.conn.take(), self.lease.as_ref()) {
-            lease.backend.pool.put(conn);
+            lease.backend.pool(self.shard).put(conn);
         }
         self.lease = None;
     }
@@ -72,7 +83,9 @@ impl Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer.as_mut().reset(Instant::now() + this.idle);
+                if let Some(t) = this.timer.as_mut() {
+                    t.as_mut().reset(Instant::now() + this.idle);
+                }
                 if this.inner.is_end_stream() {
                     this.finish();
                 }
@@ -84,7 +97,11 @@ impl Body for UpstreamBody {
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
                     let worker = this
                         .lease
                         .as_ref()

@@ -53,6 +53,10 @@ pub const DEFAULT_STATS_URI: &str = "/stats";
 pub const DEFAULT_STICKY_COOKIE: &str = "SERVERID";
 /// HAProxy's default server weight.
 pub const DEFAULT_WEIGHT: u32 = 1;
+/// `threads = 0`: one event loop per CPU, as HAProxy's `nbthread` defaults to.
+pub const AUTO_THREADS: usize = 0;
+/// More event loops than this only adds idle threads and split pools.
+pub const MAX_THREADS: usize = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid value for `{key}`: {reason}")]
@@ -99,6 +103,11 @@ pub struct HttpConfig {
     /// trusted TLS terminator); otherwise they are overwritten.
     #[serde(default)]
     pub trust_forwarded: bool,
+    /// Event loops (threads) serving clients, HAProxy's `nbthread`; each
+    /// has its own listener socket and its own keep-alive pools.
+    /// 0 = one per CPU.
+    #[serde(default = "d::threads")]
+    pub threads: usize,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -233,8 +242,23 @@ pub struct StickyConfig {
 }
 
 impl HttpConfig {
+    /// The number of event loops to run: `threads`, or one per CPU.
+    pub fn event_loops(&self) -> usize {
+        if self.threads == AUTO_THREADS {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
+
     /// Checks what serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), HttpConfigError> {
+        if self.threads > MAX_THREADS {
+            return Err(invalid(
+                "http.threads",
+                format!("at most {MAX_THREADS} (0 = one per CPU)"),
+            ));
+        }
         if self.backends.is_empty() {
             return Err(invalid("http.backends", "at least one backend is required"));
         }
@@ -347,6 +371,9 @@ mod d {
     }
     pub fn pool_max_idle() -> usize {
         DEFAULT_POOL_MAX_IDLE
+    }
+    pub fn threads() -> usize {
+        AUTO_THREADS
     }
     pub fn weight() -> u32 {
         DEFAULT_WEIGHT
@@ -463,6 +490,7 @@ mod tests {
         assert_eq!(c.timeouts, Timeouts::default());
         assert_eq!(c.max_header_size, DEFAULT_MAX_HEADER_SIZE);
         assert_eq!(c.max_body_size, DEFAULT_MAX_BODY_SIZE);
+        assert_eq!(c.threads, AUTO_THREADS);
         assert_eq!(
             (c.retries, c.maxconn, c.max_queue, c.pool_max_idle),
             (

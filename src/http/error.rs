@@ -27,6 +27,8 @@ pub enum HttpError {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error("cannot start http event loop {shard}: {source}")]
+    EventLoop { shard: usize, source: io::Error },
 }
 
 /// Who is to blame for a failed request (logs and metrics).

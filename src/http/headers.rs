@@ -3,10 +3,13 @@
 //! `Transfer-Encoding`, `Upgrade` unless the request upgrades), the
 //! `X-Forwarded-For/-Proto/-Host` headers PrestaShop builds URLs from, `Via`
 //! on both directions, and the sticky cookie (read, stripped, inserted).
-//! Pure functions over `http` types, no I/O.
+//! Pure functions over `http` types, no I/O. In the usual case (no list
+//! header to extend) nothing here allocates: `Via` values are static and
+//! the client's `X-Forwarded-For` item is made once per connection.
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response, Method, Uri, Version};
 
@@ -71,29 +74,52 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-fn via_value(version: Version) -> &'static str {
-    match version {
+fn via_value(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
         Version::HTTP_10 => "1.0 sqlproxy",
         Version::HTTP_2 => "2 sqlproxy",
         _ => "1.1 sqlproxy",
-    }
+    })
 }
 
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {item}"),
-        _ => item.to_string(),
-    };
-    // Multiple lines of a list header are merged into one.
-    headers.remove(&name);
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
+/// `ip` as an `X-Forwarded-For` item, made once per client connection; its
+/// bytes are shared, so each request's copy is a reference count.
+pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
+    let v = HeaderValue::from_maybe_shared(Bytes::from(ip.to_string()));
+    // An address's text is always a valid header value.
+    v.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Appends `item` to the list header `name`; several lines of it are
+/// merged into one, in order.
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &HeaderValue) {
+    let mut joined: Option<Vec<u8>> = None;
+    for prev in headers.get_all(&name).iter().filter(|v| !v.is_empty()) {
+        let buf = joined.get_or_insert_with(Vec::new);
+        if !buf.is_empty() {
+            buf.extend_from_slice(b", ");
+        }
+        buf.extend_from_slice(prev.as_bytes());
     }
+    let value = match joined {
+        None => item.clone(),
+        Some(mut buf) => {
+            buf.extend_from_slice(b", ");
+            buf.extend_from_slice(item.as_bytes());
+            match HeaderValue::from_maybe_shared(Bytes::from(buf)) {
+                Ok(v) => v,
+                // Made of valid values and ", ": cannot fail; keep ours.
+                Err(_) => item.clone(),
+            }
+        }
+    };
+    headers.insert(name, value);
 }
 
 /// What the request rewriting needs to know about the client connection.
 pub struct ClientInfo<'a> {
-    pub ip: IpAddr,
+    /// The client's address, from [`forwarded_for`].
+    pub forwarded_for: &'a HeaderValue,
     /// `http` (the balancer has no TLS of its own).
     pub proto: &'static str,
     pub trust_forwarded: bool,
@@ -115,7 +141,7 @@ pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo<'_>, upgr
             h.insert(header::HOST, v);
         }
     }
-    append_list(h, X_FORWARDED_FOR, &client.ip.to_string());
+    append_list(h, X_FORWARDED_FOR, client.forwarded_for);
     if !(client.trust_forwarded && h.contains_key(&X_FORWARDED_PROTO)) {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
     }
@@ -129,17 +155,21 @@ pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo<'_>, upgr
             }
         }
     }
-    append_list(h, header::VIA, via_value(parts.version));
+    append_list(h, header::VIA, &via_value(parts.version));
     if let Some(name) = client.sticky_cookie {
         strip_cookie(h, name);
     }
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    if let Ok(u) = pq.parse::<Uri>() {
-        parts.uri = u;
+    // HTTP/1 clients send the origin form already; HTTP/2 ones (and
+    // absolute-form HTTP/1 requests) are cut down to it.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        if let Ok(u) = pq.parse::<Uri>() {
+            parts.uri = u;
+        }
     }
     parts.version = Version::HTTP_11;
 }
@@ -151,7 +181,7 @@ pub fn prepare_response(
     set_cookie: Option<HeaderValue>,
 ) {
     strip_hop_by_hop(&mut parts.headers, upgraded);
-    append_list(&mut parts.headers, header::VIA, via_value(parts.version));
+    append_list(&mut parts.headers, header::VIA, &via_value(parts.version));
     if let Some(c) = set_cookie {
         parts.headers.append(header::SET_COOKIE, c);
     }
@@ -214,8 +244,9 @@ mod tests {
     }
 
     fn info() -> ClientInfo<'static> {
+        static XFF: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
         ClientInfo {
-            ip: "192.0.2.7".parse().unwrap(),
+            forwarded_for: XFF.get_or_init(|| forwarded_for("192.0.2.7".parse().unwrap())),
             proto: "http",
             trust_forwarded: false,
             sticky_cookie: Some("SERVERID"),
@@ -252,6 +283,29 @@ mod tests {
         assert_eq!(h["via"], "1.1 sqlproxy");
         assert_eq!(h["cookie"], "a=1; b=2");
         assert_eq!(p.uri, "/index.php?id=3");
+    }
+
+    #[test]
+    fn list_headers_merge_every_line_in_order() {
+        let mut p = parts(
+            Request::get("/")
+                .header("host", "shop")
+                .header("x-forwarded-for", "10.0.0.1")
+                .header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+                .header("via", "1.1 cdn")
+                .body(())
+                .unwrap(),
+        );
+        prepare_request(&mut p, &info(), false);
+        assert_eq!(
+            p.headers["x-forwarded-for"],
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"
+        );
+        assert_eq!(p.headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(p.headers["via"], "1.1 cdn, 1.1 sqlproxy");
+        assert_eq!(p.uri, "/", "origin form kept as it is");
+        let v6 = forwarded_for("2001:db8::1".parse().unwrap());
+        assert_eq!(v6, "2001:db8::1");
     }
 
     #[test]

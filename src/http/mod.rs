@@ -1,8 +1,9 @@
 //! The HTTP balancer for the PHP workers (issue 5), on hyper 1 + hyper-util:
 //! it replaces the seed's HAProxy HTTP front. [`HttpService::bind`] binds the
-//! balancer listener (HTTP/1.1 and cleartext HTTP/2) and, if configured, a
-//! stats listener; [`HttpService::run`] accepts until the shutdown token is
-//! cancelled, then lets in-flight requests finish.
+//! balancer listener (HTTP/1.1 and cleartext HTTP/2), one socket per event
+//! loop, and, if configured, a stats listener; [`HttpService::run`] starts
+//! the event loops, which accept until the shutdown token is cancelled, then
+//! let in-flight requests finish.
 //!
 //! # Layout
 //! * `config`: the `[http]` section, its defaults and `validate()`.
@@ -10,6 +11,8 @@
 //!   per-worker `maxconn` and the bounded wait queue.
 //! * `select`: round-robin / leastconn / random2 ordering of candidates.
 //! * `pool`: keep-alive HTTP/1.1 connections to one worker.
+//! * `shard`: the event loops (one thread + runtime + listener + pools
+//!   each, HAProxy's `nbthread`) and the client connection task.
 //! * `proxy`: one request's path: pick, connect, send, retry rules, errors.
 //! * `headers`: hop-by-hop, `X-Forwarded-*`, `Via`, sticky cookie.
 //! * `body`: the streamed response body that returns connection and slot.
@@ -29,6 +32,7 @@ mod page;
 mod pool;
 mod proxy;
 mod select;
+mod shard;
 mod stats;
 mod upstream;
 
@@ -41,7 +45,6 @@ pub use upstream::{AdminState, Backend, Upstreams};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,13 +53,13 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use error::RespBody;
-use idle::{IdleIo, InFlightCount};
 use proxy::Proxy;
+use shard::{Shard, Shared};
 use stats::{FrontendStats, Stats};
 
 /// After an accept error (e.g. out of file descriptors), pause before the
@@ -66,11 +69,12 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// The running balancer.
 pub struct HttpService {
     cfg: HttpConfig,
-    listener: TcpListener,
+    /// One listener socket per event loop, all on `local_addr`.
+    listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
     stats_listener: Option<(TcpListener, SocketAddr)>,
     ups: Arc<Upstreams>,
-    proxy: Arc<Proxy>,
+    frontend: Arc<FrontendStats>,
     stats: Option<Arc<Stats>>,
 }
 
@@ -78,8 +82,19 @@ impl HttpService {
     /// Binds the balancer listener (and the stats listener if configured) — port 0 allowed.
     pub async fn bind(cfg: HttpConfig) -> Result<HttpService, HttpError> {
         cfg.validate()?;
-        let listener = bind_one("http", cfg.listen).await?;
-        let local_addr = local(&listener, "http", cfg.listen)?;
+        let loops = cfg.event_loops();
+        let bind_err = |source| HttpError::Bind {
+            what: "http",
+            addr: cfg.listen,
+            source,
+        };
+        let listeners = shard::bind_listeners(cfg.listen, loops)
+            .await
+            .map_err(bind_err)?;
+        let local_addr = match listeners.first() {
+            Some(l) => l.local_addr().map_err(bind_err)?,
+            None => cfg.listen,
+        };
         let stats_listener = match cfg.stats.as_ref().and_then(|s| s.listen) {
             Some(addr) => {
                 let l = bind_one("http stats", addr).await?;
@@ -88,20 +103,19 @@ impl HttpService {
             }
             None => None,
         };
-        let ups = Arc::new(Upstreams::new(&cfg));
+        let ups = Arc::new(Upstreams::new(&cfg, listeners.len()));
         let frontend = Arc::new(FrontendStats::default());
-        let proxy = Arc::new(Proxy::new(&cfg, Arc::clone(&ups), Arc::clone(&frontend)));
         let stats = cfg
             .stats
             .as_ref()
             .map(|s| Arc::new(Stats::new(s, Arc::clone(&ups), Arc::clone(&frontend))));
         Ok(HttpService {
             cfg,
-            listener,
+            listeners,
             local_addr,
             stats_listener,
             ups,
-            proxy,
+            frontend,
             stats,
         })
     }
@@ -120,16 +134,47 @@ impl HttpService {
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    /// The event loops run on threads of their own; dropping this future
+    /// stops them too.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), HttpError> {
         let HttpService {
             cfg,
-            listener,
+            listeners,
             local_addr,
             stats_listener,
             ups,
-            proxy,
+            frontend,
             stats,
         } = self;
+        // Cancelled when `shutdown` is, or when this future is dropped.
+        let loops_token = shutdown.child_token();
+        let _stop_loops = loops_token.clone().drop_guard();
+        // Stats on the balancer's own listener when it has no listener of its own.
+        let inline_stats = stats
+            .clone()
+            .filter(|_| cfg.stats.as_ref().is_some_and(|s| s.listen.is_none()));
+        let shared = Arc::new(Shared {
+            limit: Arc::new(Semaphore::new(cfg.maxconn)),
+            inline_stats,
+            cfg: cfg.clone(),
+        });
+        let loops = listeners.len();
+        let mut running = Vec::with_capacity(loops);
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let proxy = Arc::new(Proxy::new(
+                &cfg,
+                Arc::clone(&ups),
+                Arc::clone(&frontend),
+                id,
+            ));
+            let shard = Shard {
+                id,
+                listener,
+                proxy,
+                shared: Arc::clone(&shared),
+            };
+            running.push(shard.start(loops_token.clone())?);
+        }
         let mut background = Vec::new();
         for b in ups.backends() {
             background.push(tokio::spawn(health::run_checks(
@@ -138,67 +183,14 @@ impl HttpService {
                 shutdown.clone(),
             )));
         }
-        if let (Some((l, addr)), Some(s)) = (stats_listener, stats.clone()) {
+        if let (Some((l, addr)), Some(s)) = (stats_listener, stats) {
             background.push(tokio::spawn(serve_stats(l, addr, s, shutdown.clone())));
         }
-        // Stats on the balancer's own listener when it has no listener of its own.
-        let inline_stats = stats.filter(|_| cfg.stats.as_ref().is_some_and(|s| s.listen.is_none()));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(cfg.timeouts.request_header)
-            .max_buf_size(cfg.max_header_size.max(config::MIN_HEADER_SIZE));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
-        let limit = Arc::new(Semaphore::new(cfg.maxconn));
-        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        tracing::info!(addr = %local_addr, backends = ups.backends().len(), "http balancer listening");
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = Arc::clone(&limit).acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(addr = %local_addr, error = %e, "http accept failed");
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                },
-            };
-            let conn = ClientConn {
-                proxy: Arc::clone(&proxy),
-                stats: inline_stats.clone(),
-                builder: builder.clone(),
-                client_timeout: cfg.timeouts.client,
-                shutdown: shutdown.clone(),
-                _done: done_tx.clone(),
-            };
-            tokio::spawn(async move {
-                conn.serve(stream, peer).await;
-                drop(permit);
-            });
-        }
-        drop(listener);
-        drop(done_tx);
-        // Every connection task holds a sender; all dropped = all drained.
-        let drain_limit = cfg.timeouts.server + cfg.timeouts.request_header;
-        if tokio::time::timeout(drain_limit, done_rx.recv())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "http drain: connections still open after {drain_limit:?}; leaving them"
-            );
+        tracing::info!(addr = %local_addr, backends = ups.backends().len(), event_loops = loops, "http balancer listening");
+        for (id, done) in running.into_iter().enumerate() {
+            if done.await.is_err() {
+                tracing::error!(shard = id, "http event loop panicked");
+            }
         }
         for h in background {
             if let Err(e) = h.await {
@@ -219,56 +211,6 @@ async fn bind_one(what: &'static str, addr: SocketAddr) -> Result<TcpListener, H
 fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, HttpError> {
     l.local_addr()
         .map_err(|source| HttpError::Bind { what, addr, source })
-}
-
-/// Everything one client connection task needs.
-struct ClientConn {
-    proxy: Arc<Proxy>,
-    stats: Option<Arc<Stats>>,
-    builder: auto::Builder<TokioExecutor>,
-    client_timeout: Duration,
-    shutdown: CancellationToken,
-    _done: mpsc::Sender<()>,
-}
-
-impl ClientConn {
-    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(client = %peer, error = %e, "set_nodelay failed");
-        }
-        let frontend = Arc::clone(&self.proxy.frontend);
-        frontend.connections.fetch_add(1, Ordering::Relaxed);
-        let in_flight = InFlightCount::default();
-        let io = TokioIo::new(IdleIo::new(stream, self.client_timeout, in_flight.clone()));
-        let proxy = self.proxy;
-        let stats = self.stats;
-        let svc = service_fn(move |req: Request<Incoming>| {
-            let proxy = Arc::clone(&proxy);
-            let stats = stats.clone();
-            let guard = in_flight.enter();
-            async move {
-                let resp = match stats.filter(|s| s.owns(req.uri().path())) {
-                    Some(s) => s.handle(&req, false),
-                    None => proxy.handle(req, peer).await,
-                };
-                drop(guard);
-                Ok::<_, Infallible>(resp)
-            }
-        });
-        let conn = self.builder.serve_connection_with_upgrades(io, svc);
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            _ = self.shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(client = %peer, error = %e, "http client connection ended with an error");
-        }
-        frontend.connections.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// The dedicated stats listener: stats page, JSON, control, `/metrics`.

@@ -31,7 +31,7 @@ pub fn backend_json(b: &Backend) -> Value {
         "weight": b.weight,
         "maxconn": b.maxconn,
         "active": b.active(),
-        "idle_connections": b.pool.idle_count(),
+        "idle_connections": b.idle_connections(),
         "requests": requests,
         "responses": {
             "1xx": l(&s.status_1xx), "2xx": l(&s.status_2xx), "3xx": l(&s.status_3xx),

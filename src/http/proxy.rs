@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
@@ -27,15 +27,33 @@ use super::pool::{self, Conn, UpBody};
 use super::stats::FrontendStats;
 use super::upstream::{Lease, Upstreams};
 
-/// What the proxy needs from the config, plus the shared state.
+/// What the proxy needs from the config, plus the shared state. There is
+/// one per event loop (`shard`), which picks that loop's keep-alive pools.
 pub struct Proxy {
     ups: Arc<Upstreams>,
+    shard: usize,
     retries: u32,
     timeouts: Timeouts,
     max_body: u64,
     trust_forwarded: bool,
     sticky: Option<String>,
     pub frontend: Arc<FrontendStats>,
+}
+
+/// The client connection a request came on; made once per connection.
+pub struct ClientAddr {
+    pub addr: SocketAddr,
+    /// `addr`'s IP as an `X-Forwarded-For` item.
+    forwarded_for: HeaderValue,
+}
+
+impl ClientAddr {
+    pub fn new(addr: SocketAddr) -> Self {
+        ClientAddr {
+            addr,
+            forwarded_for: headers::forwarded_for(addr.ip()),
+        }
+    }
 }
 
 /// A body-less idempotent request head, kept so it can be sent again.
@@ -61,9 +79,15 @@ fn empty_body() -> UpBody {
 }
 
 impl Proxy {
-    pub fn new(cfg: &HttpConfig, ups: Arc<Upstreams>, frontend: Arc<FrontendStats>) -> Self {
+    pub fn new(
+        cfg: &HttpConfig,
+        ups: Arc<Upstreams>,
+        frontend: Arc<FrontendStats>,
+        shard: usize,
+    ) -> Self {
         Proxy {
             ups,
+            shard,
             retries: cfg.retries,
             timeouts: cfg.timeouts.clone(),
             max_body: cfg.max_body_size,
@@ -74,7 +98,7 @@ impl Proxy {
     }
 
     /// Answers one client request; never fails (errors become pages).
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
+    pub async fn handle(&self, req: Request<Incoming>, client: &ClientAddr) -> Response<RespBody> {
         self.frontend.requests.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let uri = req.uri().clone(); // shares the bytes: no copy unless logged
@@ -82,7 +106,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(
-                    client = %client, method = %method, path = uri.path(),
+                    client = %client.addr, method = %method, path = uri.path(),
                     status = e.status().as_u16(), source = ?e.source_kind(), error = %e,
                     "http request failed"
                 );
@@ -97,7 +121,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &ClientAddr,
     ) -> Result<Response<RespBody>, ProxyError> {
         let declared = req
             .headers()
@@ -117,7 +141,7 @@ impl Proxy {
             .and_then(|name| headers::cookie_value(req.headers(), name).map(str::to_string));
         let (mut parts, body) = req.into_parts();
         let info = ClientInfo {
-            ip: client.ip(),
+            forwarded_for: &client.forwarded_for,
             proto: "http",
             trust_forwarded: self.trust_forwarded,
             sticky_cookie: self.sticky.as_deref(),
@@ -131,11 +155,13 @@ impl Proxy {
             headers: parts.headers.clone(),
         });
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        let progress = Progress::new();
-        let up_body = if body.is_end_stream() {
-            empty_body()
+        // Only a request with a body can make progress while waiting.
+        let (up_body, progress) = if body.is_end_stream() {
+            (empty_body(), None)
         } else {
-            ProgressBody::new(Limited::new(body, limit).boxed(), Arc::clone(&progress)).boxed()
+            let progress = Progress::new();
+            let b = ProgressBody::new(Limited::new(body, limit).boxed(), Arc::clone(&progress));
+            (b.boxed(), Some(progress))
         };
         let mut pending = Some(Request::from_parts(parts, up_body));
         let mut tried: Vec<usize> = Vec::new();
@@ -173,10 +199,16 @@ impl Proxy {
             };
             let read_before = conn.bytes_read();
             let started = Instant::now();
-            progress.touch();
-            let sent = progress
-                .within(self.timeouts.server, conn.sender.try_send_request(req))
-                .await;
+            let response = conn.sender.try_send_request(req);
+            let sent = match &progress {
+                Some(p) => {
+                    p.touch();
+                    p.within(self.timeouts.server, response).await
+                }
+                None => tokio::time::timeout(self.timeouts.server, response)
+                    .await
+                    .ok(),
+            };
             let result = match sent {
                 None => {
                     backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +289,12 @@ impl Proxy {
     /// A pooled connection for replayable requests, a fresh one otherwise.
     async fn conn_for(&self, lease: &Lease, may_reuse: bool) -> Result<Conn, pool::ConnectError> {
         if may_reuse {
-            if let Some(c) = lease.backend.pool.take(self.timeouts.connect).await {
+            if let Some(c) = lease
+                .backend
+                .pool(self.shard)
+                .take(self.timeouts.connect)
+                .await
+            {
                 return Ok(c);
             }
         }
@@ -286,7 +323,13 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         headers::prepare_response(&mut parts, false, set_cookie);
         let reuse = !switching;
-        let body = UpstreamBody::new(body, reuse.then_some(conn), lease, self.timeouts.server);
+        let body = UpstreamBody::new(
+            body,
+            reuse.then_some(conn),
+            lease,
+            self.timeouts.server,
+            self.shard,
+        );
         Response::from_parts(parts, body.boxed())
     }
 }

@@ -10,7 +10,7 @@ use rand::Rng;
 use super::config::Balance;
 
 /// What a selector may look at for one worker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Candidate {
     /// Index of the worker in the configured list.
     pub idx: usize,
@@ -40,6 +40,9 @@ pub struct RoundRobin {
     schedule: Vec<usize>,
     next: AtomicUsize,
 }
+
+/// Up to this many candidates, ordering allocates nothing.
+const SMALL: usize = 8;
 
 /// Longest schedule we build; weights are scaled down by their gcd first.
 const MAX_SCHEDULE: usize = 1_000;
@@ -106,7 +109,21 @@ impl Selector for RoundRobin {
                 .find(|k| self.schedule[(start + k) % len] == idx)
                 .unwrap_or(len)
         };
-        candidates.sort_by_cached_key(|c| rank(c.idx));
+        if candidates.len() <= SMALL {
+            // Ranks computed once, sorted on the stack.
+            let mut keyed = [(0usize, Candidate::default()); SMALL];
+            let keyed = &mut keyed[..candidates.len()];
+            for (k, c) in keyed.iter_mut().zip(candidates.iter()) {
+                *k = (rank(c.idx), *c);
+            }
+            // Ranks are distinct for workers in the schedule.
+            keyed.sort_unstable_by_key(|(r, _)| *r);
+            for (c, (_, k)) in candidates.iter_mut().zip(keyed.iter()) {
+                *c = *k;
+            }
+        } else {
+            candidates.sort_by_cached_key(|c| rank(c.idx));
+        }
     }
 }
 

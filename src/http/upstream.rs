@@ -1,7 +1,7 @@
 //! The set of workers as the balancer sees them: each [`Backend`] carries its
 //! admin state (ready / drain / maint, set by an operator), its health (set
-//! only by `health.rs`), its in-flight count, its counters and its pool of
-//! keep-alive connections. [`Upstreams::acquire`] picks a worker through the
+//! only by `health.rs`), its in-flight count, its counters and one pool of
+//! keep-alive connections per event loop (`shard.rs`). [`Upstreams::acquire`] picks a worker through the
 //! configured [`Selector`](super::select::Selector), enforces the per-worker
 //! `maxconn`, and queues (bounded, with a timeout) when every worker is full.
 //! The returned [`Lease`] gives the slot back when dropped.
@@ -120,7 +120,9 @@ pub struct Backend {
     active: AtomicUsize,
     pub stats: BackendStats,
     pub last_check: Mutex<LastCheck>,
-    pub pool: Pool,
+    /// One pool per event loop: a connection is only used by the loop that
+    /// opened it (its hyper task runs there).
+    pools: Box<[Pool]>,
 }
 
 impl Backend {
@@ -145,6 +147,16 @@ impl Backend {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// The keep-alive pool of event loop `shard`.
+    pub(super) fn pool(&self, shard: usize) -> &Pool {
+        &self.pools[shard % self.pools.len()]
+    }
+
+    /// Idle keep-alive connections to this worker, over all event loops.
+    pub fn idle_connections(&self) -> usize {
+        self.pools.iter().map(Pool::idle_count).sum()
+    }
+
     /// May take new requests.
     pub fn is_eligible(&self) -> bool {
         self.weight > 0 && self.admin_state() == AdminState::Ready && self.is_healthy()
@@ -163,7 +175,7 @@ impl Backend {
 
     fn try_take_slot(&self) -> bool {
         self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
                 (self.maxconn == 0 || a < self.maxconn).then_some(a + 1)
             })
             .is_ok()
@@ -185,14 +197,17 @@ pub enum PickError {
 pub struct Upstreams {
     backends: Vec<Arc<Backend>>,
     selector: Box<dyn Selector>,
-    released: Arc<Notify>,
-    queued: AtomicUsize,
+    queue: Arc<WaitQueue>,
     max_queue: usize,
     queue_timeout: Duration,
 }
 
 impl Upstreams {
-    pub fn new(cfg: &HttpConfig) -> Self {
+    /// `shards` = event loops, each with its own pools (at least 1).
+    pub fn new(cfg: &HttpConfig, shards: usize) -> Self {
+        let shards = shards.max(1);
+        // `pool_max_idle` is per worker: split it over the event loops.
+        let max_idle = cfg.pool_max_idle.div_ceil(shards);
         let backends: Vec<Arc<Backend>> = cfg
             .backends
             .iter()
@@ -208,7 +223,9 @@ impl Upstreams {
                     active: AtomicUsize::new(0),
                     stats: BackendStats::default(),
                     last_check: Mutex::new(LastCheck::default()),
-                    pool: Pool::new(cfg.pool_max_idle, cfg.timeouts.upstream_idle),
+                    pools: (0..shards)
+                        .map(|_| Pool::new(max_idle, cfg.timeouts.upstream_idle))
+                        .collect(),
                 })
             })
             .collect();
@@ -216,8 +233,7 @@ impl Upstreams {
         Upstreams {
             backends,
             selector: selector(cfg.balance, &weights),
-            released: Arc::new(Notify::new()),
-            queued: AtomicUsize::new(0),
+            queue: Arc::new(WaitQueue::default()),
             max_queue: cfg.max_queue,
             queue_timeout: cfg.timeouts.queue,
         }
@@ -233,26 +249,31 @@ impl Upstreams {
 
     /// Requests now waiting for a slot.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.queue.waiting.load(Ordering::Relaxed)
     }
 
     /// Picks a worker for one attempt. `sticky` names a preferred worker
     /// (from the cookie); `tried` lists workers that already failed this
     /// request, avoided while any other is eligible.
     pub async fn acquire(&self, sticky: Option<&str>, tried: &[usize]) -> Result<Lease, PickError> {
+        // The usual case: a free slot at once, no queue bookkeeping.
+        match self.try_pick(sticky, tried) {
+            Pick::Got(lease) => return Ok(lease),
+            Pick::NoneEligible => return Err(PickError::NoneHealthy),
+            Pick::AllFull => {}
+        }
+        // Counted as waiting *before* looking again, so that a lease dropped
+        // meanwhile sees the waiter and wakes it (see `Lease::drop`).
+        let _queued = self.enter_queue()?;
         let deadline = Instant::now() + self.queue_timeout;
-        let mut queued: Option<QueueGuard<'_>> = None;
         loop {
-            let notified = self.released.notified();
+            let notified = self.queue.released.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.try_pick(sticky, tried) {
                 Pick::Got(lease) => return Ok(lease),
                 Pick::NoneEligible => return Err(PickError::NoneHealthy),
                 Pick::AllFull => {}
-            }
-            if queued.is_none() {
-                queued = Some(self.enter_queue()?);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(PickError::QueueTimeout);
@@ -261,31 +282,27 @@ impl Upstreams {
     }
 
     fn enter_queue(&self) -> Result<QueueGuard<'_>, PickError> {
-        self.queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+        self.queue
+            .waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
                 (q < self.max_queue).then_some(q + 1)
             })
             .map_err(|_| PickError::QueueFull)?;
-        Ok(QueueGuard(&self.queued))
+        Ok(QueueGuard(&self.queue.waiting))
     }
 
     fn try_pick(&self, sticky: Option<&str>, tried: &[usize]) -> Pick {
-        let eligible = |avoid: bool| -> Vec<Candidate> {
-            self.backends
-                .iter()
-                .enumerate()
-                .filter(|(i, b)| b.is_eligible() && !(avoid && tried.contains(i)))
-                .map(|(idx, b)| Candidate {
-                    idx,
-                    weight: b.weight,
-                    active: b.active(),
-                })
-                .collect()
+        // Candidates live on the stack for the usual handful of workers.
+        let mut stack = [Candidate::default(); STACK_CANDIDATES];
+        let mut heap = Vec::new();
+        let cands: &mut [Candidate] = if self.backends.len() <= STACK_CANDIDATES {
+            let n = self.fill_candidates(tried, &mut stack);
+            &mut stack[..n]
+        } else {
+            heap.resize(self.backends.len(), Candidate::default());
+            let n = self.fill_candidates(tried, &mut heap);
+            &mut heap[..n]
         };
-        let mut cands = eligible(true);
-        if cands.is_empty() {
-            cands = eligible(false);
-        }
         if cands.is_empty() {
             return Pick::NoneEligible;
         }
@@ -293,21 +310,47 @@ impl Upstreams {
             sticky.and_then(|s| cands.iter().position(|c| self.backends[c.idx].name == s));
         match sticky_idx {
             Some(p) => cands.swap(0, p),
-            None => self.selector.order(&mut cands),
+            None => self.selector.order(cands),
         }
-        for c in &cands {
+        for c in cands.iter() {
             let b = &self.backends[c.idx];
             if b.try_take_slot() {
                 return Pick::Got(Lease {
                     idx: c.idx,
                     backend: Arc::clone(b),
-                    released: Arc::clone(&self.released),
+                    queue: Arc::clone(&self.queue),
                 });
             }
         }
         Pick::AllFull
     }
+
+    /// Writes the eligible workers into `out` (as long as the worker list),
+    /// leaving out those in `tried` unless that leaves none; returns how many.
+    fn fill_candidates(&self, tried: &[usize], out: &mut [Candidate]) -> usize {
+        let mut fill = |avoid: bool| {
+            let mut n = 0;
+            for (idx, b) in self.backends.iter().enumerate() {
+                if b.is_eligible() && !(avoid && tried.contains(&idx)) {
+                    out[n] = Candidate {
+                        idx,
+                        weight: b.weight,
+                        active: b.active(),
+                    };
+                    n += 1;
+                }
+            }
+            n
+        };
+        match fill(true) {
+            0 if !tried.is_empty() => fill(false),
+            n => n,
+        }
+    }
 }
+
+/// Up to this many workers, picking one allocates nothing.
+const STACK_CANDIDATES: usize = 16;
 
 enum Pick {
     Got(Lease),
@@ -315,11 +358,18 @@ enum Pick {
     AllFull,
 }
 
+/// Requests waiting for a slot, and the wake-up they wait on.
+#[derive(Default)]
+struct WaitQueue {
+    waiting: AtomicUsize,
+    released: Notify,
+}
+
 struct QueueGuard<'a>(&'a AtomicUsize);
 
 impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -328,13 +378,19 @@ impl Drop for QueueGuard<'_> {
 pub struct Lease {
     pub idx: usize,
     pub backend: Arc<Backend>,
-    released: Arc<Notify>,
+    queue: Arc<WaitQueue>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.backend.active.fetch_sub(1, Ordering::AcqRel);
-        self.released.notify_waiters();
+        // SeqCst on both sides: either a waiter counted itself before this
+        // load and gets woken, or its next look at `active` (after counting
+        // itself) sees the slot freed here. The Notify's lock is only taken
+        // when someone waits.
+        self.backend.active.fetch_sub(1, Ordering::SeqCst);
+        if self.queue.waiting.load(Ordering::SeqCst) > 0 {
+            self.queue.released.notify_waiters();
+        }
     }
 }
 
@@ -362,7 +418,7 @@ mod tests {
         )))
         .extract()
         .unwrap();
-        Upstreams::new(&cfg)
+        Upstreams::new(&cfg, 1)
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -46,6 +47,8 @@ pub struct Worker {
     pub addr: SocketAddr,
     pub state: Arc<WorkerState>,
     stop: Mutex<CancellationToken>,
+    /// The accept loop and every connection task of the current listener.
+    tasks: Mutex<TaskTracker>,
 }
 
 impl Worker {
@@ -65,6 +68,7 @@ impl Worker {
                 last_headers: Mutex::new(None),
             }),
             stop: Mutex::new(CancellationToken::new()),
+            tasks: Mutex::new(TaskTracker::new()),
         };
         w.serve(listener);
         w
@@ -72,9 +76,11 @@ impl Worker {
 
     fn serve(&self, listener: TcpListener) {
         let stop = self.stop.lock().unwrap().clone();
+        let tasks = self.tasks.lock().unwrap().clone();
         let state = Arc::clone(&self.state);
         let name = self.name.clone();
-        tokio::spawn(async move {
+        let tracker = tasks.clone();
+        tasks.spawn(async move {
             loop {
                 let (mut stream, _) = tokio::select! {
                     _ = stop.cancelled() => return,
@@ -83,11 +89,17 @@ impl Worker {
                 let state = Arc::clone(&state);
                 let name = name.clone();
                 let stop = stop.clone();
-                tokio::spawn(async move {
+                tracker.spawn(async move {
                     if state.mode() == Mode::Garbage {
-                        let mut buf = [0u8; 1024];
-                        let _ = stream.read(&mut buf).await;
-                        let _ = stream.write_all(b"\x00\x01NOT-HTTP garbage\r\n\r\n").await;
+                        let garbage = async {
+                            let mut buf = [0u8; 1024];
+                            let _ = stream.read(&mut buf).await;
+                            let _ = stream.write_all(b"\x00\x01NOT-HTTP garbage\r\n\r\n").await;
+                        };
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = garbage => {}
+                        }
                         return;
                     }
                     let svc = service_fn(move |req| handle(Arc::clone(&state), name.clone(), req));
@@ -125,13 +137,20 @@ impl Worker {
     }
 
     /// Closes the listener and every connection: the port refuses connections.
-    pub fn kill(&self) {
+    /// Returns once the listener and every connection are closed: the
+    /// balancer runs on threads of its own, so it could otherwise still
+    /// reach a worker that is only about to stop.
+    pub async fn kill(&self) {
         self.stop.lock().unwrap().cancel();
+        let tasks = self.tasks.lock().unwrap().clone();
+        tasks.close();
+        tasks.wait().await;
     }
 
     /// Listens again on the same port.
     pub async fn restart(&self) {
         *self.stop.lock().unwrap() = CancellationToken::new();
+        *self.tasks.lock().unwrap() = TaskTracker::new();
         let sock = TcpSocket::new_v4().unwrap();
         sock.set_reuseaddr(true).unwrap();
         sock.bind(self.addr).unwrap();
