@@ -18,6 +18,8 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
 BIN=${HTTP_BALANCER_BIN:-target/release/examples/http_balancer}
+# The workers' binary (default: the same); set it to compare two balancer builds.
+WORKER_BIN=${WORKER_BIN:-$BIN}
 
 command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
 command -v haproxy >/dev/null || { echo "haproxy is not installed" >&2; exit 1; }
@@ -38,8 +40,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" --worker wa1 "127.0.0.1:$W1" & pids+=($!)
-"$BIN" --worker wa2 "127.0.0.1:$W2" & pids+=($!)
+"$WORKER_BIN" --worker wa1 "127.0.0.1:$W1" & pids+=($!)
+"$WORKER_BIN" --worker wa2 "127.0.0.1:$W2" & pids+=($!)
 
 # The seed's HAProxy front, in miniature. HAProxy wants 2 fds per maxconn
 # up front; lower the seed's 20000 if the hard fd limit cannot give that.
