@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One sysbench run against one target, with the CPU each process spent per
+# query (utime + stime from /proc/<pid>/stat): the figures behind the A/B
+# comparisons in docs/performance.md ("The SQL path").
+#
+#   benches/cpu_per_query.sh direct|haproxy|sqlproxy|cache|cn1 [test] [threads] [seconds]
+#
+# Needs the bench cluster with sysbench's tables, as benches/sysbench.sh
+# leaves it (`KEEP=1 QUICK=1 benches/sysbench.sh` once, then stop its
+# proxies). Starts its own HAProxy / sqlproxy on PROXY_PORT (14312), warms up
+# for WARM seconds (5), then measures. SQLPROXY_BIN picks the binary (default
+# target/release/sqlproxy); TOKIO_WORKER_THREADS etc. pass through.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+TARGET=${1:?usage: $0 direct|haproxy|sqlproxy|cache|cn1 [test] [threads] [seconds]}
+TEST=${2:-oltp_point_select}
+THREADS=${3:-8}
+SECS=${4:-10}
+WARM=${WARM:-5}
+BIN=${SQLPROXY_BIN:-$ROOT/target/release/sqlproxy}
+export CN1_PORT=${CN1_PORT:-14306} CN2_PORT=${CN2_PORT:-14307}
+PROXY_PORT=${PROXY_PORT:-14312}
+
+pid_of_node() { cat "$ROOT/.cluster/$1/mariadbd.pid"; }
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CN1=$(pid_of_node cn1)
+CN2=$(pid_of_node cn2)
+
+proxy=
+port=$PROXY_PORT
+case $TARGET in
+direct) port=$CN1_PORT ;;
+haproxy)
+    HAPROXY_PORT=$PROXY_PORT haproxy -db -f benches/haproxy.cfg >/dev/null 2>&1 &
+    proxy=$!
+    ;;
+sqlproxy | cache | cn1)
+    extra=()
+    [ "$TARGET" = cache ] && extra+=(SQLPROXY_CACHE__ENABLED=true)
+    [ "$TARGET" = cn1 ] && extra+=(SQLPROXY_NODES__CN2__WEIGHT=0)
+    env SQLPROXY_NODES__CN1__ADDRESS="127.0.0.1:$CN1_PORT" \
+        SQLPROXY_NODES__CN2__ADDRESS="127.0.0.1:$CN2_PORT" \
+        SQLPROXY_MYSQL__LISTEN="127.0.0.1:$PROXY_PORT" SQLPROXY_ADMIN__LISTEN=127.0.0.1:0 \
+        SQLPROXY_METRICS__LISTEN=127.0.0.1:0 SQLPROXY_HTTP__LISTEN=127.0.0.1:0 \
+        SQLPROXY_HTTP__STATS__LISTEN=127.0.0.1:0 SQLPROXY_LOG=warn "${extra[@]}" \
+        "$BIN" --config config/ha.toml >/dev/null 2>&1 &
+    proxy=$!
+    ;;
+*) echo "unknown target $TARGET" >&2; exit 2 ;;
+esac
+trap '[ -n "$proxy" ] && kill "$proxy" 2>/dev/null; true' EXIT
+
+sb() {
+    sysbench "$TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
+        --mysql-user=prestashop --mysql-password=prestashop --mysql-db=sbtest \
+        --tables=8 --table-size=10000 --threads="$THREADS" --time="$1" --percentile=95 run
+}
+for _ in $(seq 50); do
+    mariadb --no-defaults -h127.0.0.1 -P"$port" -uprestashop -pprestashop -e 'SELECT 1' \
+        >/dev/null 2>&1 && break
+    sleep 0.2
+done
+sb "$WARM" >/dev/null
+
+n0=$(( $(ticks "$CN1") + $(ticks "$CN2") ))
+p0=$([ -n "$proxy" ] && ticks "$proxy" || echo 0)
+out=$(/usr/bin/time -f 'SBCPU %U %S' sb "$SECS" 2>&1)
+n1=$(( $(ticks "$CN1") + $(ticks "$CN2") ))
+p1=$([ -n "$proxy" ] && ticks "$proxy" || echo 0)
+
+hz=$(getconf CLK_TCK)
+echo "$out" | awk -v n=$((n1 - n0)) -v p=$((p1 - p0)) -v hz="$hz" -v t="$TARGET" '
+    /^ *queries:/ { q = $2; qps = substr($3, 2) }
+    /95th percentile:/ { p95 = $3 }
+    /^SBCPU/ { sb = $2 + $3 }
+    END {
+        if (q == 0) { print "no queries counted"; exit 1 }
+        printf "%s: %.0f qps, p95 %s ms; CPU µs/query: sysbench %.1f, nodes %.1f, proxy %.1f\n",
+            t, qps, p95, sb * 1e6 / q, n * 1e6 / hz / q, p * 1e6 / hz / q }'
