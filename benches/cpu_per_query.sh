@@ -52,21 +52,19 @@ sqlproxy | cache | cn1)
 esac
 trap '[ -n "$proxy" ] && kill "$proxy" 2>/dev/null; true' EXIT
 
-sb() {
-    sysbench "$TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
-        --mysql-user=prestashop --mysql-password=prestashop --mysql-db=sbtest \
-        --tables=8 --table-size=10000 --threads="$THREADS" --time="$1" --percentile=95 run
-}
+SB=(sysbench "$TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port"
+    --mysql-user=prestashop --mysql-password=prestashop --mysql-db=sbtest
+    --tables=8 --table-size=10000 --threads="$THREADS" --percentile=95)
 for _ in $(seq 50); do
     mariadb --no-defaults -h127.0.0.1 -P"$port" -uprestashop -pprestashop -e 'SELECT 1' \
         >/dev/null 2>&1 && break
     sleep 0.2
 done
-sb "$WARM" >/dev/null
+"${SB[@]}" --time="$WARM" run >/dev/null
 
 n0=$(( $(ticks "$CN1") + $(ticks "$CN2") ))
 p0=$([ -n "$proxy" ] && ticks "$proxy" || echo 0)
-out=$(/usr/bin/time -f 'SBCPU %U %S' sb "$SECS" 2>&1)
+out=$(/usr/bin/time -f 'SBCPU %U %S' "${SB[@]}" --time="$SECS" run 2>&1)
 n1=$(( $(ticks "$CN1") + $(ticks "$CN2") ))
 p1=$([ -n "$proxy" ] && ticks "$proxy" || echo 0)
 
