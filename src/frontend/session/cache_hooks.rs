@@ -105,14 +105,11 @@ impl Session {
             _ => match self.master() {
                 Ok(m) => match self.exec(m, payload, expect, seq, false).await {
                     Ok(Some((node, out))) => {
-                        self.after(node, &out);
                         let route = Route {
                             target: Target::Master,
                             why: Why::CacheMiss,
                         };
-                        let took = started.elapsed();
-                        let metrics = &self.ctx.metrics;
-                        metrics.statement(digest, route, true, took, &out);
+                        self.finish(node, digest, route, started, &out);
                         Ok(())
                     }
                     Ok(None) => Ok(()),

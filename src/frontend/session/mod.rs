@@ -547,6 +547,23 @@ impl Session {
         }
     }
 
+    /// A statement's reply is relayed: record what it changed, then its digest's totals.
+    fn finish(
+        &mut self,
+        node: usize,
+        digest: &str,
+        route: Route,
+        started: Instant,
+        out: &RelayOutcome,
+    ) {
+        self.after(node, out);
+        let on_master = self.master().is_ok_and(|m| m == node);
+        let took = started.elapsed();
+        self.ctx
+            .metrics
+            .statement(digest, route, on_master, took, out);
+    }
+
     // ---- commands ----------------------------------------------------------
 
     async fn query(&mut self, payload: &[u8], sql: &[u8], seq: u8) -> Result<(), FrontendError> {
@@ -598,12 +615,7 @@ impl Session {
         };
         tracing::debug!(node = %self.ctx.pools.node_name(node), route = ?route.target, why = ?route.why,
             us = started.elapsed().as_micros() as u64, digest = %stmt.digest, "statement");
-        self.after(node, &out);
-        let on_master = self.master().is_ok_and(|m| m == node);
-        let took = started.elapsed();
-        self.ctx
-            .metrics
-            .statement(&stmt.digest, route, on_master, took, &out);
+        self.finish(node, &stmt.digest, route, started, &out);
         if out.error.is_none() {
             if stmt.kind == StmtKind::SetSession && !stmt.multi {
                 if self.state.record_set(payload) {

@@ -250,12 +250,7 @@ impl Session {
                 .await?
             {
                 Attempt::Done(out) => {
-                    self.after(node, &out);
-                    let on_master = self.master().is_ok_and(|m| m == node);
-                    let took = started.elapsed();
-                    self.ctx
-                        .metrics
-                        .statement(&stmt.digest, route, on_master, took, &out);
+                    self.finish(node, &stmt.digest, route, started, &out);
                     if let Some(ps) = self.prepared.get_mut(id) {
                         ps.long_data = false;
                         ps.cursor = cursor;
