@@ -274,6 +274,45 @@ async fn slowloris_is_cut_and_big_headers_get_431() {
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.80}");
 }
 
+/// A keep-alive connection waits `request_header` for its next request: a
+/// request sent sooner is served on it, silence closes it (hyper's and
+/// HAProxy's behaviour without `timeout http-keep-alive`).
+#[tokio::test]
+async fn keep_alive_waits_request_header_for_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = Worker::start("wa1").await;
+    let sections = "[timeouts]\nrequest_header = \"600ms\"\n";
+    let bal = Balancer::start(config("", sections, &[(&w, 1)])).await;
+    let mut s = tokio::net::TcpStream::connect(bal.addr).await.unwrap();
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        if i > 0 {
+            // Well inside the header timeout, which restarts after each response.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let before = seen.len();
+        while !String::from_utf8_lossy(&seen[before..]).ends_with("wa1 0") {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("response in time")
+                .unwrap();
+            assert!(n > 0, "closed before response {i}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(w.gets(), 3, "three requests on one connection");
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent keep-alive connection must be closed: {closed:?}"
+    );
+}
+
 #[tokio::test]
 async fn body_limit_gives_413() {
     let w = Worker::start("wa1").await;
@@ -396,7 +435,9 @@ async fn http2_clients_are_served() {
 async fn upgrade_is_passed_through() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let w = Worker::start("wa1").await;
-    let bal = Balancer::start(config("", "", &[(&w, 1)])).await;
+    // A tunnel awaits no request header: a quiet one outlives this timeout.
+    let sections = "[timeouts]\nrequest_header = \"300ms\"\n";
+    let bal = Balancer::start(config("", sections, &[(&w, 1)])).await;
     let mut s = tokio::net::TcpStream::connect(bal.addr).await.unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .await
@@ -410,6 +451,7 @@ async fn upgrade_is_passed_through() {
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");
+    tokio::time::sleep(Duration::from_millis(900)).await;
     s.write_all(b"hello through the tunnel").await.unwrap();
     let mut echo = [0u8; 24];
     s.read_exact(&mut echo).await.unwrap();

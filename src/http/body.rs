@@ -17,6 +17,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use super::idle::InFlight;
 use super::pool::{BoxError, Conn, UpBody};
 use super::upstream::Lease;
 
@@ -38,6 +39,8 @@ pub struct UpstreamBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// The event loop whose pool the connection goes back to.
     shard: usize,
+    /// The request stays in flight on its client connection until here.
+    in_flight: Option<InFlight>,
 }
 
 impl UpstreamBody {
@@ -48,6 +51,7 @@ impl UpstreamBody {
         lease: Lease,
         idle: Duration,
         shard: usize,
+        in_flight: InFlight,
     ) -> Self {
         UpstreamBody {
             inner,
@@ -56,6 +60,7 @@ impl UpstreamBody {
             idle,
             timer: None,
             shard,
+            in_flight: Some(in_flight),
         }
     }
 
@@ -65,6 +70,7 @@ impl UpstreamBody {
             lease.backend.pool(self.shard).put(conn);
         }
         self.lease = None;
+        self.in_flight = None;
     }
 }
 

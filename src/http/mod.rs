@@ -17,7 +17,7 @@
 //! * `headers`: hop-by-hop, `X-Forwarded-*`, `Via`, sticky cookie.
 //! * `body`: the streamed response body that returns connection and slot.
 //! * `health`: active checks with rise/fall, the only writer of health.
-//! * `idle`: the client idle timeout around client sockets.
+//! * `idle`: the client idle and request-header timeouts, on the client socket.
 //! * `stats`, `page`, `metrics`: stats page, JSON, control POST, `/metrics`.
 //! * `error`: error types and the one function that makes error pages.
 

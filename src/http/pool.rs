@@ -118,6 +118,8 @@ pub async fn connect(address: &str, timeout: Duration) -> Result<Conn, ConnectEr
         read: Arc::clone(&read_bytes),
     });
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        // One send(2) per request, as on the client side (`shard.rs`).
+        .writev(false)
         .handshake(io)
         .await?;
     let addr = address.to_string();

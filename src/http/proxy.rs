@@ -23,6 +23,7 @@ use super::body::{Progress, ProgressBody, UpstreamBody};
 use super::config::{HttpConfig, Timeouts};
 use super::error::{full, ProxyError, RespBody};
 use super::headers::{self, ClientInfo};
+use super::idle::InFlight;
 use super::pool::{self, Conn, UpBody};
 use super::stats::FrontendStats;
 use super::upstream::{Lease, Upstreams};
@@ -98,11 +99,18 @@ impl Proxy {
     }
 
     /// Answers one client request; never fails (errors become pages).
-    pub async fn handle(&self, req: Request<Incoming>, client: &ClientAddr) -> Response<RespBody> {
+    /// `guard` marks the request in flight on its client connection until
+    /// the response body is finished.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: &ClientAddr,
+        guard: InFlight,
+    ) -> Response<RespBody> {
         self.frontend.requests.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let uri = req.uri().clone(); // shares the bytes: no copy unless logged
-        let resp = match self.forward(req, client).await {
+        let resp = match self.forward(req, client, guard).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(
@@ -122,6 +130,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         client: &ClientAddr,
+        guard: InFlight,
     ) -> Result<Response<RespBody>, ProxyError> {
         let declared = req
             .headers()
@@ -276,7 +285,7 @@ impl Proxy {
                 }
                 _ => None,
             };
-            return Ok(self.respond(resp, conn, lease, client_upgrade, set_cookie));
+            return Ok(self.respond(resp, conn, lease, client_upgrade, set_cookie, guard));
         }
     }
 
@@ -308,6 +317,7 @@ impl Proxy {
         lease: Lease,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         set_cookie: Option<http::HeaderValue>,
+        guard: InFlight,
     ) -> Response<RespBody> {
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
@@ -316,6 +326,7 @@ impl Proxy {
                 let (mut parts, _) = resp.into_parts();
                 headers::prepare_response(&mut parts, true, set_cookie);
                 drop(conn);
+                guard.into_tunnel();
                 tokio::spawn(tunnel(client_up, worker_up, lease));
                 return Response::from_parts(parts, full(bytes::Bytes::new()));
             }
@@ -329,6 +340,7 @@ impl Proxy {
             lease,
             self.timeouts.server,
             self.shard,
+            guard,
         );
         Response::from_parts(parts, body.boxed())
     }

@@ -123,8 +123,12 @@ impl Shard {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(cfg.timeouts.request_header)
+            // The request header timeout is `IdleIo`'s (one timer per
+            // connection, not one per request).
+            .header_read_timeout(None)
+            // send(2) of one buffer costs less than writev(2) of the head
+            // and the body: hyper copies the body into its buffer instead.
+            .writev(false)
             .max_buf_size(cfg.max_header_size.max(config::MIN_HEADER_SIZE));
         builder
             .http2()
@@ -160,6 +164,7 @@ impl Shard {
                 stats: shared.inline_stats.clone(),
                 builder: builder.clone(),
                 client_timeout: cfg.timeouts.client,
+                header_timeout: cfg.timeouts.request_header,
                 // Its own node: the connection checks it on every wake-up,
                 // and a token shared by every connection (and thread) would
                 // make each of those checks take the same lock.
@@ -193,6 +198,7 @@ struct ClientConn {
     stats: Option<Arc<Stats>>,
     builder: auto::Builder<TokioExecutor>,
     client_timeout: Duration,
+    header_timeout: Duration,
     shutdown: CancellationToken,
     _done: mpsc::Sender<()>,
 }
@@ -205,7 +211,12 @@ impl ClientConn {
         let frontend = Arc::clone(&self.proxy.frontend);
         frontend.connections.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlightCount::default();
-        let io = TokioIo::new(IdleIo::new(stream, self.client_timeout, in_flight.clone()));
+        let io = TokioIo::new(IdleIo::new(
+            stream,
+            self.client_timeout,
+            self.header_timeout,
+            in_flight.clone(),
+        ));
         let proxy = self.proxy;
         let stats = self.stats;
         let client = Arc::new(ClientAddr::new(peer));
@@ -215,11 +226,11 @@ impl ClientConn {
             let client = Arc::clone(&client);
             let guard = in_flight.enter();
             async move {
+                // The guard goes with a proxied response's body.
                 let resp = match stats.filter(|s| s.owns(req.uri().path())) {
                     Some(s) => s.handle(&req, false),
-                    None => proxy.handle(req, &client).await,
+                    None => proxy.handle(req, &client, guard).await,
                 };
-                drop(guard);
                 Ok::<_, Infallible>(resp)
             }
         });
