@@ -48,9 +48,31 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
 }
 
+/// A header of the fixed hop-by-hop set (the ones `Connection` names come
+/// on top, and only with a `Connection` header).
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    *n == header::CONNECTION
+        || *n == header::TE
+        || *n == header::TRANSFER_ENCODING
+        || *n == header::UPGRADE
+        || *n == KEEP_ALIVE
+        || *n == PROXY_CONNECTION
+}
+
 /// Removes `Connection`, the headers it names and the fixed hop-by-hop set.
 /// With `keep_upgrade`, `Upgrade` survives and `Connection: upgrade` is set.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over the few headers a message has, instead of a hashed
+    // removal per hop-by-hop name: most responses have none of them.
+    if headers.keys().any(is_hop_by_hop) {
+        remove_hop_by_hop(headers, keep_upgrade);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .filter(|n| !(keep_upgrade && n == header::UPGRADE))
@@ -67,9 +89,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     ] {
         headers.remove(n);
     }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    if !keep_upgrade {
         headers.remove(header::UPGRADE);
     }
 }
@@ -251,6 +271,30 @@ mod tests {
             trust_forwarded: false,
             sticky_cookie: Some("SERVERID"),
         }
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_goes_even_alone() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut h, false);
+            assert!(!h.contains_key(name), "{name} must be stripped");
+            assert_eq!(h.len(), 1, "end-to-end headers stay");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
     }
 
     #[test]
