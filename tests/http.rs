@@ -313,6 +313,33 @@ async fn keep_alive_waits_request_header_for_the_next_request() {
     );
 }
 
+/// A client that closes its sending side after its request (half-close)
+/// still gets the response: the request runs to its end, as in HAProxy
+/// without `option abortonclose`.
+#[tokio::test]
+async fn half_closed_client_gets_its_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = Worker::start("wa1").await;
+    let bal = Balancer::start(config("", "", &[(&w, 1)])).await;
+    let mut s = tokio::net::TcpStream::connect(bal.addr).await.unwrap();
+    s.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    wait_until("the worker holds the request", || async {
+        w.holding() == 1
+    })
+    .await;
+    w.release(1);
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut reply))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("wa1 0"), "{reply}");
+}
+
 #[tokio::test]
 async fn body_limit_gives_413() {
     let w = Worker::start("wa1").await;

@@ -129,6 +129,11 @@ impl Shard {
             // send(2) of one buffer costs less than writev(2) of the head
             // and the body: hyper copies the body into its buffer instead.
             .writev(false)
+            // A request whose client closes its side still runs to its end,
+            // as in HAProxy without `option abortonclose`; and hyper skips
+            // the read it otherwise tries while each request is in flight
+            // (which costs an 8 KiB buffer per request).
+            .half_close(true)
             .max_buf_size(cfg.max_header_size.max(config::MIN_HEADER_SIZE));
         builder
             .http2()
