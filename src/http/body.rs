@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -27,6 +28,43 @@ use super::upstream::Lease;
 pub struct BodyStalled {
     pub worker: String,
     pub secs: f64,
+}
+
+/// The body of every response the balancer sends: a worker's, streamed, or
+/// a page made here (errors, stats). An enum rather than a boxed body, so
+/// that a proxied response allocates nothing for its body.
+pub enum RespBody {
+    Upstream(UpstreamBody),
+    Page(Full<Bytes>),
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Page(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Upstream(b) => b.is_end_stream(),
+            RespBody::Page(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Upstream(b) => b.size_hint(),
+            RespBody::Page(b) => b.size_hint(),
+        }
+    }
 }
 
 pub struct UpstreamBody {

@@ -8,14 +8,13 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 
 use super::config::HttpConfigError;
-use super::pool::{BoxError, ConnectError};
+use super::pool::ConnectError;
 use super::upstream::PickError;
 
-/// The body type of every response the balancer sends.
-pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+pub use super::body::RespBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -135,7 +134,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<RespBody> {
 
 /// A complete in-memory body.
 pub fn full(data: impl Into<Bytes>) -> RespBody {
-    Full::new(data.into()).map_err(|e| match e {}).boxed()
+    RespBody::Page(Full::new(data.into()))
 }
 
 #[cfg(test)]

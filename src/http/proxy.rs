@@ -342,7 +342,7 @@ impl Proxy {
             self.shard,
             guard,
         );
-        Response::from_parts(parts, body.boxed())
+        Response::from_parts(parts, RespBody::Upstream(body))
     }
 }
 
