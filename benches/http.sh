@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 DUR=${DUR:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 BIN=${HTTP_BALANCER_BIN:-target/release/examples/http_balancer}
 # The workers' binary (default: the same); set it to compare two balancer builds.
 WORKER_BIN=${WORKER_BIN:-$BIN}
@@ -107,9 +107,12 @@ wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$HA/" >/dev/null
 wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$SP/" >/dev/null
 
 printf '%-6s %-9s %12s %10s  %s\n' round target "req/s" "p99 ms" errors
-ha_sum=0; sp_sum=0; ha_p99=0; sp_p99=0
+ha_sum=0; sp_sum=0; ha_p99=0; sp_p99=0; ratios=()
 for r in $(seq "$ROUNDS"); do
-    for t in haproxy sqlproxy; do
+    # ABBA: odd rounds start with HAProxy, even ones with sqlproxy, so that a
+    # drift of the shared machine's speed weighs on both the same.
+    order="haproxy sqlproxy"; [ $((r % 2)) -eq 0 ] && order="sqlproxy haproxy"
+    for t in $order; do
         port=$HA; [ "$t" = sqlproxy ] && port=$SP
         out="$tmp/$t.$r.txt"
         wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "http://127.0.0.1:$port/" >"$out"
@@ -120,8 +123,12 @@ for r in $(seq "$ROUNDS"); do
             sp_sum=$(echo "$sp_sum + $(rps "$out")" | bc -l); sp_p99=$(echo "$sp_p99 + $(p99_ms "$out")" | bc -l)
         fi
     done
+    ratios+=("$(echo "$(rps "$tmp/sqlproxy.$r.txt") / $(rps "$tmp/haproxy.$r.txt")" | bc -l)")
 done
 printf 'mean req/s: haproxy %.0f, sqlproxy %.0f → ratio %.2f× (target ≥ 1.0×)\n' \
     "$(echo "$ha_sum / $ROUNDS" | bc -l)" "$(echo "$sp_sum / $ROUNDS" | bc -l)" "$(echo "$sp_sum / $ha_sum" | bc -l)"
+printf 'per-round ratios: %s → median %.2f×\n' \
+    "$(printf '%.2f ' "${ratios[@]}")" \
+    "$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
 printf 'mean p99 ms: haproxy %.3f, sqlproxy %.3f → ratio %.2f× (lower is better)\n' \
     "$(echo "$ha_p99 / $ROUNDS" | bc -l)" "$(echo "$sp_p99 / $ROUNDS" | bc -l)" "$(echo "$sp_p99 / $ha_p99" | bc -l)"
