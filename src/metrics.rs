@@ -211,6 +211,20 @@ pub struct DigestEntry {
     pub last_route: Route,
 }
 
+/// The text a digest is kept under: at most [`MAX_DIGEST_TEXT`] bytes, cut
+/// on a character boundary. Whoever joins other per-digest figures to these
+/// totals (the cache's hits) keys them the same way.
+pub fn digest_key(digest: &str) -> &str {
+    if digest.len() <= MAX_DIGEST_TEXT {
+        return digest;
+    }
+    let mut cut = MAX_DIGEST_TEXT;
+    while !digest.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &digest[..cut]
+}
+
 /// Per-digest totals in a bounded map, sharded so sessions seldom meet on a lock.
 #[derive(Debug, Default)]
 pub struct DigestStats {
@@ -232,14 +246,7 @@ pub struct DigestRun<'a> {
 
 impl DigestStats {
     pub fn record(&self, run: DigestRun<'_>) {
-        let mut digest = run.digest;
-        if digest.len() > MAX_DIGEST_TEXT {
-            let mut cut = MAX_DIGEST_TEXT;
-            while !digest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            digest = &digest[..cut];
-        }
+        let mut digest = digest_key(run.digest);
         let mut shard = self.shard(digest);
         if !shard.contains_key(digest) && self.len.load(Relaxed) >= MAX_DIGESTS as u64 {
             drop(shard);

@@ -569,8 +569,12 @@ async fn admin_shows_and_flushes_the_cache() {
         .await
         .unwrap();
     conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    // A statement whose digest is longer than SHOW QUERY DIGEST keeps (1 KiB).
+    let columns: Vec<String> = (0..150).map(|i| format!("id AS long_alias_{i}")).collect();
+    let long = format!("SELECT {} FROM t", columns.join(", "));
     for _ in 0..3 {
         let _: Vec<i32> = conn.query("SELECT id FROM t").await.unwrap();
+        let _: Vec<mysql_async::Row> = conn.query(long.as_str()).await.unwrap();
     }
     let admin_url = format!(
         "mysql://admin:pw@{}?prefer_socket=false",
@@ -606,6 +610,25 @@ async fn admin_shows_and_flushes_the_cache() {
     let hits: u64 = row.get("cache_hits").unwrap();
     let count: u64 = row.get("count").unwrap();
     assert_eq!((count, hits), (1, 2), "{row:?}");
+    let row = rows
+        .iter()
+        .find(|r| {
+            r.get::<String, _>("digest")
+                .is_some_and(|d| d.contains("long_alias_0"))
+        })
+        .unwrap_or_else(|| panic!("no long digest in {rows:?}"));
+    let digest: String = row.get("digest").unwrap();
+    assert!(
+        digest.len() <= 1024 && !digest.contains("long_alias_149"),
+        "cut: {digest}"
+    );
+    let hits: u64 = row.get("cache_hits").unwrap();
+    let count: u64 = row.get("count").unwrap();
+    assert_eq!(
+        (count, hits),
+        (1, 2),
+        "a cut digest keeps its hits: {row:?}"
+    );
     let said: Option<String> = admin
         .query_first(format!("CACHE FLUSH '{db}.t'"))
         .await

@@ -3,6 +3,7 @@
 //! they went, how many runs the result cache answered, most total time
 //! first. The map is bounded (`metrics.rs`).
 
+use crate::metrics::digest_key;
 use std::collections::HashMap;
 
 use super::{cell, AdminCommand, AdminContext, AdminError, Exec, Reply};
@@ -54,13 +55,14 @@ impl AdminCommand for ShowQueryDigest {
             ("route", Text),
             ("cache_hits", Int),
         ]);
-        // Hits never reach a node, so they are counted by the cache, per digest.
-        let hits: HashMap<String, u64> = admin
-            .proxy
-            .cache
-            .as_ref()
-            .map(|c| c.digest_hits().into_iter().collect())
-            .unwrap_or_default();
+        // Hits never reach a node, so they are counted by the cache, per
+        // digest; keyed as the digest totals are (long digests are cut).
+        let mut hits: HashMap<String, u64> = HashMap::new();
+        if let Some(c) = admin.proxy.cache.as_ref() {
+            for (d, h) in c.digest_hits() {
+                *hits.entry(digest_key(&d).to_owned()).or_default() += h;
+            }
+        }
         for d in admin.proxy.metrics.digests.top(self.limit) {
             rs.push(vec![
                 cell(&d.digest),
