@@ -1,6 +1,8 @@
-//! The response body streamed from a worker to the client. It owns the
-//! worker slot ([`Lease`]) and the connection, so both live exactly as long
-//! as the response: at the end of the body the connection goes back to the
+//! The response bodies. [`RespBody`] is what every response carries; its
+//! [`UpstreamBody`] is streamed from a worker to the client. That one owns
+//! the worker slot ([`Lease`]), the connection and the request's in-flight
+//! mark on its client connection, so all live exactly as long as the
+//! response: at the end of the body the connection goes back to the
 //! pool and the slot is freed; if the client goes away early, the connection
 //! is closed instead (its state is unknown). Between chunks it applies the
 //! server timeout, so a worker that stalls mid-body is cut. [`ProgressBody`]

@@ -15,7 +15,8 @@
 //!   each, HAProxy's `nbthread`) and the client connection task.
 //! * `proxy`: one request's path: pick, connect, send, retry rules, errors.
 //! * `headers`: hop-by-hop, `X-Forwarded-*`, `Via`, sticky cookie.
-//! * `body`: the streamed response body that returns connection and slot.
+//! * `body`: the response body type (a worker's stream or a page made here)
+//!   and the streamed body that returns connection, slot and in-flight mark.
 //! * `health`: active checks with rise/fall, the only writer of health.
 //! * `idle`: the client idle and request-header timeouts, on the client socket.
 //! * `stats`, `page`, `metrics`: stats page, JSON, control POST, `/metrics`.
