@@ -27,10 +27,6 @@ if [ ! -x "$BIN" ]; then
     cargo build --release --example http_balancer
 fi
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-W1=$(free_port); W2=$(free_port); HA=$(free_port); SP=$(free_port)
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -40,56 +36,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$WORKER_BIN" --worker wa1 "127.0.0.1:$W1" & pids+=($!)
-"$WORKER_BIN" --worker wa2 "127.0.0.1:$W2" & pids+=($!)
-
-# The seed's HAProxy front, in miniature. HAProxy wants 2 fds per maxconn
-# up front; lower the seed's 20000 if the hard fd limit cannot give that.
-HA_MAXCONN=$(( $(ulimit -Hn) / 2 - 100 ))
-[ "$HA_MAXCONN" -gt 20000 ] && HA_MAXCONN=20000
-cat > "$tmp/haproxy.cfg" <<CFG
-global
-    maxconn $HA_MAXCONN
-defaults
-    mode http
-    retries 3
-    option redispatch
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option forwardfor
-frontend www
-    bind 127.0.0.1:$HA
-    default_backend workers
-backend workers
-    balance roundrobin
-    option httpchk GET /health
-    server wa1 127.0.0.1:$W1 check inter 2s rise 3 fall 2
-    server wa2 127.0.0.1:$W2 check inter 2s rise 3 fall 2
-CFG
-haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 & pids+=($!)
-
-cat > "$tmp/sqlproxy.toml" <<CFG
-[http]
-listen = "127.0.0.1:$SP"
-retries = 3
-[http.health]
-path = "/health"
-[[http.backends]]
-name = "wa1"
-address = "127.0.0.1:$W1"
-[[http.backends]]
-name = "wa2"
-address = "127.0.0.1:$W2"
-CFG
+# shellcheck source=benches/http_lib.sh
+. benches/http_lib.sh
+start_workers
+start_haproxy
+SP=$(free_port)
+balancer_config "$SP" "$tmp/sqlproxy.toml"
 "$BIN" "$tmp/sqlproxy.toml" >"$tmp/sqlproxy.log" 2>&1 & pids+=($!)
-
-for port in $W1 $W2 $HA $SP; do
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.1
-    done
-done
+wait_ports "$W1" "$W2" "$HA" "$SP"
 
 # p99 from `wrk --latency` in milliseconds.
 p99_ms() {

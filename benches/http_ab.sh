@@ -23,10 +23,6 @@ command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
 command -v haproxy >/dev/null || { echo "haproxy is not installed" >&2; exit 1; }
 [ -x "$WORKER_BIN" ] || cargo build --release --example http_balancer
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-W1=$(free_port); W2=$(free_port); HA=$(free_port)
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -36,62 +32,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$WORKER_BIN" --worker wa1 "127.0.0.1:$W1" >/dev/null & pids+=($!)
-"$WORKER_BIN" --worker wa2 "127.0.0.1:$W2" >/dev/null & pids+=($!)
-workers=("${pids[@]}")
-
-HA_MAXCONN=$(( $(ulimit -Hn) / 2 - 100 ))
-[ "$HA_MAXCONN" -gt 20000 ] && HA_MAXCONN=20000
-cat > "$tmp/haproxy.cfg" <<CFG
-global
-    maxconn $HA_MAXCONN
-defaults
-    mode http
-    retries 3
-    option redispatch
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option forwardfor
-frontend www
-    bind 127.0.0.1:$HA
-    default_backend workers
-backend workers
-    balance roundrobin
-    option httpchk GET /health
-    server wa1 127.0.0.1:$W1 check inter 2s rise 3 fall 2
-    server wa2 127.0.0.1:$W2 check inter 2s rise 3 fall 2
-CFG
-haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 & pids+=($!)
-names=(haproxy); ports=("$HA"); fronts=($!)
+# shellcheck source=benches/http_lib.sh
+. benches/http_lib.sh
+start_workers
+workers=("${WORKER_PIDS[@]}")
+start_haproxy
+names=(haproxy); ports=("$HA"); fronts=("$HA_PID")
 
 i=0
 for build in "$@"; do
     i=$((i + 1)); port=$(free_port)
-    cat > "$tmp/b$i.toml" <<CFG
-[http]
-listen = "127.0.0.1:$port"
-retries = 3
-[http.health]
-path = "/health"
-[[http.backends]]
-name = "wa1"
-address = "127.0.0.1:$W1"
-[[http.backends]]
-name = "wa2"
-address = "127.0.0.1:$W2"
-CFG
+    balancer_config "$port" "$tmp/b$i.toml"
     "$build" "$tmp/b$i.toml" >"$tmp/b$i.log" 2>&1 & pids+=($!)
     names+=("b$i"); ports+=("$port"); fronts+=($!)
     echo "b$i = $build"
 done
-
-for port in "${ports[@]}" "$W1" "$W2"; do
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.1
-    done
-done
+wait_ports "${ports[@]}" "$W1" "$W2"
 for port in "${ports[@]}"; do wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null; done
 
 # utime + stime of a process, in clock ticks; voluntary + involuntary

@@ -1,0 +1,76 @@
+# Shared by benches/http.sh and benches/http_ab.sh (sourced, not run): the
+# two workers, the seed's HAProxy front and a balancer config in front of
+# the same workers. The caller sets `tmp` (a scratch directory) and `pids`
+# (an array its cleanup kills), and WORKER_BIN.
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Starts workers wa1 and wa2 on free ports; sets W1, W2 and WORKER_PIDS.
+start_workers() {
+    W1=$(free_port); W2=$(free_port)
+    "$WORKER_BIN" --worker wa1 "127.0.0.1:$W1" >/dev/null & pids+=($!)
+    "$WORKER_BIN" --worker wa2 "127.0.0.1:$W2" >/dev/null & pids+=($!)
+    WORKER_PIDS=("${pids[@]: -2}")
+}
+
+# Starts HAProxy with the seed's HTTP front on a free port; sets HA and HA_PID.
+start_haproxy() {
+    HA=$(free_port)
+    # HAProxy wants 2 fds per maxconn up front; lower the seed's 20000 if
+    # the hard fd limit cannot give that.
+    local maxconn=$(( $(ulimit -Hn) / 2 - 100 ))
+    [ "$maxconn" -gt 20000 ] && maxconn=20000
+    cat > "$tmp/haproxy.cfg" <<CFG
+global
+    maxconn $maxconn
+defaults
+    mode http
+    retries 3
+    option redispatch
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option forwardfor
+frontend www
+    bind 127.0.0.1:$HA
+    default_backend workers
+backend workers
+    balance roundrobin
+    option httpchk GET /health
+    server wa1 127.0.0.1:$W1 check inter 2s rise 3 fall 2
+    server wa2 127.0.0.1:$W2 check inter 2s rise 3 fall 2
+CFG
+    haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 & pids+=($!)
+    HA_PID=$!
+}
+
+# Writes to file $2 a balancer config listening on port $1, in front of
+# the workers, with the seed's retries and health check path.
+balancer_config() {
+    cat > "$2" <<CFG
+[http]
+listen = "127.0.0.1:$1"
+retries = 3
+[http.health]
+path = "/health"
+[[http.backends]]
+name = "wa1"
+address = "127.0.0.1:$W1"
+[[http.backends]]
+name = "wa2"
+address = "127.0.0.1:$W2"
+CFG
+}
+
+# Waits (up to 10 s each) until every given port accepts connections.
+wait_ports() {
+    local port
+    for port in "$@"; do
+        for _ in $(seq 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+            sleep 0.1
+        done
+    done
+}
