@@ -285,7 +285,7 @@ mod tests {
     }
 
     /// Reads until an error; returns it and how many bytes came before.
-    async fn read_until_error(io: &mut IdleIo<DuplexStream>) -> (io::Error, usize) {
+    async fn read_until_error<R: AsyncRead + Unpin>(io: &mut R) -> (io::Error, usize) {
         let mut n = 0;
         let mut buf = [0u8; 64];
         loop {
@@ -378,14 +378,7 @@ mod tests {
             wr
         };
         let reader = async {
-            let mut buf = [0u8; 8];
-            let err = loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) => break io::Error::other("eof"),
-                    Ok(_) => {}
-                    Err(e) => break e,
-                }
-            };
+            let (err, _) = read_until_error(&mut rd).await;
             (err, start.elapsed())
         };
         let drain = async {
