@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response, Method, Uri, Version};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -111,29 +111,32 @@ pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
 }
 
 /// Appends `item` to the list header `name`; several lines of it are
-/// merged into one, in order.
+/// merged into one, in order. One hash of the name (`entry`), and no
+/// allocation in the usual case of a header the client did not send.
 fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &HeaderValue) {
-    let mut joined: Option<Vec<u8>> = None;
-    for prev in headers.get_all(&name).iter().filter(|v| !v.is_empty()) {
-        let buf = joined.get_or_insert_with(Vec::new);
-        if !buf.is_empty() {
-            buf.extend_from_slice(b", ");
+    let mut prev = match headers.try_entry(name) {
+        Ok(Entry::Occupied(o)) => o,
+        Ok(Entry::Vacant(v)) => {
+            // Fails only past the map's maximum size; the header is then
+            // left out, as it would be by any other insert.
+            v.try_insert(item.clone()).ok();
+            return;
         }
-        buf.extend_from_slice(prev.as_bytes());
-    }
-    let value = match joined {
-        None => item.clone(),
-        Some(mut buf) => {
-            buf.extend_from_slice(b", ");
-            buf.extend_from_slice(item.as_bytes());
-            match HeaderValue::from_maybe_shared(Bytes::from(buf)) {
-                Ok(v) => v,
-                // Made of valid values and ", ": cannot fail; keep ours.
-                Err(_) => item.clone(),
-            }
-        }
+        Err(_) => return,
     };
-    headers.insert(name, value);
+    let mut joined: Vec<u8> = Vec::new();
+    for v in prev.iter().filter(|v| !v.is_empty()) {
+        joined.extend_from_slice(v.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    let value = if joined.is_empty() {
+        item.clone()
+    } else {
+        joined.extend_from_slice(item.as_bytes());
+        // Made of valid values and ", ": cannot fail; keep ours if it does.
+        HeaderValue::from_maybe_shared(Bytes::from(joined)).unwrap_or_else(|_| item.clone())
+    };
+    prev.insert(value);
 }
 
 /// What the request rewriting needs to know about the client connection.
@@ -151,6 +154,9 @@ pub struct ClientInfo<'a> {
 pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo<'_>, upgrade: bool) {
     let h = &mut parts.headers;
     strip_hop_by_hop(h, upgrade);
+    // Room for the four headers added below at once: the map hyper parsed
+    // is sized for the client's headers, and would otherwise grow twice.
+    h.try_reserve(4).ok();
     // HTTP/2 carries the host in :authority; workers speak HTTP/1.1.
     if !h.contains_key(header::HOST) {
         if let Some(v) = parts
