@@ -22,6 +22,14 @@ pub struct Candidate {
 /// Orders candidates by preference (first = best).
 pub trait Selector: Send + Sync {
     fn order(&self, candidates: &mut [Candidate]);
+
+    /// The worker to try first when nothing narrows the choice (no sticky
+    /// cookie, no failed attempt), if the selector can name it without
+    /// looking at the others: it saves gathering and ordering candidates
+    /// on every request. `None` means: order the candidates.
+    fn first(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Builds the selector configured by `balance`.
@@ -96,6 +104,14 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 impl Selector for RoundRobin {
+    fn first(&self) -> Option<usize> {
+        if self.schedule.is_empty() {
+            return None;
+        }
+        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
+        self.schedule.get(at).copied()
+    }
+
     fn order(&self, candidates: &mut [Candidate]) {
         if self.schedule.is_empty() || candidates.is_empty() {
             return;
@@ -204,6 +220,20 @@ mod tests {
         assert_eq!(firsts(&rr, &[3, 1], 1000), vec![750, 250]);
         let rr = RoundRobin::new(&[1, 1, 0]);
         assert_eq!(firsts(&rr, &[1, 1, 0], 1000), vec![500, 500, 0]);
+    }
+
+    #[test]
+    fn roundrobin_names_its_first_choice_in_schedule_order() {
+        let rr = RoundRobin::new(&[2, 1, 0]);
+        let picks: Vec<Option<usize>> = (0..6).map(|_| rr.first()).collect();
+        let (a, b) = (Some(0), Some(1));
+        assert_eq!(picks, vec![a, b, a, a, b, a]);
+        assert_eq!(
+            LeastConn::default().first(),
+            None,
+            "leastconn must look at the loads"
+        );
+        assert_eq!(Random2.first(), None);
     }
 
     #[test]

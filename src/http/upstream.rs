@@ -292,6 +292,17 @@ impl Upstreams {
     }
 
     fn try_pick(&self, sticky: Option<&str>, tried: &[usize]) -> Pick {
+        if sticky.is_none() && tried.is_empty() {
+            // Round-robin's turn, when that worker can take it; otherwise
+            // (down, draining, full) the full ordering below decides.
+            if let Some(idx) = self.selector.first() {
+                if let Some(b) = self.backends.get(idx) {
+                    if b.is_eligible() && b.try_take_slot() {
+                        return Pick::Got(self.lease(idx));
+                    }
+                }
+            }
+        }
         // Candidates live on the stack for the usual handful of workers.
         let mut stack = [Candidate::default(); STACK_CANDIDATES];
         let mut heap = Vec::new();
@@ -315,14 +326,19 @@ impl Upstreams {
         for c in cands.iter() {
             let b = &self.backends[c.idx];
             if b.try_take_slot() {
-                return Pick::Got(Lease {
-                    idx: c.idx,
-                    backend: Arc::clone(b),
-                    queue: Arc::clone(&self.queue),
-                });
+                return Pick::Got(self.lease(c.idx));
             }
         }
         Pick::AllFull
+    }
+
+    /// The lease of a slot just taken on worker `idx`.
+    fn lease(&self, idx: usize) -> Lease {
+        Lease {
+            idx,
+            backend: Arc::clone(&self.backends[idx]),
+            queue: Arc::clone(&self.queue),
+        }
     }
 
     /// Writes the eligible workers into `out` (as long as the worker list),
