@@ -31,12 +31,19 @@ pub struct Conn {
     pub sender: SendRequest<UpBody>,
     /// Bytes read from the worker so far on this connection.
     read_bytes: Arc<AtomicU64>,
+    /// When its latest request started (no clock read when it goes back
+    /// to the pool); the idle timeout counts from there, a little early.
     idle_since: Instant,
 }
 
 impl Conn {
     pub fn bytes_read(&self) -> u64 {
         self.read_bytes.load(Ordering::Acquire)
+    }
+
+    /// Notes that a request starts on this connection at `now`.
+    pub fn start(&mut self, now: Instant) {
+        self.idle_since = now;
     }
 }
 
@@ -67,14 +74,17 @@ impl Pool {
         }
     }
 
-    /// An idle connection that is still open and young enough, ready to send.
-    pub async fn take(&self, ready_timeout: Duration) -> Option<Conn> {
+    /// An idle connection that is still open and was used less than the
+    /// idle timeout before `now`, ready to send.
+    pub async fn take(&self, now: Instant, ready_timeout: Duration) -> Option<Conn> {
         loop {
             let mut c = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 idle.pop()?
             };
-            if c.sender.is_closed() || c.idle_since.elapsed() > self.idle_timeout {
+            if c.sender.is_closed()
+                || now.saturating_duration_since(c.idle_since) > self.idle_timeout
+            {
                 continue;
             }
             // Usually ready already; otherwise the previous response is
@@ -89,11 +99,10 @@ impl Pool {
     }
 
     /// Returns a connection whose last response was read to the end.
-    pub fn put(&self, mut conn: Conn) {
+    pub fn put(&self, conn: Conn) {
         if conn.sender.is_closed() {
             return;
         }
-        conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= self.max_idle {
             idle.remove(0);

@@ -190,8 +190,17 @@ impl Proxy {
             };
             let backend = Arc::clone(&lease.backend);
             let can_retry = attempt < self.retries;
-            let mut conn = match self.conn_for(&lease, replayable).await {
-                Ok(c) => c,
+            // One clock read per attempt on a pooled connection: the pool's
+            // idle check, the server timeout and the latency count from
+            // here; after a connect, from the end of the connect.
+            let mut started = Instant::now();
+            let mut conn = match self.conn_for(&lease, replayable, started).await {
+                Ok((c, pooled)) => {
+                    if !pooled {
+                        started = Instant::now();
+                    }
+                    c
+                }
                 Err(e) => {
                     backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(worker = %backend.name, error = %e, retry = can_retry, "http worker unreachable");
@@ -206,15 +215,15 @@ impl Proxy {
                     });
                 }
             };
+            conn.start(started);
             let read_before = conn.bytes_read();
-            let started = Instant::now();
             let response = conn.sender.try_send_request(req);
             let sent = match &progress {
                 Some(p) => {
                     p.touch();
                     p.within(self.timeouts.server, response).await
                 }
-                None => tokio::time::timeout(self.timeouts.server, response)
+                None => tokio::time::timeout_at(started + self.timeouts.server, response)
                     .await
                     .ok(),
             };
@@ -295,19 +304,26 @@ impl Proxy {
         *attempt += 1;
     }
 
-    /// A pooled connection for replayable requests, a fresh one otherwise.
-    async fn conn_for(&self, lease: &Lease, may_reuse: bool) -> Result<Conn, pool::ConnectError> {
+    /// A pooled connection for replayable requests (`true`), a fresh one
+    /// otherwise (`false`).
+    async fn conn_for(
+        &self,
+        lease: &Lease,
+        may_reuse: bool,
+        now: Instant,
+    ) -> Result<(Conn, bool), pool::ConnectError> {
         if may_reuse {
             if let Some(c) = lease
                 .backend
                 .pool(self.shard)
-                .take(self.timeouts.connect)
+                .take(now, self.timeouts.connect)
                 .await
             {
-                return Ok(c);
+                return Ok((c, true));
             }
         }
-        pool::connect(&lease.backend.address, self.timeouts.connect).await
+        let c = pool::connect(&lease.backend.address, self.timeouts.connect).await?;
+        Ok((c, false))
     }
 
     fn respond(
