@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http_common::*;
 use hyper::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test]
 async fn stats_page_needs_the_password_and_shows_the_counters() {
     let w = Worker::start("wa1").await;
@@ -137,6 +138,14 @@ async fn drain_ready_maint_through_the_stats_listener() {
 async fn shutdown_drains_in_flight_requests() {
     let w = Worker::start("wa1").await;
     let mut bal = Balancer::start(config("", "", &[(&w, 1)])).await;
+    // A keep-alive client between two requests when the shutdown comes.
+    let mut idle = tokio::net::TcpStream::connect(bal.addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
     let c = client();
     let held = tokio::spawn({
         let (c, u) = (c.clone(), bal.url("/hold"));
@@ -149,6 +158,12 @@ async fn shutdown_drains_in_flight_requests() {
         tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;
+    // Closed at once, not after the drain limit, while a request is held.
+    let eof = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(
+        matches!(eof, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle keep-alive connection was closed: {eof:?}"
+    );
     w.release(1);
     assert_eq!(held.await.unwrap(), 200, "the in-flight request finished");
     bal.done.take().unwrap().await.unwrap();

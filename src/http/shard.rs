@@ -14,10 +14,12 @@
 //! runtime.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -26,7 +28,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{self, HttpConfig};
@@ -62,6 +64,28 @@ pub async fn bind_listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<std::n
         out.push(l);
     }
     Ok(out)
+}
+
+/// Tells one shard's connections to finish: set once, when the shard stops
+/// accepting. A connection registers for the wake-up once, then only reads
+/// the flag on its later wake-ups (a `CancellationToken` takes a lock on
+/// each of them, and a connection wakes up several times per request).
+#[derive(Default)]
+struct Stopping {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Stopping {
+    fn stop(&self) {
+        // The flag first: a connection woken by the notification sees it.
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
 }
 
 /// What every shard shares.
@@ -140,6 +164,7 @@ impl Shard {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let stopping = Arc::new(Stopping::default());
         loop {
             // Accept first, then wait for a `maxconn` permit: a loop that
             // took a permit before it had a client could sit on it while
@@ -170,10 +195,7 @@ impl Shard {
                 builder: builder.clone(),
                 client_timeout: cfg.timeouts.client,
                 header_timeout: cfg.timeouts.request_header,
-                // Its own node: the connection checks it on every wake-up,
-                // and a token shared by every connection (and thread) would
-                // make each of those checks take the same lock.
-                shutdown: shutdown.child_token(),
+                stopping: Arc::clone(&stopping),
                 _done: done_tx.clone(),
             };
             tokio::spawn(async move {
@@ -182,6 +204,7 @@ impl Shard {
             });
         }
         drop(listener);
+        stopping.stop();
         drop(done_tx);
         // Every connection task holds a sender; all dropped = all drained.
         let drain_limit = cfg.timeouts.server + cfg.timeouts.request_header;
@@ -204,7 +227,7 @@ struct ClientConn {
     builder: auto::Builder<TokioExecutor>,
     client_timeout: Duration,
     header_timeout: Duration,
-    shutdown: CancellationToken,
+    stopping: Arc<Stopping>,
     _done: mpsc::Sender<()>,
 }
 
@@ -241,9 +264,29 @@ impl ClientConn {
         });
         let conn = self.builder.serve_connection_with_upgrades(io, svc);
         tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            _ = self.shutdown.cancelled() => {
+        let stop = self.stopping.notify.notified();
+        tokio::pin!(stop);
+        let mut registered = false;
+        let stopped = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if !registered {
+                // Once: the notification will wake this task.
+                registered = true;
+                if stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+            }
+            if self.stopping.is_set() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        let result = match stopped {
+            Some(r) => r,
+            None => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
