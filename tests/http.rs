@@ -197,6 +197,42 @@ async fn errors_map_to_502_504_503() {
 }
 
 #[tokio::test]
+async fn server_timeout_is_a_504_and_never_a_retry() {
+    // Retries on and a GET (replayable): a worker that read the request and
+    // never answers is a 504, as in HAProxy, not a replay elsewhere.
+    let (w1, w2) = (Worker::start("wa1").await, Worker::start("wa2").await);
+    let sections = "[timeouts]\nserver = \"300ms\"\n";
+    let bal = Balancer::start(config("retries = 3", sections, &[(&w1, 1), (&w2, 1)])).await;
+    let c = client();
+    // Warm keep-alive connections to both, so the timeout hits a pooled one.
+    for _ in 0..4 {
+        assert_eq!(get(&c, &bal.url("/")).await.status, StatusCode::OK);
+    }
+    w1.set_mode(Mode::Silent);
+    w2.set_mode(Mode::Silent);
+    let before = w1.gets() + w2.gets();
+    let r = get(&c, &bal.url("/")).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert_eq!(
+        w1.gets() + w2.gets(),
+        before + 1,
+        "sent to one worker, once"
+    );
+    w1.set_mode(Mode::Normal);
+    w2.set_mode(Mode::Normal);
+    for _ in 0..4 {
+        assert_eq!(get(&c, &bal.url("/")).await.status, StatusCode::OK);
+    }
+    let mut timeouts = 0;
+    for name in ["wa1", "wa2"] {
+        timeouts += bal.backend(name).await["errors"]["timeout"]
+            .as_u64()
+            .unwrap();
+    }
+    assert_eq!(timeouts, 1);
+}
+
+#[tokio::test]
 async fn no_healthy_worker_gives_503_page() {
     let w = Worker::start("wa1").await;
     let health = "[health]\ninterval = \"50ms\"\nfall = 1\nrise = 1\n";
