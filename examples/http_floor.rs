@@ -1,0 +1,136 @@
+//! The least a proxy built on hyper can do per request, to tell the cost of
+//! the stack (tokio + hyper) from the cost of the balancer's features. It
+//! has none of them: no header rewriting, no timeouts, no retries, no
+//! health, no counters, no limits. One event loop per CPU as in the
+//! balancer (`SO_REUSEPORT` listener and keep-alive pools per loop),
+//! round-robin over the workers. `benches/http_ab.sh` runs it like a build:
+//!
+//!     http_floor CONFIG.toml     # uses [http] listen and the backends' addresses
+//!
+//! Not for production: a worker that fails gives the client a closed
+//! connection.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use figment::providers::{Format, Toml};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use sqlproxy::http::HttpConfig;
+use tokio::net::{TcpSocket, TcpStream};
+
+fn main() {
+    let path = std::env::args().nth(1).unwrap_or_default();
+    let cfg: HttpConfig = match figment::Figment::from(Toml::file_exact(&path))
+        .focus("http")
+        .extract()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("usage: http_floor CONFIG.toml ({path}: {e})");
+            std::process::exit(2);
+        }
+    };
+    let workers: Vec<String> = cfg.backends.iter().map(|b| b.address.clone()).collect();
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let handles: Vec<_> = (0..loops)
+        .map(|_| {
+            let workers = workers.clone();
+            std::thread::spawn(move || run_loop(cfg.listen, workers))
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+struct Loop {
+    workers: Vec<String>,
+    pools: Vec<Mutex<Vec<SendRequest<Incoming>>>>,
+    next: AtomicUsize,
+}
+
+fn run_loop(listen: SocketAddr, workers: Vec<String>) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async move {
+        let Ok(socket) = TcpSocket::new_v4() else {
+            return;
+        };
+        let _ = socket.set_reuseaddr(true);
+        let _ = socket.set_reuseport(true);
+        if socket.bind(listen).is_err() {
+            return;
+        }
+        let Ok(listener) = socket.listen(1024) else {
+            return;
+        };
+        let lp = Arc::new(Loop {
+            pools: workers.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            workers,
+            next: AtomicUsize::new(0),
+        });
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let lp = Arc::clone(&lp);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let lp = Arc::clone(&lp);
+                    async move { forward(&lp, req).await }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .writev(false)
+                    .half_close(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+async fn forward(
+    lp: &Loop,
+    req: Request<Incoming>,
+) -> Result<hyper::Response<Incoming>, hyper::Error> {
+    let i = lp.next.fetch_add(1, Ordering::Relaxed) % lp.workers.len().max(1);
+    let pooled = lp.pools[i].lock().ok().and_then(|mut p| p.pop());
+    let mut sender = match pooled {
+        Some(s) => s,
+        None => connect(&lp.workers[i]).await?,
+    };
+    if !sender.is_ready() {
+        sender.ready().await?;
+    }
+    let resp = sender.send_request(req).await;
+    // Back in the pool at once: the next user waits for `ready()` if the
+    // body is still being read.
+    if let Ok(mut p) = lp.pools[i].lock() {
+        p.push(sender);
+    }
+    resp
+}
+
+async fn connect(addr: &str) -> Result<SendRequest<Incoming>, hyper::Error> {
+    let stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("connect {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
