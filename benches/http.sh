@@ -27,17 +27,9 @@ if [ ! -x "$BIN" ]; then
     cargo build --release --example http_balancer
 fi
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [ -n "${KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
-}
-trap cleanup EXIT
-
 # shellcheck source=benches/http_lib.sh
 . benches/http_lib.sh
+scratch
 start_workers
 start_haproxy
 SP=$(free_port)

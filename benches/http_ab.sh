@@ -23,17 +23,9 @@ command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
 command -v haproxy >/dev/null || { echo "haproxy is not installed" >&2; exit 1; }
 [ -x "$WORKER_BIN" ] || cargo build --release --example http_balancer
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
 # shellcheck source=benches/http_lib.sh
 . benches/http_lib.sh
+scratch
 start_workers
 workers=("${WORKER_PIDS[@]}")
 start_haproxy

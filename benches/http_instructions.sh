@@ -22,17 +22,9 @@ for tool in wrk valgrind callgrind_control; do
 done
 [ -x "$WORKER_BIN" ] || cargo build --release --example http_balancer
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
 # shellcheck source=benches/http_lib.sh
 . benches/http_lib.sh
+scratch
 start_workers
 wait_ports "$W1" "$W2"
 

@@ -1,7 +1,21 @@
-# Shared by benches/http.sh and benches/http_ab.sh (sourced, not run): the
-# two workers, the seed's HAProxy front and a balancer config in front of
-# the same workers. The caller sets `tmp` (a scratch directory) and `pids`
-# (an array its cleanup kills), and WORKER_BIN.
+# Shared by benches/http.sh, http_ab.sh and http_instructions.sh (sourced,
+# not run): a scratch directory, the two workers, the seed's HAProxy front
+# and a balancer config in front of the same workers. The caller calls
+# `scratch` first and sets WORKER_BIN.
+
+# Sets `tmp` (a scratch directory) and `pids` (processes to kill); both are
+# cleaned up when the script exits (the directory kept if KEEP_TMP is set).
+scratch() {
+    tmp=$(mktemp -d)
+    pids=()
+    trap cleanup_scratch EXIT
+}
+
+cleanup_scratch() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ -n "${KEEP_TMP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
