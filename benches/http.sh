@@ -5,9 +5,11 @@
 #
 #   benches/http.sh                       # defaults below
 #   DUR=30s CONNS=128 ROUNDS=3 benches/http.sh
+#   WORKERS=php CONNS=8 benches/http.sh   # the demo's PHP page under php -S
 #
 # The workers are `http_balancer --worker` (a fixed ~600-byte page) so that
-# the balancers, not PHP, are what is measured. Everything shares the same
+# the balancers, not PHP, are what is measured; WORKERS=php shows a shop's
+# case instead. Everything shares the same
 # machine: read the ratios, not the absolute numbers. Loopback only, free
 # ports chosen by the OS.
 set -euo pipefail
@@ -52,6 +54,7 @@ echo "warm-up"
 wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$HA/" >/dev/null
 wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$SP/" >/dev/null
 
+echo "workers: ${WORKERS:-fast}"
 printf '%-6s %-9s %12s %10s  %s\n' round target "req/s" "p99 ms" errors
 ha_sum=0; sp_sum=0; ha_p99=0; sp_p99=0; ratios=()
 for r in $(seq "$ROUNDS"); do

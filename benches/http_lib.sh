@@ -22,10 +22,19 @@ free_port() {
 }
 
 # Starts workers wa1 and wa2 on free ports; sets W1, W2 and WORKER_PIDS.
+# WORKERS=php runs the demo's PHP page under `php -S` instead (without a
+# database: SQLPROXY_DSN unset), as a shop's web workers would be: then PHP,
+# not the balancer, sets the pace.
 start_workers() {
     W1=$(free_port); W2=$(free_port)
-    "$WORKER_BIN" --worker wa1 "127.0.0.1:$W1" >/dev/null & pids+=($!)
-    "$WORKER_BIN" --worker wa2 "127.0.0.1:$W2" >/dev/null & pids+=($!)
+    if [ "${WORKERS:-fast}" = php ]; then
+        command -v php >/dev/null || { echo "php is not installed (apt-get install php-cli)" >&2; exit 1; }
+        WORKER_NAME=wa1 php -S "127.0.0.1:$W1" scripts/http-worker.php >/dev/null 2>&1 & pids+=($!)
+        WORKER_NAME=wa2 php -S "127.0.0.1:$W2" scripts/http-worker.php >/dev/null 2>&1 & pids+=($!)
+    else
+        "$WORKER_BIN" --worker wa1 "127.0.0.1:$W1" >/dev/null & pids+=($!)
+        "$WORKER_BIN" --worker wa2 "127.0.0.1:$W2" >/dev/null & pids+=($!)
+    fi
     WORKER_PIDS=("${pids[@]: -2}")
 }
 
