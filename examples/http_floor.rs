@@ -10,6 +10,7 @@
 //! Not for production: a worker that fails gives the client a closed
 //! connection.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,10 @@ fn main() {
         }
     };
     let workers: Vec<String> = cfg.backends.iter().map(|b| b.address.clone()).collect();
+    if workers.is_empty() {
+        eprintln!("{path}: no [[http.backends]]");
+        std::process::exit(2);
+    }
     let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
     let handles: Vec<_> = (0..loops)
         .map(|_| {
@@ -96,10 +101,11 @@ fn run_loop(listen: SocketAddr, workers: Vec<String>) {
     });
 }
 
+/// An error closes the client's connection.
 async fn forward(
     lp: &Loop,
     req: Request<Incoming>,
-) -> Result<hyper::Response<Incoming>, hyper::Error> {
+) -> Result<hyper::Response<Incoming>, io::Error> {
     let i = lp.next.fetch_add(1, Ordering::Relaxed) % lp.workers.len().max(1);
     let pooled = lp.pools[i].lock().ok().and_then(|mut p| p.pop());
     let mut sender = match pooled {
@@ -107,7 +113,7 @@ async fn forward(
         None => connect(&lp.workers[i]).await?,
     };
     if !sender.is_ready() {
-        sender.ready().await?;
+        sender.ready().await.map_err(io::Error::other)?;
     }
     let resp = sender.send_request(req).await;
     // Back in the pool at once: the next user waits for `ready()` if the
@@ -115,22 +121,17 @@ async fn forward(
     if let Ok(mut p) = lp.pools[i].lock() {
         p.push(sender);
     }
-    resp
+    resp.map_err(io::Error::other)
 }
 
-async fn connect(addr: &str) -> Result<SendRequest<Incoming>, hyper::Error> {
-    let stream = match TcpStream::connect(addr).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("connect {addr}: {e}");
-            std::process::exit(1);
-        }
-    };
+async fn connect(addr: &str) -> io::Result<SendRequest<Incoming>> {
+    let stream = TcpStream::connect(addr).await?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .writev(false)
         .handshake(TokioIo::new(stream))
-        .await?;
+        .await
+        .map_err(io::Error::other)?;
     tokio::spawn(conn);
     Ok(sender)
 }
