@@ -7,6 +7,11 @@
 //!
 //!     http_floor CONFIG.toml     # uses [http] listen and the backends' addresses
 //!
+//! With `FLOOR_REQUIRED=1` it also does, in the plainest way, the per-request
+//! work the issue requires of every proxied GET: the forwarding headers
+//! (`X-Forwarded-For/-Proto/-Host`, `Via` both ways), a copy of the request
+//! head kept for a replay, and a server timeout; still nothing else.
+//!
 //! Not for production: a worker that fails gives the client a closed
 //! connection.
 
@@ -15,7 +20,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use figment::providers::{Format, Toml};
+use http::header::{self, HeaderName, HeaderValue};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
@@ -54,6 +61,8 @@ fn main() {
 }
 
 struct Loop {
+    /// `FLOOR_REQUIRED`: the issue's per-request work on top.
+    required: bool,
     workers: Vec<String>,
     pools: Vec<Mutex<Vec<SendRequest<Incoming>>>>,
     next: AtomicUsize,
@@ -79,17 +88,27 @@ fn run_loop(listen: SocketAddr, workers: Vec<String>) {
             return;
         };
         let lp = Arc::new(Loop {
+            required: std::env::var_os("FLOOR_REQUIRED").is_some(),
             pools: workers.iter().map(|_| Mutex::new(Vec::new())).collect(),
             workers,
             next: AtomicUsize::new(0),
         });
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((stream, peer)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
             let lp = Arc::clone(&lp);
+            let xff = HeaderValue::from_maybe_shared(Bytes::from(peer.ip().to_string()))
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let lp = Arc::clone(&lp);
-                    async move { forward(&lp, req).await }
+                    let xff = xff.clone();
+                    async move {
+                        if lp.required {
+                            forward_required(&lp, req, xff).await
+                        } else {
+                            forward(&lp, req).await
+                        }
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .writev(false)
@@ -123,6 +142,38 @@ async fn forward(
     }
     resp.map_err(io::Error::other)
 }
+
+/// `forward` plus the work the issue requires of every proxied GET.
+async fn forward_required(
+    lp: &Loop,
+    mut req: Request<Incoming>,
+    xff: HeaderValue,
+) -> Result<hyper::Response<Incoming>, io::Error> {
+    let h = req.headers_mut();
+    h.reserve(4);
+    h.insert(X_FORWARDED_FOR, xff);
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Some(host) = h.get(header::HOST).cloned() {
+        h.insert(X_FORWARDED_HOST, host);
+    }
+    h.insert(header::VIA, HeaderValue::from_static("1.1 sqlproxy"));
+    let replay = (
+        req.method().clone(),
+        req.uri().clone(),
+        req.headers().clone(),
+    );
+    let sent = tokio::time::timeout(SERVER_TIMEOUT, forward(lp, req)).await;
+    drop(replay);
+    let mut resp = sent.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    resp.headers_mut()
+        .insert(header::VIA, HeaderValue::from_static("1.1 sqlproxy"));
+    Ok(resp)
+}
+
+const SERVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 async fn connect(addr: &str) -> io::Result<SendRequest<Incoming>> {
     let stream = TcpStream::connect(addr).await?;
