@@ -192,7 +192,8 @@ impl Proxy {
             let can_retry = attempt < self.retries;
             // One clock read per attempt on a pooled connection: the pool's
             // idle check, the server timeout and the latency count from
-            // here; after a connect, from the end of the connect.
+            // here (so they include a wait for the connection's `ready()`);
+            // after a connect, from the end of the connect.
             let mut started = Instant::now();
             let mut conn = match self.conn_for(&lease, replayable, started).await {
                 Ok((c, pooled)) => {
