@@ -4,9 +4,11 @@
 //! small result costs one syscall.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -171,6 +173,20 @@ impl PacketIo {
             }
         }
         Ok(())
+    }
+
+    /// Whether everything the peer sent has been consumed: the read buffer
+    /// is empty and no byte waits on the socket (a non-blocking peek). A
+    /// socket at end of stream or in error is not quiet.
+    pub fn is_quiet(&self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+        match SockRef::from(&self.stream).peek(&mut byte) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
     }
 
     /// Frees a large read buffer once it is empty (after a big result).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::error::BackendError;
-use crate::net::PacketIo;
+use crate::net::{NetError, PacketIo};
 use crate::protocol::handshake::{self, NativeSecret, NATIVE_PLUGIN};
 use crate::protocol::response::{parse_err, parse_ok};
 use crate::protocol::{caps, com};
@@ -66,6 +66,8 @@ pub struct BackendConn {
     pub broken: bool,
     /// Set once a session ran anything on it: it must be reset before reuse.
     pub used: bool,
+    /// A command was sent whose reply has not been read to its end.
+    reply_pending: bool,
     pub read_timeout: Duration,
 }
 
@@ -164,6 +166,7 @@ impl BackendConn {
             status: hello.status,
             broken: false,
             used: false,
+            reply_pending: false,
             read_timeout,
         };
         conn.expect_ok(TRACK_GTID).await?;
@@ -174,10 +177,55 @@ impl BackendConn {
         self.caps & caps::DEPRECATE_EOF != 0
     }
 
+    /// Sends a command whose reply the caller then reads to its end (the
+    /// relay, or [`BackendConn::read_simple`]). Until it has, the connection
+    /// cannot change hands.
+    pub async fn send(&mut self, payload: &[u8]) -> Result<(), NetError> {
+        self.used = true;
+        self.reply_pending = true;
+        self.io.queue(0, payload);
+        self.io.flush().await.inspect_err(|_| self.broken = true)
+    }
+
+    /// Sends a command the node does not answer (COM_STMT_CLOSE,
+    /// COM_STMT_SEND_LONG_DATA).
+    pub async fn send_unanswered(&mut self, payload: &[u8]) -> Result<(), NetError> {
+        self.used = true;
+        self.io.queue(0, payload);
+        self.io.flush().await.inspect_err(|_| self.broken = true)
+    }
+
+    /// The reply to the last command has been read to its end. Bytes already
+    /// buffered beyond it belong to no command: the framing disagrees with
+    /// the node, so the connection is never used again.
+    pub(super) fn reply_complete(&mut self) {
+        self.reply_pending = false;
+        if !self.io.rbuf.is_empty() {
+            tracing::error!(node = %self.node_name, bytes = self.io.rbuf.len(),
+                "node sent more than its reply; connection closed");
+            self.broken = true;
+        }
+    }
+
+    /// Whether this connection may go to another session (or back to the
+    /// pool): it is sound, every reply it owes has been read to its end, and
+    /// nothing more is readable on its socket (checked without blocking).
+    /// This is where session isolation is enforced: a connection that fails
+    /// it is closed, never shared.
+    pub fn can_change_hands(&self) -> bool {
+        !self.broken && !self.reply_pending && self.io.is_quiet()
+    }
+
+    /// The proxy's own account, which no node can falsify: no reply owed,
+    /// nothing buffered. (What the node may have sent since is the socket
+    /// check's business in [`BackendConn::can_change_hands`].)
+    pub fn reply_read(&self) -> bool {
+        !self.reply_pending && self.io.rbuf.is_empty()
+    }
+
     /// Sends a command whose reply is one OK/ERR packet and reads that reply.
     pub async fn simple(&mut self, payload: &[u8]) -> Result<SimpleReply, BackendError> {
-        self.io.queue(0, payload);
-        self.io.flush().await.inspect_err(|_| self.broken = true)?;
+        self.send(payload).await?;
         self.read_simple().await
     }
 
@@ -191,6 +239,7 @@ impl BackendConn {
                 return Err(e.into());
             }
         };
+        self.reply_complete();
         match p.payload.first() {
             Some(0x00) | Some(0xfe) => {
                 let status = parse_ok(&p.payload, true).map_or(self.status, |ok| ok.status);
@@ -224,10 +273,29 @@ impl BackendConn {
         self.io.queue(0, TRACK_GTID);
         self.io.flush().await.inspect_err(|_| self.broken = true)?;
         for _ in 0..2 {
-            if let SimpleReply::Err { payload, .. } = self.read_simple().await? {
-                self.broken = true;
-                return Err(BackendError::from_err_packet(&payload));
+            // Pipelined: the first reply leaves the second's bytes buffered.
+            self.reply_pending = true;
+            let t = Some(self.read_timeout);
+            let p = self
+                .io
+                .read_packet(usize::MAX, t, t)
+                .await
+                .inspect_err(|_| self.broken = true)?;
+            match p.payload.first() {
+                Some(0x00) => self.reply_pending = false,
+                Some(0xff) => {
+                    self.broken = true;
+                    return Err(BackendError::from_err_packet(&p.payload));
+                }
+                _ => {
+                    self.broken = true;
+                    return Err(BackendError::Protocol("expected OK to a reset"));
+                }
             }
+        }
+        if !self.can_change_hands() {
+            self.broken = true;
+            return Err(BackendError::Protocol("unread bytes after a reset"));
         }
         self.sync.sets_applied = 0;
         self.sync.multi_statements = self.key.caps & caps::MULTI_STATEMENTS != 0;

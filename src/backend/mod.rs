@@ -11,4 +11,4 @@ pub mod relay;
 pub use connection::{BackendConn, ConnKey, Credentials, SimpleReply};
 pub use error::BackendError;
 pub use pool::Pools;
-pub use relay::{relay, RelayError, RelayOutcome, Sink, Tap};
+pub use relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};

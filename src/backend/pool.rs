@@ -60,7 +60,9 @@ impl Pools {
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some((conn, since)) = list.pop() {
-            if since.elapsed() < MAX_IDLE_AGE {
+            // A node that closed an idle connection (or said something on
+            // it, such as a shutdown error) makes it unusable.
+            if since.elapsed() < MAX_IDLE_AGE && conn.can_change_hands() {
                 return Some(conn);
             }
         }
@@ -96,7 +98,10 @@ impl Pools {
     /// Takes a connection back. Broken ones are dropped (closing the socket);
     /// used ones are reset first, off the client's path.
     pub fn checkin(self: &Arc<Self>, mut conn: BackendConn) {
-        if conn.broken {
+        if !conn.can_change_hands() {
+            // Broken, or returned mid-reply (its client went away): what is
+            // still in flight on it belongs to nobody else. Closed.
+            tracing::debug!(node = %conn.node_name, "connection not reusable; closed");
             return;
         }
         if !conn.used {
@@ -118,6 +123,13 @@ impl Pools {
     }
 
     fn put(&self, mut conn: BackendConn) {
+        debug_assert!(
+            conn.reply_read(),
+            "a connection with an unread reply must never reach the pool"
+        );
+        if !conn.can_change_hands() {
+            return;
+        }
         let Some(pool) = self.nodes.get(conn.node) else {
             return;
         };

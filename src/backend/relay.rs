@@ -9,6 +9,7 @@ use bytes::Buf;
 use super::connection::BackendConn;
 use crate::net::{NetError, PacketIo, FLUSH_THRESHOLD};
 use crate::protocol::codec::{self, MAX_CHUNK};
+use crate::protocol::err::err_renaming_statement;
 use crate::protocol::response::{
     eof_status, parse_err, parse_ok, strip_session_track, Expect, PacketKind, ResponseTracker,
 };
@@ -77,13 +78,23 @@ impl Tap {
     }
 }
 
+/// The prepared statement a reply is about, as the client and the node
+/// number it. The client sees only its own number: in PREPARE_OK, and in an
+/// error that names the statement ("The statement (17) has no open cursor").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StmtIds {
+    pub client: u32,
+    /// None for COM_STMT_PREPARE, whose node id the reply brings.
+    pub node: Option<u32>,
+}
+
 /// Where a reply goes.
 pub enum Sink<'a> {
     Client {
         io: &'a mut PacketIo,
         caps: u32,
-        /// Replace the statement id in PREPARE_OK with this one.
-        stmt_id: Option<u32>,
+        /// Statement ids to show the client instead of the node's.
+        stmt: Option<StmtIds>,
         /// Capture / deferred flush for the cache.
         tap: Option<&'a mut Tap>,
     },
@@ -129,7 +140,7 @@ pub async fn relay(
                 Sink::Client {
                     io,
                     caps: ccaps,
-                    stmt_id,
+                    stmt,
                     ..
                 } => {
                     let strip = *ccaps & caps::SESSION_TRACK == 0;
@@ -152,13 +163,30 @@ pub async fn relay(
                             }
                             io.queue(h.seq, &scratch);
                         }
-                        PacketKind::PrepareOk if stmt_id.is_some() => {
+                        PacketKind::PrepareOk if stmt.is_some() => {
                             scratch.clear();
                             scratch.extend_from_slice(payload);
-                            if let (Some(id), Some(b)) = (*stmt_id, scratch.get_mut(1..5)) {
-                                b.copy_from_slice(&id.to_le_bytes());
+                            if let (Some(ids), Some(b)) = (*stmt, scratch.get_mut(1..5)) {
+                                b.copy_from_slice(&ids.client.to_le_bytes());
                             }
                             io.queue(h.seq, &scratch);
+                        }
+                        PacketKind::Err => {
+                            scratch.clear();
+                            let renamed = stmt.and_then(|ids| Some((ids.node?, ids.client)));
+                            match renamed {
+                                Some((node, client))
+                                    if err_renaming_statement(
+                                        payload,
+                                        node,
+                                        client,
+                                        &mut scratch,
+                                    ) =>
+                                {
+                                    io.queue(h.seq, &scratch);
+                                }
+                                _ => io.queue_raw(&conn.io.rbuf[..total]),
+                            }
                         }
                         PacketKind::LocalInfile => {
                             io.queue_raw(&conn.io.rbuf[..total]);
@@ -203,6 +231,7 @@ pub async fn relay(
                         None => io.flush().await.map_err(RelayError::Client)?,
                     }
                 }
+                conn.reply_complete();
                 conn.io.shrink();
                 if let Some(s) = out.status {
                     conn.status = s;

@@ -198,9 +198,52 @@ pub fn with_sqlstate(payload: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A node's ERR about a prepared statement names the node's statement id
+/// in parentheses ("The statement (17) has no open cursor"); the client
+/// knows the statement by its own id. Writes the packet with the first
+/// "(node)" of the message made "(client)" into `out`; false (and `out`
+/// untouched) when the message does not name it.
+pub fn err_renaming_statement(payload: &[u8], node: u32, client: u32, out: &mut Vec<u8>) -> bool {
+    if node == client || payload.first() != Some(&0xff) {
+        return false;
+    }
+    // ff, code (2), then '#' + 5-byte SQLSTATE when present, then the message.
+    let msg_at = if payload.get(3) == Some(&b'#') { 9 } else { 3 };
+    let Some(message) = payload.get(msg_at..) else {
+        return false;
+    };
+    let needle = format!("({node})");
+    let Some(at) = message
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+    else {
+        return false;
+    };
+    out.extend_from_slice(&payload[..msg_at + at]);
+    out.extend_from_slice(format!("({client})").as_bytes());
+    out.extend_from_slice(&message[at + needle.len()..]);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_errors_name_the_clients_statement_id() {
+        let node = b"\xff\x8d\x05#HY000The statement (17) has no open cursor";
+        let mut out = Vec::new();
+        assert!(err_renaming_statement(node, 17, 8, &mut out));
+        assert_eq!(
+            out,
+            b"\xff\x8d\x05#HY000The statement (8) has no open cursor"
+        );
+        let mut out = Vec::new();
+        assert!(!err_renaming_statement(node, 17, 17, &mut out));
+        assert!(!err_renaming_statement(node, 5, 8, &mut out));
+        assert!(!err_renaming_statement(b"\xff\x8d", 17, 8, &mut out));
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn pre_handshake_errors_get_a_sqlstate() {

@@ -204,9 +204,12 @@ impl ResponseTracker {
                 PacketKind::Data
             }
             State::ColumnsEof => {
-                if first == 0xfe && len < super::codec::MAX_CHUNK {
-                    // status_seen decides: rows follow, or (CURSOR_EXISTS)
-                    // the node waits for COM_STMT_FETCH.
+                if first == 0xfe && len < 9 {
+                    // A classic EOF even under DEPRECATE_EOF (a cursor's
+                    // metadata ends with one); status_seen decides whether
+                    // rows follow or the node waits for COM_STMT_FETCH.
+                    PacketKind::Eof
+                } else if first == 0xfe && len < super::codec::MAX_CHUNK {
                     self.term_kind()
                 } else if first == 0xff {
                     self.state = State::Done;
@@ -281,8 +284,7 @@ impl ResponseTracker {
                 self.state = if more { State::First } else { State::Done };
             }
             State::ColumnsEof => {
-                // Only reached with a cursor: the node waits for FETCH.
-                self.state = if status_flags & status::CURSOR_EXISTS != 0 {
+                self.state = if self.cursor_opened(status_flags) {
                     State::Done
                 } else {
                     State::Rows
@@ -290,6 +292,25 @@ impl ResponseTracker {
             }
             _ => {}
         }
+    }
+}
+
+impl ResponseTracker {
+    /// Whether the metadata just ended opened a cursor, so that the rows come
+    /// only through COM_STMT_FETCH. The node sets CURSOR_EXISTS in other
+    /// replies too (inside a stored program that has a cursor open, on text
+    /// and binary results alike), so the flag counts only for an execution
+    /// that asked for a cursor, and never on a result followed by more
+    /// results: a cursor is only opened for a single result set.
+    fn cursor_opened(&self, status_flags: u16) -> bool {
+        matches!(
+            self.expect,
+            Expect::Results {
+                binary: true,
+                cursor: true
+            }
+        ) && status_flags & status::CURSOR_EXISTS != 0
+            && status_flags & status::MORE_RESULTS_EXISTS == 0
     }
 }
 
@@ -549,6 +570,89 @@ mod tests {
         assert_eq!(t.on_packet(b"\x00\x03\x00", 7), PacketKind::Ok);
         t.status_seen(2);
         assert!(t.is_done());
+    }
+
+    /// Feeds packets as the relay does; returns how many were read when the
+    /// tracker said the reply ended (None: it still waits).
+    fn ends_after(t: &mut ResponseTracker, packets: &[&[u8]]) -> Option<usize> {
+        for (i, p) in packets.iter().enumerate() {
+            match t.on_packet(p, p.len()) {
+                PacketKind::Ok => t.status_seen(parse_ok(p, true).map_or(0, |o| o.status)),
+                PacketKind::Eof => t.status_seen(eof_status(p)),
+                _ => {}
+            }
+            if t.is_done() {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+
+    // Replies of MariaDB 10.11 to `CALL p1(1)`, a procedure that loops over a
+    // cursor and SELECTs each value: the node leaves CURSOR_EXISTS (0x40) in
+    // the status of every EOF inside the call (0x006a, with MORE_RESULTS).
+    const COLDEF: &[u8] =
+        b"\x03def\x00\x00\x00\x03v_a\x03v_a\x0c?\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00";
+    const EOF_IN_CALL: &[u8] = b"\xfe\x00\x00\x6a\x00";
+    const TERM_IN_CALL: &[u8] = b"\xfe\x00\x00\x6a\x00\x00\x00";
+    const CALL_OK: &[u8] = b"\x00\x00\x00\x22\x00\x00\x00";
+    const TEXT: Expect = Expect::Results {
+        binary: false,
+        cursor: false,
+    };
+    const CURSOR: Expect = Expect::Results {
+        binary: true,
+        cursor: true,
+    };
+
+    #[test]
+    fn text_reply_of_a_procedure_with_a_cursor_is_read_to_its_end() {
+        let classic: &[&[u8]] = &[b"\x01", COLDEF, EOF_IN_CALL, b"\x011", EOF_IN_CALL, CALL_OK];
+        let mut t = ResponseTracker::new(TEXT, false);
+        assert_eq!(ends_after(&mut t, classic), Some(classic.len()));
+        let modern: &[&[u8]] = &[b"\x01", COLDEF, b"\x011", TERM_IN_CALL, CALL_OK];
+        let mut t = ResponseTracker::new(TEXT, true);
+        assert_eq!(ends_after(&mut t, modern), Some(modern.len()));
+    }
+
+    #[test]
+    fn cursor_requested_on_a_call_streams_every_result() {
+        // The node opens no cursor for CALL: rows follow the metadata.
+        let row: &[u8] = b"\x00\x00\x01\x00\x00\x00";
+        let classic: &[&[u8]] = &[b"\x01", COLDEF, EOF_IN_CALL, row, EOF_IN_CALL, CALL_OK];
+        let mut t = ResponseTracker::new(CURSOR, false);
+        assert_eq!(ends_after(&mut t, classic), Some(classic.len()));
+        let modern: &[&[u8]] = &[b"\x01", COLDEF, row, TERM_IN_CALL, CALL_OK];
+        let mut t = ResponseTracker::new(CURSOR, true);
+        assert_eq!(ends_after(&mut t, modern), Some(modern.len()));
+    }
+
+    #[test]
+    fn an_opened_cursor_ends_the_reply_after_its_metadata() {
+        // SELECT with CURSOR_TYPE_READ_ONLY: metadata, then one classic EOF
+        // with CURSOR_EXISTS (0x0062), in both EOF styles; rows come by FETCH.
+        let opened: &[&[u8]] = &[b"\x01", COLDEF, b"\xfe\x00\x00\x62\x00"];
+        for deprecate_eof in [false, true] {
+            let mut t = ResponseTracker::new(CURSOR, deprecate_eof);
+            assert_eq!(
+                ends_after(&mut t, opened),
+                Some(3),
+                "deprecate_eof={deprecate_eof}"
+            );
+        }
+        // Without a cursor asked for, the same flag means nothing.
+        let mut t = ResponseTracker::new(
+            Expect::Results {
+                binary: true,
+                cursor: false,
+            },
+            false,
+        );
+        assert_eq!(ends_after(&mut t, opened), None);
+        // FETCH: rows, then an EOF with LAST_ROW_SENT.
+        let fetched: &[&[u8]] = &[b"\x00\x00\x01\x00\x00\x00", b"\xfe\x00\x00\x82\x00"];
+        let mut t = ResponseTracker::new(Expect::Fetch, false);
+        assert_eq!(ends_after(&mut t, fetched), Some(2));
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod node;
 pub mod php;
 mod proxy;
 pub mod raw;
+pub mod replies;
 #[allow(unused_imports)] // test binaries without a proxy
 pub use proxy::Proxy;
 

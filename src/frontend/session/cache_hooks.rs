@@ -103,7 +103,7 @@ impl Session {
                 self.execute_routed(payload, id, 0, seq, true).await
             }
             _ => match self.master() {
-                Ok(m) => match self.exec(m, payload, expect, seq, false).await {
+                Ok(m) => match self.exec(m, payload, expect, seq, false, None).await {
                     Ok(Some((node, out))) => {
                         let route = Route {
                             target: Target::Master,

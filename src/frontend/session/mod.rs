@@ -20,7 +20,8 @@ use super::state::SessionState;
 use super::{FrontendError, ProxyContext};
 use crate::admin::SessionHandle;
 use crate::backend::{
-    relay, BackendConn, BackendError, ConnKey, Credentials, RelayError, RelayOutcome, Sink, Tap,
+    relay, BackendConn, BackendError, ConnKey, Credentials, RelayError, RelayOutcome, Sink,
+    StmtIds, Tap,
 };
 use crate::cache::WriteSet;
 use crate::config::Consistency;
@@ -243,12 +244,12 @@ impl Session {
             Command::SetOption(opt) => self.set_option(payload, opt, seq).await?,
             Command::FieldList => {
                 let node = self.read_node(None);
-                self.exec(node, payload, Expect::FieldList, seq, true)
+                self.exec(node, payload, Expect::FieldList, seq, true, None)
                     .await?;
             }
             Command::Statistics | Command::ProcessKill(_) => {
                 let master = self.master()?;
-                self.exec(master, payload, Expect::Single, seq, false)
+                self.exec(master, payload, Expect::Single, seq, false, None)
                     .await?;
             }
             Command::ChangeUser => return self.change_user(payload, seq).await,
@@ -411,7 +412,7 @@ impl Session {
         node: usize,
         payload: &[u8],
         expect: Expect,
-        stmt_id: Option<u32>,
+        stmt: Option<StmtIds>,
     ) -> Result<Attempt, FrontendError> {
         let started = Instant::now();
         if let Err(e) = self.ready_conn(node).await {
@@ -423,9 +424,7 @@ impl Session {
                 "connection vanished",
             )));
         };
-        conn.used = true;
-        conn.io.queue(0, payload);
-        if let Err(e) = conn.io.flush().await {
+        if let Err(e) = conn.send(payload).await {
             self.conns[node] = None;
             self.ctx.metrics.node_failure(node);
             return Ok(Attempt::NodeFailed {
@@ -437,7 +436,7 @@ impl Session {
         let sink = Sink::Client {
             io: &mut self.client,
             caps: self.caps,
-            stmt_id,
+            stmt,
             tap: self.tap.as_mut(),
         };
         match relay(conn, sink, expect).await {
@@ -483,11 +482,12 @@ impl Session {
         expect: Expect,
         seq: u8,
         mut retry: bool,
+        stmt: Option<StmtIds>,
     ) -> Result<Option<(usize, RelayOutcome)>, FrontendError> {
         loop {
             let master = self.master()?;
             retry &= node != master;
-            match self.attempt(node, payload, expect, None).await? {
+            match self.attempt(node, payload, expect, stmt).await? {
                 Attempt::Done(out) => return Ok(Some((node, out))),
                 Attempt::NodeFailed { sent: false, .. } | Attempt::Unavailable(_) if retry => {
                     tracing::debug!(node, "read node failed; retrying on the master");
@@ -608,6 +608,7 @@ impl Session {
                 },
                 seq,
                 route.target == Target::Read,
+                None,
             )
             .await?;
         let Some((node, out)) = res else {
@@ -640,7 +641,7 @@ impl Session {
     async fn init_db(&mut self, payload: &[u8], db: &[u8], seq: u8) -> Result<(), FrontendError> {
         let master = self.master()?;
         if let Some((node, out)) = self
-            .exec(master, payload, Expect::Single, seq, false)
+            .exec(master, payload, Expect::Single, seq, false, None)
             .await?
         {
             self.after(node, &out);
@@ -657,7 +658,7 @@ impl Session {
     async fn set_option(&mut self, payload: &[u8], opt: u16, seq: u8) -> Result<(), FrontendError> {
         let master = self.master()?;
         if let Some((node, out)) = self
-            .exec(master, payload, Expect::Single, seq, false)
+            .exec(master, payload, Expect::Single, seq, false, None)
             .await?
         {
             if out.error.is_none() {

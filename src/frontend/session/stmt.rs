@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::{Attempt, Session};
-use crate::backend::{relay, BackendError, RelayError, Sink};
+use crate::backend::{relay, BackendError, RelayError, Sink, StmtIds};
 use crate::cache;
 use crate::frontend::prepared::{self, NodeStmt, PreparedStmt};
 use crate::frontend::FrontendError;
@@ -30,7 +30,15 @@ impl Session {
             return Ok(());
         }
         let out = match self
-            .attempt(master, payload, Expect::Prepare, Some(client_id))
+            .attempt(
+                master,
+                payload,
+                Expect::Prepare,
+                Some(StmtIds {
+                    client: client_id,
+                    node: None,
+                }),
+            )
             .await?
         {
             Attempt::Done(out) => out,
@@ -84,9 +92,7 @@ impl Session {
         if let Some(ns) = ps.on_conn(node, conn.id) {
             return Ok(Some(ns));
         }
-        conn.used = true;
-        conn.io.queue(0, &ps.prepare_payload);
-        if let Err(e) = conn.io.flush().await {
+        if let Err(e) = conn.send(&ps.prepare_payload).await {
             self.conns[node] = None;
             return Err(e.into());
         }
@@ -245,7 +251,10 @@ impl Session {
                         binary: true,
                         cursor,
                     },
-                    None,
+                    Some(StmtIds {
+                        client: id,
+                        node: Some(ns.stmt_id),
+                    }),
                 )
                 .await?
             {
@@ -287,9 +296,7 @@ impl Session {
         if let Some(conn) = self.conns[master].as_mut() {
             let mut p = payload.to_vec();
             p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
-            conn.used = true;
-            conn.io.queue(0, &p);
-            if conn.io.flush().await.is_err() {
+            if conn.send_unanswered(&p).await.is_err() {
                 self.conns[master] = None;
             }
         }
@@ -309,8 +316,7 @@ impl Session {
             }
             let mut p = vec![com::STMT_CLOSE];
             p.extend_from_slice(&ns.stmt_id.to_le_bytes());
-            conn.io.queue(0, &p);
-            if conn.io.flush().await.is_err() {
+            if conn.send_unanswered(&p).await.is_err() {
                 self.conns[node] = None;
             }
         }
@@ -354,7 +360,12 @@ impl Session {
             Ok(Some(ns)) => {
                 let mut p = payload.to_vec();
                 p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
-                self.exec(master, &p, Expect::Single, seq, false).await?;
+                let ids = StmtIds {
+                    client: id,
+                    node: Some(ns.stmt_id),
+                };
+                self.exec(master, &p, Expect::Single, seq, false, Some(ids))
+                    .await?;
                 Ok(())
             }
             _ => self.reply_ok(seq).await,
@@ -387,7 +398,14 @@ impl Session {
         };
         let mut p = payload.to_vec();
         p[1..5].copy_from_slice(&ns.stmt_id.to_le_bytes());
-        if let Some((node, out)) = self.exec(master, &p, Expect::Fetch, seq, false).await? {
+        let ids = StmtIds {
+            client: id,
+            node: Some(ns.stmt_id),
+        };
+        if let Some((node, out)) = self
+            .exec(master, &p, Expect::Fetch, seq, false, Some(ids))
+            .await?
+        {
             self.after(node, &out);
         }
         Ok(())
