@@ -13,7 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::Pools;
 use crate::config::Config;
-use crate::frontend::{self, ProxyContext};
+use crate::context::ProxyContext;
+use crate::frontend;
 use crate::protocol::codec;
 use crate::protocol::handshake::parse_greeting;
 use crate::topology::{self, Topology};
@@ -70,8 +71,7 @@ impl Server {
         let topology = Topology::new(&config);
         let pools = Pools::new(&config);
         let (handle, controller) = topology::failover_channel();
-        let upstreams = http.as_ref().map(|h| h.upstreams());
-        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle, upstreams);
+        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle);
         learn_version(&ctx).await;
         Ok(Server {
             ctx,
@@ -112,6 +112,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let tracker = TaskTracker::new();
         let ctx = self.ctx;
+        let upstreams = self.http.as_ref().map(|h| h.upstreams());
         tracker.spawn(topology::run_monitor(
             Arc::clone(&ctx.topology),
             (*ctx.config).clone(),
@@ -140,7 +141,7 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             tracing::info!(%addr, "admin port listening");
-            let admin = crate::admin::AdminContext::new(Arc::clone(&ctx));
+            let admin = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams);
             tracker.spawn(crate::admin::serve(
                 listener,
                 admin,
@@ -154,7 +155,7 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             tracing::info!(%addr, "metrics endpoint listening");
-            tracker.spawn(crate::metrics::export::serve(
+            tracker.spawn(crate::prometheus::serve(
                 listener,
                 Arc::clone(&ctx),
                 shutdown.clone(),

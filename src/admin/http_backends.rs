@@ -27,7 +27,7 @@ impl AdminCommand for ShowHttpBackends {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        let Some(ups) = admin.proxy.http.as_ref() else {
+        let Some(ups) = admin.http.as_ref() else {
             return super::ready(Err(AdminError::Refused(
                 "the HTTP balancer is not configured".into(),
             )));
@@ -94,7 +94,7 @@ impl AdminCommand for SetHttpBackend {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        let Some(ups) = admin.proxy.http.as_ref() else {
+        let Some(ups) = admin.http.as_ref() else {
             return super::ready(Err(AdminError::Refused(
                 "the HTTP balancer is not configured".into(),
             )));

@@ -28,7 +28,7 @@ fn backends(admin: &AdminContext) -> ResultSet {
     let proxy = &admin.proxy;
     let snap = proxy.topology.snapshot();
     let idle = proxy.pools.idle_counts();
-    let in_use = proxy.metrics.sessions.in_use(snap.nodes.len());
+    let in_use = proxy.sessions.in_use(snap.nodes.len());
     let mut rs = ResultSet::new(&[
         ("name", Text),
         ("address", Text),

@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod command;
 pub mod err;
+pub mod execute;
 pub mod handshake;
 pub mod response;
 

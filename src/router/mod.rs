@@ -8,18 +8,23 @@
 //! * `digest`: the normalized text that keys the verdict cache and stats.
 //! * `analyze`: sqlparser fallback for texts the lexer left as `Other`, with a bounded
 //!   verdict cache keyed by digest.
-//! * `route`: [`route()`] from a [`RouterContext`] to a [`Route`] with its [`Why`].
+//! * `route`: [`route()`] from a [`RouterContext`] to a [`Route`] with its [`Why`]:
+//!   master or read, by what the statement is and the session's state.
+//! * `place`: [`place()`], the one decider of the node: a [`Placement`] from
+//!   a [`PlaceInput`] (the request, the session's facts, the topology).
 
 pub mod analyze;
 pub mod classify;
 mod digest;
 pub mod keywords;
 pub mod lexer;
+pub mod place;
 pub mod route;
 mod set;
 mod stmt_scan;
 
 pub use classify::{classify, Hint, LexMode, Statement, StmtKind};
+pub use place::{place, PlaceError, PlaceInput, Placement, Request, SessionFacts, Settings};
 pub use route::{pins_session, route, Route, RouterContext, Target, Why};
 
 #[cfg(test)]

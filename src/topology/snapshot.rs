@@ -274,6 +274,13 @@ impl Topology {
         });
     }
 
+    /// Publishes `snapshot` as it is: tests of other modules set up the
+    /// cluster they need (a master, a replica up and replicating, none).
+    #[cfg(test)]
+    pub(crate) fn replace(&self, snapshot: TopologySnapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+
     /// Marks a node as diverged (or no longer).
     pub(crate) fn set_diverged(&self, id: NodeId, diverged: bool) {
         self.update_node(id, |n| n.diverged = diverged);

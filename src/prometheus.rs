@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::frontend::ProxyContext;
+use crate::context::ProxyContext;
 use crate::topology::{AdminState, NodeState, Role};
 
 /// `Content-Type` of the OpenMetrics text exposition.
@@ -197,7 +197,7 @@ impl Collector for Exporter {
             ),
             |id| idle.get(id).map(|(_, n)| *n as u64),
         )?;
-        let in_use = m.sessions.in_use(names.len());
+        let in_use = ctx.sessions.in_use(names.len());
         per_node(
             &mut enc,
             &names,
@@ -224,13 +224,13 @@ impl Collector for Exporter {
             &mut enc,
             "client_sessions",
             "Client sessions open now",
-            m.sessions.len() as i64,
+            ctx.sessions.len() as i64,
         )?;
         counter(
             &mut enc,
             "client_sessions_opened",
             "Client sessions that logged in",
-            m.sessions.total(),
+            ctx.sessions.total(),
         )?;
         counter(
             &mut enc,
@@ -359,21 +359,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    let stop = shutdown.clone();
+    crate::listener::accept_loop(listener, "metrics", stop, tracker, move |stream, _| {
         let ctx = Arc::clone(&ctx);
         let stop = shutdown.clone();
-        tracker.spawn(async move {
+        async move {
             let service = hyper::service::service_fn(move |req| {
                 let resp = respond(&ctx, &req);
                 async move { Ok::<_, Infallible>(resp) }
@@ -390,6 +380,7 @@ pub async fn serve(
                 // A scrape is short; at shutdown the connection is just closed.
                 _ = stop.cancelled() => {}
             }
-        });
-    }
+        }
+    })
+    .await;
 }
