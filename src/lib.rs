@@ -10,6 +10,7 @@
 //! * `backend`: connections to the nodes (on mysql_common), pools, relaying replies to the client.
 //! * `frontend`: the client listener and the per-session command loop that glues the others.
 //! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, read selection.
+//! * `rise_fall`: HAProxy's rise/fall counting, shared by the SQL and HTTP health checks.
 //! * `http`: the HTTP balancer for the web workers (hyper).
 //! * `admin`: the operators' SQL port (SHOW BACKENDS, SET BACKEND, RELOAD CONFIG...).
 //! * `metrics`: the counters admin SHOW and the Prometheus `/metrics` endpoint read.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod protocol;
+pub mod rise_fall;
 pub mod router;
 pub mod server;
 pub mod topology;
