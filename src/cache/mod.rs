@@ -159,6 +159,8 @@ impl QueryCache {
     }
 
     /// The statement's own facts allow caching (the session checks its transaction state).
+    /// Whether its result may differ between two runs is the router's one judgment
+    /// (`non_deterministic`), made while classifying.
     pub fn cacheable(stmt: &Statement) -> bool {
         stmt.kind == StmtKind::Select
             && !stmt.multi

@@ -493,11 +493,9 @@ fn select_into_and_master_functions() {
         pins_session(&classify(b"SELECT GET_LOCK('x', 10)")),
         Some(Why::NamedLock)
     );
+    // Non-deterministic reads still go to a read node; the cache is what refuses them
+    // (`non_deterministic.rs` tests that judgment).
     check("SELECT NOW(), RAND(), UUID()", Read);
-    assert!(classify(b"SELECT NOW()").non_deterministic);
-    assert!(classify(b"SELECT CURRENT_TIMESTAMP").non_deterministic);
-    assert!(!classify(b"SELECT c FROM t WHERE id=1").non_deterministic);
-    assert!(!classify(b"SELECT now FROM t").non_deterministic);
 }
 
 #[test]
