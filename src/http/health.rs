@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::HealthCheck;
 use super::pool;
-use super::upstream::{AdminState, Backend, LastCheck};
+use super::upstream::{Backend, LastCheck, WorkerAdminState};
 use crate::rise_fall::RiseFall;
 
 /// A change of a worker's health.
@@ -119,7 +119,7 @@ pub async fn run_checks(backend: Arc<Backend>, cfg: HealthCheck, shutdown: Cance
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if backend.admin_state() == AdminState::Maint {
+        if backend.admin_state() == WorkerAdminState::Maint {
             continue;
         }
         let started = Instant::now();

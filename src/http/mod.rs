@@ -41,8 +41,8 @@ pub use config::{
     BackendConfig, Balance, HealthCheck, HttpConfig, HttpConfigError, StatsConfig, StickyConfig,
     Timeouts,
 };
-pub use error::{HttpError, ProxyError};
-pub use upstream::{AdminState, Backend, Upstreams};
+pub use error::{GatewayError, HttpError};
+pub use upstream::{Backend, Upstreams, WorkerAdminState};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
