@@ -28,7 +28,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use sqlproxy::http::HttpConfig;
+use sqlproxy::config::HttpConfig;
 use tokio::net::{TcpSocket, TcpStream};
 
 fn main() {

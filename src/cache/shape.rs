@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::config::CacheRule;
 use super::invalidation::{read, write, Generations, TableGen, WriteSet};
+use crate::config::CacheRule;
 use crate::router::analyze;
 
 /// Shapes kept at most; when full the map starts over (a shop has a few thousand shapes).

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use super::config::HttpConfigError;
 use super::pool::ConnectError;
 use super::upstream::PickError;
+use crate::config::HttpConfigError;
 
 pub use super::body::RespBody;
 

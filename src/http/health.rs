@@ -14,9 +14,9 @@ use hyper::Request;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::config::HealthCheck;
 use super::pool;
 use super::upstream::{Backend, LastCheck, WorkerAdminState};
+use crate::config::HealthCheck;
 use crate::rise_fall::RiseFall;
 
 /// A change of a worker's health.

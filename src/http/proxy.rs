@@ -20,13 +20,13 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::body::{Progress, ProgressBody, UpstreamBody};
-use super::config::{HttpConfig, Timeouts};
 use super::error::{full, GatewayError, RespBody};
 use super::headers::{self, ClientInfo};
 use super::idle::InFlight;
 use super::pool::{self, Conn, UpBody};
 use super::stats::FrontendStats;
 use super::upstream::{Lease, Upstreams};
+use crate::config::{HttpConfig, Timeouts};
 
 /// What the proxy needs from the config, plus the shared state. There is
 /// one per event loop (`shard`), which picks that loop's keep-alive pools.

@@ -11,10 +11,10 @@ use base64::Engine as _;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 
-use super::config::StatsConfig;
 use super::error::{error_page, full, RespBody};
 use super::page;
 use super::upstream::{Upstreams, WorkerAdminState};
+use crate::config::StatsConfig;
 
 /// Counters of the client side.
 #[derive(Debug, Default)]

@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::config::HttpConfig;
 use super::pool::Pool;
 use super::select::{selector, Candidate, Selector};
+use crate::config::HttpConfig;
 
 /// An operator's decision about a worker; independent of health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
