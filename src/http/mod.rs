@@ -1,4 +1,4 @@
-//! The HTTP balancer for the PHP workers (issue 5), on hyper 1 + hyper-util:
+//! The HTTP balancer for the PHP workers, on hyper 1 + hyper-util:
 //! it replaces the seed's HAProxy HTTP front. [`HttpService::bind`] binds the
 //! balancer listener (HTTP/1.1 and cleartext HTTP/2), one socket per event
 //! loop, and, if configured, a stats listener; [`HttpService::run`] starts

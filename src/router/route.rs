@@ -76,7 +76,7 @@ pub enum Why {
     Read,
     ReadSplitOff,
     /// Reserved for the session: a `START TRANSACTION READ ONLY` it runs whole on one read
-    /// node (HC16). [`route`] never returns it.
+    /// node. [`route`] never returns it.
     ReadOnlyTx,
     /// Reserved for the session: a cacheable read that missed the result cache runs on
     /// the master, so what it stores is committed data.
