@@ -61,11 +61,6 @@ impl RiseFall {
         self.up
     }
 
-    /// Consecutive passed checks so far (0 after a failure).
-    pub fn successes(&self) -> u32 {
-        self.successes
-    }
-
     /// Consecutive failed checks so far (0 after a success).
     pub fn failures(&self) -> u32 {
         self.failures
@@ -163,6 +158,6 @@ mod tests {
         t.pass();
         assert_eq!(t.pass(), Some(Rise::Streak { successes: 3 }));
         assert_eq!(t.pass(), None);
-        assert_eq!((t.successes(), t.failures()), (4, 0));
+        assert_eq!(t.failures(), 0);
     }
 }

@@ -11,7 +11,6 @@
 //! statement into words, `registry.rs` tracks live client sessions.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -194,11 +193,6 @@ impl AdminContext {
 
     pub fn users(&self) -> Arc<Users> {
         self.users.load_full()
-    }
-
-    /// Where RELOAD CONFIG reads from.
-    pub fn config_path(&self) -> Option<PathBuf> {
-        self.running().source.clone()
     }
 
     fn replace(&self, config: Config) {

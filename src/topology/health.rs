@@ -71,11 +71,6 @@ impl Health {
         }
     }
 
-    /// Consecutive passed checks so far (0 after a failure).
-    pub fn successes(&self) -> u32 {
-        self.checks.successes()
-    }
-
     /// Consecutive failed checks so far (0 after a success).
     pub fn failures(&self) -> u32 {
         self.checks.failures()
@@ -160,7 +155,6 @@ mod tests {
                 reason: ChangeReason::Rise { successes: 3 }
             })
         );
-        assert_eq!(h.successes(), 3);
     }
 
     #[test]
