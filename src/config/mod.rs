@@ -341,28 +341,30 @@ password = "secret"
         assert!(e.contains("nodes.cn1.weight"), "{e}");
     }
 
+    /// `toml` is refused with an error naming `key`.
+    #[track_caller]
+    fn refused(toml: &str, key: &str) {
+        let e = Config::from_toml_str(toml, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{e}");
+    }
+
     #[test]
     fn validation_names_the_key() {
-        let bad = MINIMAL.replace("127.0.0.1:3308", "nowhere");
-        let e = Config::from_toml_str(&bad, env(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nodes.cn2.address"), "{e}");
-        let bad = format!("{MINIMAL}\n[monitor]\nfall = 0\n");
-        let e = Config::from_toml_str(&bad, env(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("monitor.fall"), "{e}");
-        let bad = MINIMAL.replace("password = \"secret\"", "password_hash = \"abc\"");
-        let e = Config::from_toml_str(&bad, env(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("users.shop.password_hash"), "{e}");
-        let bad = format!("{MINIMAL}\n[runtime]\nworker_threads = 5000\n");
-        let e = Config::from_toml_str(&bad, env(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("runtime.worker_threads"), "{e}");
+        refused(
+            &MINIMAL.replace("127.0.0.1:3308", "nowhere"),
+            "nodes.cn2.address",
+        );
+        refused(&format!("{MINIMAL}\n[monitor]\nfall = 0\n"), "monitor.fall");
+        refused(
+            &MINIMAL.replace("password = \"secret\"", "password_hash = \"abc\""),
+            "users.shop.password_hash",
+        );
+        refused(
+            &format!("{MINIMAL}\n[runtime]\nworker_threads = 5000\n"),
+            "runtime.worker_threads",
+        );
     }
 
     #[test]

@@ -108,61 +108,18 @@ mod tests {
     /// Every word either list caught before the two became one.
     #[test]
     fn every_listed_word_is_caught() {
-        let calls = [
-            "NOW",
-            "CURDATE",
-            "CURTIME",
-            "SYSDATE",
-            "UNIX_TIMESTAMP",
-            "RAND",
-            "RANDOM_BYTES",
-            "UUID",
-            "UUID_SHORT",
-            "SYS_GUID",
-            "LAST_INSERT_ID",
-            "FOUND_ROWS",
-            "ROW_COUNT",
-            "CONNECTION_ID",
-            "USER",
-            "SESSION_USER",
-            "SYSTEM_USER",
-            "DATABASE",
-            "SCHEMA",
-            "SLEEP",
-            "BENCHMARK",
-            "GET_LOCK",
-            "RELEASE_LOCK",
-            "RELEASE_ALL_LOCKS",
-            "IS_FREE_LOCK",
-            "IS_USED_LOCK",
-            "MASTER_POS_WAIT",
-            "MASTER_GTID_WAIT",
-            "NEXTVAL",
-            "LASTVAL",
-            "SETVAL",
-            "LOAD_FILE",
-            "VERSION",
-        ];
-        for name in calls {
+        let calls = "NOW CURDATE CURTIME SYSDATE UNIX_TIMESTAMP RAND RANDOM_BYTES UUID UUID_SHORT \
+            SYS_GUID LAST_INSERT_ID FOUND_ROWS ROW_COUNT CONNECTION_ID USER SESSION_USER \
+            SYSTEM_USER DATABASE SCHEMA SLEEP BENCHMARK GET_LOCK RELEASE_LOCK RELEASE_ALL_LOCKS \
+            IS_FREE_LOCK IS_USED_LOCK MASTER_POS_WAIT MASTER_GTID_WAIT NEXTVAL LASTVAL SETVAL \
+            LOAD_FILE VERSION";
+        for name in calls.split_whitespace() {
             check(&format!("SELECT {name}()"), true);
             check(&format!("select {} (1)", name.to_lowercase()), true);
         }
-        let words = [
-            "CURRENT_TIMESTAMP",
-            "CURRENT_DATE",
-            "CURRENT_TIME",
-            "CURRENT_USER",
-            "CURRENT_ROLE",
-            "LOCALTIME",
-            "LOCALTIMESTAMP",
-            "UTC_DATE",
-            "UTC_TIME",
-            "UTC_TIMESTAMP",
-            "SQL_NO_CACHE",
-            "SQL_CALC_FOUND_ROWS",
-            "PROCEDURE",
-        ];
-        for word in words {
+        let words = "CURRENT_TIMESTAMP CURRENT_DATE CURRENT_TIME CURRENT_USER CURRENT_ROLE LOCALTIME \
+            LOCALTIMESTAMP UTC_DATE UTC_TIME UTC_TIMESTAMP SQL_NO_CACHE SQL_CALC_FOUND_ROWS PROCEDURE";
+        for word in words.split_whitespace() {
             check(&format!("SELECT {word}"), true);
             check(&format!("select {}", word.to_lowercase()), true);
         }
