@@ -5,6 +5,7 @@
 //! # Layout
 //! Lowest first; a module imports only modules above it in this list.
 //! * `protocol`: the MySQL wire as pure functions over bytes (framing, handshake, OK/ERR/EOF); no sockets.
+//! * `rise_fall`: HAProxy's rise/fall counting, shared by the SQL and HTTP health checks.
 //! * `config`: figment TOML + `SQLPROXY_` env → [`config::Config`], validated; errors name the key.
 //! * `net`: buffered packet I/O over one TCP stream.
 //! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, failover.
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod net;
 pub mod prometheus;
 pub mod protocol;
+pub mod rise_fall;
 pub mod router;
 pub mod server;
 pub mod topology;

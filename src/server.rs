@@ -17,7 +17,7 @@ use crate::context::ProxyContext;
 use crate::frontend;
 use crate::protocol::codec;
 use crate::protocol::handshake::parse_greeting;
-use crate::topology::{self, Topology};
+use crate::topology::{self, Topology, TopologyEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -119,11 +119,19 @@ impl Server {
             shutdown.clone(),
         ));
         if let Some(controller) = self.failover {
+            let metrics = Arc::clone(&ctx.metrics);
             tracker.spawn(topology::run_failover(
                 Arc::clone(&ctx.topology),
                 (*ctx.config).clone(),
                 controller,
-                Arc::clone(&ctx.metrics),
+                move |event: &TopologyEvent| {
+                    let counter = match event {
+                        TopologyEvent::AutoFailover { .. }
+                        | TopologyEvent::ForcedFailover { .. } => &metrics.failovers,
+                        TopologyEvent::Switchover { .. } => &metrics.switchovers,
+                    };
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                },
                 shutdown.clone(),
             ));
         }

@@ -11,7 +11,6 @@
 //! statement into words.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -198,11 +197,6 @@ impl AdminContext {
 
     pub fn users(&self) -> Arc<Users> {
         self.users.load_full()
-    }
-
-    /// Where RELOAD CONFIG reads from.
-    pub fn config_path(&self) -> Option<PathBuf> {
-        self.running().source.clone()
     }
 
     fn replace(&self, config: Config) {

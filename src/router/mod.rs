@@ -4,6 +4,8 @@
 //! * `keywords`: the sorted keyword table (roles and digest upper-casing).
 //! * `classify`: [`Statement`] facts and the digest, from one pass over the tokens.
 //! * `stmt_scan`: one statement's kind and flags from its tokens.
+//! * `non_deterministic`: the one judge of whether a result may differ between two runs
+//!   (the cache's test), from the keyword table's roles.
 //! * `set`: what a SET statement assigns (user, session or global variables).
 //! * `digest`: the normalized text that keys the verdict cache and stats.
 //! * `analyze`: sqlparser fallback for texts the lexer left as `Other`, with a bounded
@@ -18,6 +20,7 @@ pub mod classify;
 mod digest;
 pub mod keywords;
 pub mod lexer;
+mod non_deterministic;
 pub mod place;
 pub mod route;
 mod set;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::events::TopologyEvent;
 use super::gtid::GtidPos;
 use super::snapshot::{NodeStatus, Topology, TopologySnapshot};
 use super::{NodeId, NodeState};
@@ -329,12 +330,13 @@ pub fn has_diverged(node_binlog: &GtidPos, master: &GtidPos) -> bool {
     !super::gtid::includes_all(master, node_binlog)
 }
 
-/// Runs the controller until `shutdown`.
+/// Runs the controller until `shutdown`. `on_event` hears of every change of
+/// master as it is made.
 pub async fn run_failover(
     topology: Arc<Topology>,
     config: Config,
     controller: FailoverController,
-    stats: Arc<crate::metrics::Metrics>,
+    on_event: impl Fn(&TopologyEvent) + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {
     let FailoverController { mut rx, gate } = controller;
@@ -362,8 +364,11 @@ pub async fn run_failover(
                 let Some(Request::Switchover { to, force, reply }) = req else { return };
                 let r = switchover(&topology, &mut control, &gate, &fo, &to, force).await;
                 if r.is_ok() {
-                    let counter = if force { &stats.failovers } else { &stats.switchovers };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    on_event(&if force {
+                        TopologyEvent::ForcedFailover { to }
+                    } else {
+                        TopologyEvent::Switchover { to }
+                    });
                 }
                 if reply.send(r).is_err() {
                     tracing::debug!("switchover requester went away");
@@ -396,7 +401,10 @@ pub async fn run_failover(
                 tracing::error!(old = %snap.nodes[master].name, new = %snap.nodes[to].name, "master failed its checks: failing over");
                 match promote(&topology, &mut control, to, fo.manage_read_only).await {
                     Ok(()) => {
-                        stats.failovers.fetch_add(1, Ordering::Relaxed);
+                        on_event(&TopologyEvent::AutoFailover {
+                            from: snap.nodes[master].name.clone(),
+                            to: snap.nodes[to].name.clone(),
+                        });
                         demoted.insert(master);
                     }
                     Err(e) => tracing::error!(error = %e, "failover failed; will retry"),
