@@ -38,6 +38,8 @@ pub struct Server {
     admin: Option<TcpListener>,
     /// `[metrics]`, when enabled.
     metrics: Option<TcpListener>,
+    /// The admin commands' state; also what SIGHUP reloads through.
+    admin_ctx: Arc<crate::admin::AdminContext>,
 }
 
 async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
@@ -73,7 +75,9 @@ impl Server {
         let upstreams = http.as_ref().map(|h| h.upstreams());
         let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle, upstreams);
         learn_version(&ctx).await;
+        let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx));
         Ok(Server {
+            admin_ctx,
             ctx,
             failover: Some(controller),
             mysql,
@@ -105,6 +109,23 @@ impl Server {
 
     pub fn context(&self) -> Arc<ProxyContext> {
         Arc::clone(&self.ctx)
+    }
+
+    /// The admin commands' context, with which `main` runs the reload on
+    /// SIGHUP (`admin::reload_config`), the same as the admin `RELOAD CONFIG`.
+    pub fn admin_context(&self) -> Arc<crate::admin::AdminContext> {
+        Arc::clone(&self.admin_ctx)
+    }
+
+    /// Becomes true once the proxy is ready to serve: every listener is
+    /// bound (done by [`Server::bind`]) and, after [`Server::run`] started,
+    /// the failover controller has read the master back from the nodes.
+    /// `main` tells systemd READY=1 then. Take it before `run`.
+    pub fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        match &self.failover {
+            Some(controller) => controller.discovered(),
+            None => tokio::sync::watch::Sender::new(true).subscribe(),
+        }
     }
 
     /// Serves until `shutdown` is cancelled, then lets running statements
@@ -140,10 +161,9 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             tracing::info!(%addr, "admin port listening");
-            let admin = crate::admin::AdminContext::new(Arc::clone(&ctx));
             tracker.spawn(crate::admin::serve(
                 listener,
-                admin,
+                self.admin_ctx,
                 shutdown.clone(),
                 tracker.clone(),
             ));

@@ -42,6 +42,7 @@ pub mod words;
 
 pub use listener::serve;
 pub use registry::{SessionHandle, SessionRegistry};
+pub use reload_config::{reload_config, ConfigChange, ReloadReport};
 pub use wire::{ColKind, Column, ResultSet};
 use words::Words;
 
