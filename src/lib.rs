@@ -14,16 +14,22 @@
 //! * `admin`: the operators' SQL port (SHOW BACKENDS, SET BACKEND, RELOAD CONFIG...).
 //! * `metrics`: the counters admin SHOW and the Prometheus `/metrics` endpoint read.
 //! * `server`: binds the listeners and runs every service until shutdown.
+//! * `cli`: the command line (`--config`, `--check`, `import-haproxy`), shared with the man page.
+//! * `systemd`: READY/RELOADING/STOPPING and watchdog pings for `Type=notify`.
+//! * `import_haproxy`: an HAProxy configuration → the equivalent commented sqlproxy config.
 
 pub mod admin;
 pub mod backend;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod frontend;
 pub mod http;
+pub mod import_haproxy;
 pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod systemd;
 pub mod topology;
