@@ -9,6 +9,8 @@
 //! on the node's counters, plus one uncontended lock of one digest shard.
 
 pub mod export;
+mod export_health;
+pub mod routes;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -118,6 +120,8 @@ pub struct Metrics {
     /// Commands run on the admin port (including refused ones).
     pub admin_commands: AtomicU64,
     pub digests: DigestStats,
+    /// Statements by route (target and reason).
+    pub routes: routes::RouteCounters,
     pub started: Instant,
 }
 
@@ -133,6 +137,7 @@ impl Metrics {
             switchovers: AtomicU64::new(0),
             admin_commands: AtomicU64::new(0),
             digests: DigestStats::default(),
+            routes: routes::RouteCounters::default(),
             started: Instant::now(),
         }
     }
@@ -171,6 +176,7 @@ impl Metrics {
         took: Duration,
         out: &RelayOutcome,
     ) {
+        self.routes.record(route);
         self.digests.record(DigestRun {
             digest,
             route,

@@ -38,6 +38,8 @@ pub struct Server {
     admin: Option<TcpListener>,
     /// `[metrics]`, when enabled.
     metrics: Option<TcpListener>,
+    /// The HTTP balancer's families for `/metrics`, when both are configured.
+    http_metrics: Vec<Box<dyn prometheus_client::collector::Collector>>,
     /// The admin commands' state; also what SIGHUP reloads through.
     admin_ctx: Arc<crate::admin::AdminContext>,
 }
@@ -76,7 +78,9 @@ impl Server {
         let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle, upstreams);
         learn_version(&ctx).await;
         let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx));
+        let http_metrics = http.iter().map(|h| h.metrics_collector()).collect();
         Ok(Server {
+            http_metrics,
             admin_ctx,
             ctx,
             failover: Some(controller),
@@ -177,6 +181,7 @@ impl Server {
             tracker.spawn(crate::metrics::export::serve(
                 listener,
                 Arc::clone(&ctx),
+                self.http_metrics,
                 shutdown.clone(),
                 tracker.clone(),
             ));
