@@ -17,12 +17,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster;
+use common::notify::Notify;
 
 const PACKAGE: &str = "sqlproxy";
 const CONFFILE: &str = "/etc/sqlproxy/ha.toml";
@@ -33,8 +33,8 @@ const BIN: &str = "/usr/bin/sqlproxy";
 /// the same machine take turns through this lock file.
 const MACHINE_LOCK: &str = "/tmp/sqlproxy-packaging-test.lock";
 
-/// How long to wait for dpkg's own lock (another dpkg or apt running) and
-/// for the proxy's notifications before giving up (bounds, not measurements).
+/// How long to wait for dpkg's own lock (another dpkg or apt running)
+/// before giving up (a bound, not a measurement).
 const PATIENCE: Duration = Duration::from_secs(120);
 
 fn run(cmd: &mut Command) -> Output {
@@ -141,62 +141,6 @@ fn package_files() -> BTreeSet<String> {
         .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()))
         .map(str::to_string)
         .collect()
-}
-
-/// What the installed proxy says on its notify socket, one datagram at a time.
-struct Notify {
-    socket: UnixDatagram,
-    seen: Vec<String>,
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Notify {
-    /// A socket the `sqlproxy` user may write to.
-    fn new() -> Notify {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        Notify {
-            socket,
-            seen: Vec::new(),
-            _dir: dir,
-            path,
-        }
-    }
-
-    /// Reads datagrams until one has the line `line`; panics after [`PATIENCE`].
-    fn wait_for(&mut self, line: &str, child: &mut Child) {
-        let deadline = Instant::now() + PATIENCE;
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-                let hit = msg.lines().any(|l| l == line);
-                self.seen.push(msg);
-                if hit {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the proxy exited ({status}) before {line}; heard {:?}",
-                    self.seen
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {line} from the proxy; heard {:?}",
-                self.seen
-            );
-        }
-    }
 }
 
 fn signal(child: &Child, sig: &str) {
