@@ -203,3 +203,24 @@ fn a_broken_file_is_refused_with_its_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.cfg"));
 }
+
+#[test]
+fn a_stats_page_without_auth_is_listed_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &path,
+        "frontend www\n  bind :80\n  mode http\n  stats enable\n  default_backend web\n\
+         backend web\n  mode http\n  server w1 10.0.0.1:80 check\n",
+    )
+    .unwrap();
+    let (toml, c) = import_valid(&path);
+    let h = c.http.expect("[http] imported");
+    assert!(h.stats.is_none(), "{toml}");
+    assert!(toml.contains("(no `stats auth`) -- "), "{toml}");
+    assert_eq!(
+        h.health.path, "/",
+        "HAProxy checked TCP only; the comment says so"
+    );
+    assert!(toml.contains("HAProxy checked TCP connects only"), "{toml}");
+}

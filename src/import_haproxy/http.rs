@@ -346,20 +346,20 @@ fn stats<'a>(m: &mut Mapper<'a>, front: &Proxy<'a>, back: &Proxy<'a>, out: &mut 
             ),
         }
     }
+    let Some((user, password, line)) = auth else {
+        // A page without a password would be open on the balancer's port.
+        m.not_mapped(
+            p.section.line,
+            format!(
+                "the stats page of `{}` (no `stats auth`)",
+                p.section.title()
+            ),
+            "sqlproxy's stats page needs a user and password: add [http.stats] uri, user, password",
+        );
+        return;
+    };
     t.set("uri", uri, "");
-    match auth {
-        Some((user, password, line)) => {
-            t.set("user", user, format!("`stats auth` (line {line})"));
-            t.set("password", password, "");
-        }
-        None => {
-            t.set(
-                "user",
-                "admin",
-                "HAProxy's page had no `stats auth`; sqlproxy's needs one.",
-            );
-            t.set("password", "change-me", "");
-        }
-    }
+    t.set("user", user, format!("`stats auth` (line {line})"));
+    t.set("password", password, "");
     out.tables.push(t);
 }

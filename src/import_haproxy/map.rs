@@ -294,7 +294,7 @@ fn admin_and_metrics(m: &mut Mapper<'_>, out: &mut Output) {
             .set("user", "admin", "")
             .set(
                 "password",
-                "change-me",
+                crate::config::EXAMPLE_PASSWORD,
                 "Set a real one, better from the environment: SQLPROXY_ADMIN__PASSWORD=...",
             );
         out.tables.push(admin);

@@ -268,7 +268,7 @@ fn users(out: &mut Output) {
         .comment("database_user / database_password), with the same password as on the nodes.")
         .set(
             "password",
-            "change-me",
+            crate::config::EXAMPLE_PASSWORD,
             "Or password_hash = \"*...\" from mysql.user.",
         );
     out.tables.push(t);
