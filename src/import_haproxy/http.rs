@@ -3,8 +3,7 @@
 //! health check (`option httpchk`, `http-check`, `inter/rise/fall`), stats
 //! page (`stats uri/auth`), stickiness (`cookie`) and `[[http.backends]]`.
 
-use super::map::{duration_at, human, number_at, server_addr, Mapper, Proxy};
-use super::mysql::bind;
+use super::map::{bind, duration_at, human, number_at, server_addr, Mapper, Proxy};
 use super::parse::{Directive, SectionKind};
 use super::server::{clean_name, servers};
 use super::write::{Output, Table};

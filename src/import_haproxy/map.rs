@@ -242,6 +242,38 @@ pub fn listen_addr(bind: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// The first `bind` of `front` (or the address on a `listen` header line).
+pub fn bind<'a>(
+    m: &mut Mapper<'a>,
+    front: &Proxy<'a>,
+) -> Option<(Option<SocketAddr>, String, usize)> {
+    if let Some(d) = front.section.find(&["bind"]) {
+        m.use_line(d.line);
+        let addr = d.word(1).unwrap_or("");
+        for extra in front.section.all(&["bind"]).skip(1) {
+            m.not_mapped(
+                extra.line,
+                extra.text(),
+                "sqlproxy listens on one address per service",
+            );
+        }
+        if d.words.len() > 2 {
+            m.not_mapped(
+                d.line,
+                d.words[2..].join(" "),
+                "bind options (TLS, interface, backlog...) are not mapped",
+            );
+        }
+        return Some((listen_addr(addr), d.text(), d.line));
+    }
+    let addr = front.section.args.first()?;
+    Some((
+        listen_addr(addr),
+        format!("listen {} {addr}", front.name()),
+        front.section.line,
+    ))
+}
+
 /// A `server` address as sqlproxy's `host:port`, with `default_port` when
 /// HAProxy's has none. `None` when it holds `${VAR}` or a port range.
 pub fn server_addr(addr: &str, default_port: u16) -> Option<String> {

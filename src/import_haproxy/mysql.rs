@@ -6,9 +6,8 @@
 //! (priority 1) and reads are split over every healthy node.
 
 use std::cmp::Reverse;
-use std::net::SocketAddr;
 
-use super::map::{duration_at, human, listen_addr, number_at, server_addr, Mapper, Proxy};
+use super::map::{bind, duration_at, human, number_at, server_addr, Mapper, Proxy};
 use super::server::{clean_name, servers, Server};
 use super::write::{Output, Table};
 use super::ImportError;
@@ -48,38 +47,6 @@ fn find<'a>(m: &Mapper<'a>) -> Option<(Proxy<'a>, Proxy<'a>)> {
         }
     }
     None
-}
-
-/// The first `bind` of `front` (or the address on a `listen` header line).
-pub fn bind<'a>(
-    m: &mut Mapper<'a>,
-    front: &Proxy<'a>,
-) -> Option<(Option<SocketAddr>, String, usize)> {
-    if let Some(d) = front.section.find(&["bind"]) {
-        m.use_line(d.line);
-        let addr = d.word(1).unwrap_or("");
-        for extra in front.section.all(&["bind"]).skip(1) {
-            m.not_mapped(
-                extra.line,
-                extra.text(),
-                "sqlproxy listens on one address per service",
-            );
-        }
-        if d.words.len() > 2 {
-            m.not_mapped(
-                d.line,
-                d.words[2..].join(" "),
-                "bind options (TLS, interface, backlog...) are not mapped",
-            );
-        }
-        return Some((listen_addr(addr), d.text(), d.line));
-    }
-    let addr = front.section.args.first()?;
-    Some((
-        listen_addr(addr),
-        format!("listen {} {addr}", front.name()),
-        front.section.line,
-    ))
 }
 
 pub fn map(m: &mut Mapper<'_>, out: &mut Output) -> Result<(), ImportError> {
