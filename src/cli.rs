@@ -46,7 +46,7 @@ pub const SECTIONS: &[HelpSection] = &[
         title: "FILES",
         entries: &[
             ("/etc/sqlproxy/ha.toml", "The configuration (TOML; every key commented). Installed readable only by root and the sqlproxy user: it holds passwords."),
-            ("/lib/systemd/system/sqlproxy.service", "The systemd unit: runs as the sqlproxy user, sandboxed, Type=notify, reload on SIGHUP."),
+            ("/usr/lib/systemd/system/sqlproxy.service", "The systemd unit: runs as the sqlproxy user, sandboxed, Type=notify, reload on SIGHUP."),
             ("/usr/share/sqlproxy/grafana/sqlproxy.json", "A Grafana dashboard over the Prometheus metrics."),
             ("/usr/share/sqlproxy/prometheus/alerts.yml", "Prometheus alert rules (master down, no writer, two writers, replication, semi-sync, pool, HTTP workers)."),
             ("/usr/share/doc/sqlproxy/", "README.md and the operator guides: admin, failover, cache, http, migration from HAProxy."),
