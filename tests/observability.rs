@@ -126,6 +126,7 @@ async fn dashboard_names_only_metrics_the_proxy_exports() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // SHOW_METRICS=1 prints the exposition the names were checked against.
     if std::env::var_os("SHOW_METRICS").is_some() {
         eprintln!("{body}");
     }
