@@ -20,14 +20,19 @@
 //! * `prometheus`: the `/metrics` endpoint.
 //! * `http`: the HTTP balancer for the web workers (hyper).
 //! * `server`: binds the listeners and runs every service until shutdown.
+//! * `cli`: the command line (`--config`, `--check`, `import-haproxy`), shared with the man page.
+//! * `systemd`: READY/RELOADING/STOPPING and watchdog pings for `Type=notify`.
+//! * `import_haproxy`: an HAProxy configuration → the equivalent commented sqlproxy config.
 
 pub mod admin;
 pub mod backend;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod context;
 pub mod frontend;
 pub mod http;
+pub mod import_haproxy;
 pub mod listener;
 pub mod metrics;
 pub mod net;
@@ -36,4 +41,5 @@ pub mod protocol;
 pub mod rise_fall;
 pub mod router;
 pub mod server;
+pub mod systemd;
 pub mod topology;

@@ -8,6 +8,8 @@
 //! Cost on the statement path: a handful of relaxed atomic adds per statement
 //! on the node's counters, plus one uncontended lock of one digest shard.
 
+pub mod routes;
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -113,6 +115,8 @@ pub struct Metrics {
     /// Commands run on the admin port (including refused ones).
     pub admin_commands: AtomicU64,
     pub digests: DigestStats,
+    /// Statements by route (target and reason).
+    pub routes: routes::RouteCounters,
     pub started: Instant,
 }
 
@@ -127,6 +131,7 @@ impl Metrics {
             switchovers: AtomicU64::new(0),
             admin_commands: AtomicU64::new(0),
             digests: DigestStats::default(),
+            routes: routes::RouteCounters::default(),
             started: Instant::now(),
         }
     }
@@ -165,6 +170,7 @@ impl Metrics {
         took: Duration,
         out: &RelayOutcome,
     ) {
+        self.routes.record(route);
         self.digests.record(DigestRun {
             digest,
             route,

@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod health;
+
 use crate::context::ProxyContext;
 use crate::topology::{AdminState, NodeState, Role};
 
@@ -59,7 +61,7 @@ fn gauge(
 }
 
 /// A per-node family: one sample per node from `value(node id)`.
-fn per_node(
+pub(super) fn per_node(
     enc: &mut DescriptorEncoder,
     names: &[String],
     (name, help, kind): (&str, &str, MetricType),
@@ -302,6 +304,7 @@ impl Collector for Exporter {
                 i64::try_from(c.bytes).unwrap_or(i64::MAX),
             )?;
         }
+        health::encode(&mut enc, ctx, &snap, &names)?;
         gauge(
             &mut enc,
             "topology_generation",
@@ -312,18 +315,30 @@ impl Collector for Exporter {
     }
 }
 
-/// The whole exposition for `ctx`, as `/metrics` serves it.
-pub fn render(ctx: &Arc<ProxyContext>) -> Result<String, fmt::Error> {
-    let mut registry = Registry::with_prefix("sqlproxy");
-    registry.register_collector(Box::new(Exporter {
-        ctx: Arc::clone(ctx),
-    }));
+/// What `/metrics` shows: the proxy's families under the `sqlproxy` prefix,
+/// plus `extra` collectors that name their own (the HTTP balancer's
+/// `sqlproxy_http_*`).
+pub fn registry(ctx: &Arc<ProxyContext>, extra: Vec<Box<dyn Collector>>) -> Registry {
+    let mut registry = Registry::default();
+    registry
+        .sub_registry_with_prefix("sqlproxy")
+        .register_collector(Box::new(Exporter {
+            ctx: Arc::clone(ctx),
+        }));
+    for c in extra {
+        registry.register_collector(c);
+    }
+    registry
+}
+
+/// The whole exposition of `registry`, as `/metrics` serves it.
+pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
     let mut out = String::with_capacity(8 * 1024);
-    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
 }
 
-fn respond(ctx: &Arc<ProxyContext>, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+fn respond(registry: &Registry, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, ctype: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -342,7 +357,7 @@ fn respond(ctx: &Arc<ProxyContext>, req: &Request<hyper::body::Incoming>) -> Res
     if req.uri().path() != "/metrics" {
         return reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n".into());
     }
-    match render(ctx) {
+    match render(registry) {
         Ok(body) => reply(StatusCode::OK, CONTENT_TYPE, body),
         Err(_) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -352,20 +367,23 @@ fn respond(ctx: &Arc<ProxyContext>, req: &Request<hyper::body::Incoming>) -> Res
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`; connections run on `tracker`.
+/// Serves `/metrics` on `listener` until `shutdown`; connections run on
+/// `tracker`. `extra`: collectors of other services (the HTTP balancer).
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<ProxyContext>,
+    extra: Vec<Box<dyn Collector>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let registry = Arc::new(registry(&ctx, extra));
     let stop = shutdown.clone();
     crate::listener::accept_loop(listener, "metrics", stop, tracker, move |stream, _| {
-        let ctx = Arc::clone(&ctx);
+        let registry = Arc::clone(&registry);
         let stop = shutdown.clone();
         async move {
             let service = hyper::service::service_fn(move |req| {
-                let resp = respond(&ctx, &req);
+                let resp = respond(&registry, &req);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let conn = hyper::server::conn::http1::Builder::new()

@@ -39,6 +39,10 @@ pub struct Server {
     admin: Option<TcpListener>,
     /// `[metrics]`, when enabled.
     metrics: Option<TcpListener>,
+    /// The HTTP balancer's families for `/metrics`, when both are configured.
+    http_metrics: Vec<Box<dyn prometheus_client::collector::Collector>>,
+    /// The admin commands' state; also what SIGHUP reloads through.
+    admin_ctx: Arc<crate::admin::AdminContext>,
 }
 
 async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
@@ -73,7 +77,12 @@ impl Server {
         let (handle, controller) = topology::failover_channel();
         let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle);
         learn_version(&ctx).await;
+        let upstreams = http.as_ref().map(|h| h.upstreams());
+        let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams);
+        let http_metrics = http.iter().map(|h| h.metrics_collector()).collect();
         Ok(Server {
+            http_metrics,
+            admin_ctx,
             ctx,
             failover: Some(controller),
             mysql,
@@ -107,12 +116,28 @@ impl Server {
         Arc::clone(&self.ctx)
     }
 
+    /// The admin commands' context, with which `main` runs the reload on
+    /// SIGHUP (`admin::reload_config`), the same as the admin `RELOAD CONFIG`.
+    pub fn admin_context(&self) -> Arc<crate::admin::AdminContext> {
+        Arc::clone(&self.admin_ctx)
+    }
+
+    /// Becomes true once the proxy is ready to serve: every listener is
+    /// bound (done by [`Server::bind`]) and, after [`Server::run`] started,
+    /// the failover controller has read the master back from the nodes.
+    /// `main` tells systemd READY=1 then. Take it before `run`.
+    pub fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        match &self.failover {
+            Some(controller) => controller.discovered(),
+            None => tokio::sync::watch::Sender::new(true).subscribe(),
+        }
+    }
+
     /// Serves until `shutdown` is cancelled, then lets running statements
     /// finish (up to `mysql.shutdown_timeout`).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let tracker = TaskTracker::new();
         let ctx = self.ctx;
-        let upstreams = self.http.as_ref().map(|h| h.upstreams());
         tracker.spawn(topology::run_monitor(
             Arc::clone(&ctx.topology),
             (*ctx.config).clone(),
@@ -149,10 +174,9 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             tracing::info!(%addr, "admin port listening");
-            let admin = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams);
             tracker.spawn(crate::admin::serve(
                 listener,
-                admin,
+                self.admin_ctx,
                 shutdown.clone(),
                 tracker.clone(),
             ));
@@ -166,6 +190,7 @@ impl Server {
             tracker.spawn(crate::prometheus::serve(
                 listener,
                 Arc::clone(&ctx),
+                self.http_metrics,
                 shutdown.clone(),
                 tracker.clone(),
             ));

@@ -39,6 +39,7 @@ pub mod wire;
 pub mod words;
 
 pub use listener::serve;
+pub use reload_config::{reload_config, ConfigChange, ReloadReport};
 pub use wire::{ColKind, Column, ResultSet};
 use words::Words;
 

@@ -37,6 +37,11 @@ pub use users::{parse_native_hash, UserConfig};
 /// Environment prefix; `SQLPROXY_MYSQL__LISTEN` overrides `[mysql] listen`.
 pub const ENV_PREFIX: &str = "SQLPROXY_";
 
+/// The password the shipped `config/ha.toml` (and `import-haproxy`) write
+/// for the admin port and the stats page. Fine on loopback; refused on any
+/// other address, so the example's password never guards a reachable port.
+pub const EXAMPLE_PASSWORD: &str = "change-me";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Parsing or type errors reported by figment; its message names the key and source.
@@ -241,6 +246,23 @@ impl Config {
             if a.listen == self.mysql.listen && a.listen.port() != 0 {
                 return Err(invalid("admin.listen", "same address as mysql.listen"));
             }
+            if a.password == EXAMPLE_PASSWORD && !a.listen.ip().is_loopback() {
+                return Err(invalid(
+                    "admin.password",
+                    "the example's password on a non-loopback address: set a real one",
+                ));
+            }
+        }
+        if let Some(s) = self.http.as_ref().and_then(|h| {
+            let stats = h.stats.as_ref()?;
+            Some((stats, stats.listen.unwrap_or(h.listen)))
+        }) {
+            if s.0.password == EXAMPLE_PASSWORD && !s.1.ip().is_loopback() {
+                return Err(invalid(
+                    "http.stats.password",
+                    "the example's password on a non-loopback address: set a real one",
+                ));
+            }
         }
         if let (Some(a), Some(m)) = (&self.admin, &self.metrics) {
             if a.enabled && m.enabled && a.listen == m.listen && a.listen.port() != 0 {
@@ -403,6 +425,30 @@ password = "secret"
         let off = format!("{MINIMAL}\n[admin]\nenabled = false\n[metrics]\nenabled = false\n");
         let c = Config::from_toml_str(&off, env(&[])).unwrap();
         assert!(c.admin_enabled().is_none() && c.metrics_enabled().is_none());
+    }
+
+    #[test]
+    fn the_example_password_stays_on_loopback() {
+        let admin = |listen: &str, pw: &str| {
+            format!("{MINIMAL}\n[admin]\nlisten = \"{listen}\"\npassword = \"{pw}\"\n")
+        };
+        assert!(
+            Config::from_toml_str(&admin("127.0.0.1:6032", EXAMPLE_PASSWORD), env(&[])).is_ok()
+        );
+        assert!(Config::from_toml_str(&admin("0.0.0.0:6032", "s3cret"), env(&[])).is_ok());
+        let e = Config::from_toml_str(&admin("0.0.0.0:6032", EXAMPLE_PASSWORD), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.password"), "{e}");
+        // The shipped file moved to a public address by the environment.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ha.toml");
+        let e = Config::load(
+            &path,
+            env(&[("SQLPROXY_HTTP__STATS__LISTEN", "0.0.0.0:8404")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("http.stats.password"), "{e}");
     }
 
     #[test]

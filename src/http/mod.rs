@@ -125,6 +125,11 @@ impl HttpService {
         Arc::clone(&self.ups)
     }
 
+    /// The balancer's Prometheus families, for the `[metrics]` endpoint.
+    pub fn metrics_collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        metrics::collector(Arc::clone(&self.ups), Arc::clone(&self.frontend))
+    }
+
     pub fn stats_addr(&self) -> Option<SocketAddr> {
         self.stats_listener.as_ref().map(|(_, a)| *a)
     }

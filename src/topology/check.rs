@@ -1,8 +1,9 @@
 //! One health check of one node: the [`Probe`] seam and its real
 //! implementation over a node's own mysql_async connection.
 //!
-//! A check is two round trips on a kept connection: one `SELECT` of the
-//! variables the proxy cares about and `SHOW SLAVE STATUS`. The connection is
+//! A check is three round trips on a kept connection: one `SELECT` of the
+//! variables the proxy cares about, `SHOW SLAVE STATUS` and the semi-sync
+//! status variables (for the metrics and alerts). The connection is
 //! opened with `max_allowed_packet`, `wait_timeout` and `prefer_socket(false)`
 //! set, so mysql_async runs no extra `SELECT` of its own on connect. Any error
 //! drops the connection; the next check opens a new one. The monitor puts the
@@ -33,6 +34,21 @@ const MONITOR_TCP_KEEPALIVE: Duration = Duration::from_secs(10);
 const VARIABLES_SQL: &str =
     "SELECT @@read_only, @@server_id, @@version, @@gtid_current_pos, @@gtid_binlog_pos";
 
+/// The semi-sync status variables; `SHOW GLOBAL STATUS` needs no privilege.
+/// A server without semi-sync (MySQL without the plugin) has neither row.
+const SEMISYNC_SQL: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
+     ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_slave_status')";
+
+/// Semi-synchronous replication as the node reports it (`Rpl_semi_sync_*_status`);
+/// `None` where the server has no such variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SemiSync {
+    /// The master side is active: commits wait for a replica's ack.
+    pub master: Option<bool>,
+    /// The replica side is active: this node acks its master's events.
+    pub slave: Option<bool>,
+}
+
 /// What one successful check saw on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -43,6 +59,7 @@ pub struct Observation {
     pub gtid_binlog_pos: String,
     /// `None`: `SHOW SLAVE STATUS` returned no row (not a replica).
     pub replication: Option<ReplicationStatus>,
+    pub semisync: SemiSync,
 }
 
 /// Why a check failed. Every failure counts towards `fall`.
@@ -65,7 +82,60 @@ pub enum CheckError {
     BadValue { what: &'static str, value: String },
 }
 
+/// What kind of failure a check had, for the metrics (`node_check_error{kind}`)
+/// and the alert that tells "the monitor is refused" from "the node is gone".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckErrorKind {
+    /// No answer in time.
+    Timeout,
+    /// Connection refused, reset or lost.
+    Unreachable,
+    /// The node answered "access denied" or "command denied": the monitor's
+    /// user or grants are wrong, the node may be fine.
+    Denied,
+    /// Any other error or an answer we could not use.
+    Other,
+}
+
+impl CheckErrorKind {
+    pub const ALL: [CheckErrorKind; 4] = [
+        CheckErrorKind::Timeout,
+        CheckErrorKind::Unreachable,
+        CheckErrorKind::Denied,
+        CheckErrorKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckErrorKind::Timeout => "timeout",
+            CheckErrorKind::Unreachable => "unreachable",
+            CheckErrorKind::Denied => "denied",
+            CheckErrorKind::Other => "other",
+        }
+    }
+}
+
+/// MariaDB/MySQL errors that mean "not allowed": access denied (1044, 1045,
+/// 1698), command or column denied (1142, 1143), missing privilege (1227, 1370).
+const DENIED_CODES: [u16; 7] = [1044, 1045, 1142, 1143, 1227, 1370, 1698];
+
 impl CheckError {
+    pub fn kind(&self) -> CheckErrorKind {
+        match self {
+            CheckError::Timeout { .. } => CheckErrorKind::Timeout,
+            CheckError::Connect { source } | CheckError::Query { source, .. } => match source {
+                mysql_async::Error::Server(e) if DENIED_CODES.contains(&e.code) => {
+                    CheckErrorKind::Denied
+                }
+                mysql_async::Error::Io(_) => CheckErrorKind::Unreachable,
+                _ => CheckErrorKind::Other,
+            },
+            CheckError::BadAddress { .. }
+            | CheckError::NoRow { .. }
+            | CheckError::BadValue { .. } => CheckErrorKind::Other,
+        }
+    }
+
     /// The node did not answer at all (refused, reset, or no reply in
     /// time), as opposed to answering in a way we could not use (access
     /// denied, a missing privilege). Failover wants the first kind before it
@@ -198,6 +268,13 @@ async fn observe(conn: &mut Conn) -> Result<Observation, CheckError> {
                 .zip(values.iter().map(Option::as_deref)),
         )
     });
+    let status: Vec<(String, String)> =
+        conn.query(SEMISYNC_SQL)
+            .await
+            .map_err(|source| CheckError::Query {
+                what: "semi-sync status",
+                source,
+            })?;
     Ok(Observation {
         read_only,
         server_id,
@@ -205,7 +282,21 @@ async fn observe(conn: &mut Conn) -> Result<Observation, CheckError> {
         gtid_current_pos: text(3).unwrap_or_default(),
         gtid_binlog_pos: text(4).unwrap_or_default(),
         replication,
+        semisync: parse_semisync(&status),
     })
+}
+
+/// `(Variable_name, Value)` rows of the semi-sync status variables.
+fn parse_semisync(rows: &[(String, String)]) -> SemiSync {
+    let on = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.eq_ignore_ascii_case("ON"))
+    };
+    SemiSync {
+        master: on("Rpl_semi_sync_master_status"),
+        slave: on("Rpl_semi_sync_slave_status"),
+    }
 }
 
 /// A text-protocol cell as a string; NULL (or a missing column) is `None`.
@@ -265,6 +356,22 @@ mod tests {
     }
 
     #[test]
+    fn semisync_rows() {
+        let rows = vec![
+            ("Rpl_semi_sync_master_status".to_string(), "ON".to_string()),
+            ("Rpl_semi_sync_slave_status".to_string(), "OFF".to_string()),
+        ];
+        assert_eq!(
+            parse_semisync(&rows),
+            SemiSync {
+                master: Some(true),
+                slave: Some(false)
+            }
+        );
+        assert_eq!(parse_semisync(&[]), SemiSync::default());
+    }
+
+    #[test]
     fn unreachable_is_no_answer_not_a_bad_answer() {
         assert!(CheckError::Timeout {
             after: Duration::from_secs(1)
@@ -288,6 +395,7 @@ mod tests {
         let e = probe.check().await.unwrap_err();
         assert!(matches!(e, CheckError::Connect { .. }), "{e}");
         assert!(e.is_unreachable(), "{e}");
+        assert_eq!(e.kind(), CheckErrorKind::Unreachable);
         assert!(e.to_string().starts_with("connect: "), "{e}");
     }
 

@@ -163,6 +163,16 @@ impl FailoverHandle {
 pub struct FailoverController {
     rx: mpsc::Receiver<Request>,
     gate: Arc<WriteGate>,
+    /// Flipped to true once the master has been read back from the nodes at
+    /// start (or the wait for them ran out): the server's readiness.
+    discovered: tokio::sync::watch::Sender<bool>,
+}
+
+impl FailoverController {
+    /// Becomes true when [`run_failover`] has done its start discovery.
+    pub fn discovered(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.discovered.subscribe()
+    }
 }
 
 /// A handle for sessions/admin and the controller to run with [`run_failover`].
@@ -174,7 +184,11 @@ pub fn failover_channel() -> (FailoverHandle, FailoverController) {
             tx,
             gate: Arc::clone(&gate),
         },
-        FailoverController { rx, gate },
+        FailoverController {
+            rx,
+            gate,
+            discovered: tokio::sync::watch::Sender::new(false),
+        },
     )
 }
 
@@ -339,7 +353,11 @@ pub async fn run_failover(
     on_event: impl Fn(&TopologyEvent) + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {
-    let FailoverController { mut rx, gate } = controller;
+    let FailoverController {
+        mut rx,
+        gate,
+        discovered: discovery_done,
+    } = controller;
     let snap = topology.snapshot();
     let mut control = Control::new(&snap, &config);
     let priority: Vec<NodeId> = config
@@ -391,6 +409,7 @@ pub async fn run_failover(
                 }
                 topology.set_master(m);
             }
+            discovery_done.send_replace(true);
             continue;
         }
         let Some(master) = snap.master else { continue };

@@ -21,7 +21,7 @@ mod replication;
 mod select;
 mod snapshot;
 
-pub use check::{CheckError, MysqlProbe, Observation, Probe};
+pub use check::{CheckError, CheckErrorKind, MysqlProbe, Observation, Probe, SemiSync};
 pub use events::TopologyEvent;
 pub use failover::{failover_channel, run_failover, FailoverError, FailoverHandle, WriteGate};
 pub use health::{ChangeReason, Health, Transition};

@@ -198,6 +198,7 @@ mod tests {
                     gtid_current_pos: "0-1-1".into(),
                     gtid_binlog_pos: "0-1-1".into(),
                     replication: None,
+                    semisync: Default::default(),
                 }),
                 Step::Fail => Err(CheckError::NoRow { what: "scripted" }),
                 Step::Hang => {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::check::{CheckError, Observation};
+use super::check::{CheckError, CheckErrorKind, Observation, SemiSync};
 use super::gtid::{self, Gtid, GtidPos};
 use super::health::ChangeReason;
 use super::replication::ReplicationStatus;
@@ -43,6 +43,10 @@ pub struct NodeStatus {
     pub replication: Option<ReplicationStatus>,
     /// The last check's error; `None` when it passed.
     pub last_error: Option<String>,
+    /// What kind of error `last_error` is (metrics, alerts).
+    pub last_error_kind: Option<CheckErrorKind>,
+    /// Semi-sync replication as of the last successful check.
+    pub semisync: SemiSync,
     pub last_check: Option<SystemTime>,
     pub check_latency: Option<Duration>,
     /// Has transactions the master lacks (found when it came back after a
@@ -71,6 +75,8 @@ impl NodeStatus {
             gtid_binlog_pos: None,
             replication: None,
             last_error: None,
+            last_error_kind: None,
+            semisync: SemiSync::default(),
             last_check: None,
             check_latency: None,
             diverged: false,
@@ -88,9 +94,14 @@ impl NodeStatus {
                 self.gtid_current = check.gtid_current.clone();
                 self.gtid_binlog_pos = Some(seen.gtid_binlog_pos.clone());
                 self.replication = seen.replication.clone();
+                self.semisync = seen.semisync;
                 self.last_error = None;
+                self.last_error_kind = None;
             }
-            Err(e) => self.last_error = Some(e.to_string()),
+            Err(e) => {
+                self.last_error = Some(e.to_string());
+                self.last_error_kind = Some(e.kind());
+            }
         }
         self.state = check.state;
         if let Some(reason) = &check.reason {
@@ -409,6 +420,7 @@ mod tests {
             gtid_current_pos: "0-1-5".into(),
             gtid_binlog_pos: String::new(),
             replication: None,
+            semisync: Default::default(),
         };
         let at = SystemTime::now();
         let passed = CheckRecord {

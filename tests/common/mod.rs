@@ -22,6 +22,7 @@
 
 mod gtid;
 mod node;
+pub mod notify;
 pub mod php;
 mod proxy;
 pub mod raw;
