@@ -76,6 +76,24 @@ pub struct FailoverConfig {
     /// for transactions, waiting for the new master to catch up).
     #[serde(default = "defaults::switchover_timeout", with = "humantime_serde")]
     pub switchover_timeout: Duration,
+    /// How long a statement outside a transaction waits for a master when
+    /// none is named (a failover is under way) or its master failed before
+    /// any byte of the reply was sent, before the client gets an error.
+    #[serde(default = "defaults::hold", with = "humantime_serde")]
+    pub hold: Duration,
+    /// Keep semi-synchronous replication on at the master whenever a replica
+    /// is connected to acknowledge, and off while none is (a commit would
+    /// otherwise wait `rpl_semi_sync_master_timeout` each time).
+    #[serde(default = "super::default_on")]
+    pub manage_semi_sync: bool,
+    /// How long a master cut off from every proxy takes to fence itself
+    /// (the `self_fence` event of scripts/cluster-init.sql). A master that
+    /// stops answering without refusing connections (a partition, a dead
+    /// host) is replaced only once this has passed since its last good
+    /// check; "0s" says the nodes do not fence themselves, and then such a
+    /// master is never failed over automatically (it may still be writable).
+    #[serde(default = "defaults::fence_lease", with = "humantime_serde")]
+    pub fence_lease: Duration,
 }
 
 impl Default for FailoverConfig {
@@ -88,6 +106,9 @@ impl Default for FailoverConfig {
             replication_user: None,
             replication_password: None,
             switchover_timeout: defaults::switchover_timeout(),
+            hold: defaults::hold(),
+            manage_semi_sync: true,
+            fence_lease: defaults::fence_lease(),
         }
     }
 }
@@ -144,5 +165,16 @@ mod defaults {
     }
     pub fn switchover_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    /// Longer than a failover takes (a kill -9'd master is replaced in well
+    /// under two seconds), short enough that a client's own timeout (PDO's
+    /// default is 30 s) is not the one that fires.
+    pub fn hold() -> Duration {
+        Duration::from_secs(5)
+    }
+    /// The event fences a node whose monitor connections have all been idle
+    /// for 4 s (it runs every second): 6 s leaves a margin.
+    pub fn fence_lease() -> Duration {
+        Duration::from_secs(6)
     }
 }

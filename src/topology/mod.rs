@@ -19,9 +19,12 @@ mod health;
 mod monitor;
 mod replication;
 mod select;
+mod signals;
 mod snapshot;
 
-pub use check::{CheckError, CheckErrorKind, MysqlProbe, Observation, Probe, SemiSync};
+pub use check::{
+    CheckError, CheckErrorKind, MysqlProbe, Observation, Probe, ProbeFailure, SemiSync,
+};
 pub use events::TopologyEvent;
 pub use failover::{failover_channel, run_failover, FailoverError, FailoverHandle, WriteGate};
 pub use health::{ChangeReason, Health, Transition};
