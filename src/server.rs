@@ -206,30 +206,34 @@ impl Server {
     }
 }
 
-/// Reads the master's greeting (no login needed) for its version string.
+/// Reads a node's greeting (no login needed) for its version string: the
+/// nodes in priority order, the first that answers. The master is not named
+/// yet when this runs.
 async fn learn_version(ctx: &ProxyContext) {
-    let snap = ctx.topology.snapshot();
-    let Some(master) = snap.master() else { return };
-    let t = ctx.config.pool.connect_timeout;
-    let read = async {
-        let mut s = TcpStream::connect(&master.address).await.ok()?;
-        let mut buf = Vec::with_capacity(256);
-        loop {
-            if let Some(h) = codec::complete_packet(&buf) {
-                return parse_greeting(&buf[4..4 + h.len]);
+    let t = ctx.config.pool.connect_timeout.min(Duration::from_secs(2));
+    for name in ctx.config.nodes_by_priority() {
+        let Some(node) = ctx.config.nodes.get(name) else {
+            continue;
+        };
+        let read = async {
+            let mut s = TcpStream::connect(&node.address).await.ok()?;
+            let mut buf = Vec::with_capacity(256);
+            loop {
+                if let Some(h) = codec::complete_packet(&buf) {
+                    return parse_greeting(&buf[4..4 + h.len]);
+                }
+                let mut chunk = [0u8; 256];
+                let n = s.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
             }
-            let mut chunk = [0u8; 256];
-            let n = s.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    match tokio::time::timeout(t.min(Duration::from_secs(2)), read).await {
-        Ok(Some(hello)) => ctx.server_version.store(Arc::new(hello.version)),
-        _ => {
-            tracing::warn!(node = %master.name, "could not read the master's version; using a default")
+        };
+        if let Ok(Some(hello)) = tokio::time::timeout(t, read).await {
+            ctx.server_version.store(Arc::new(hello.version));
+            return;
         }
     }
+    tracing::warn!("could not read a node's version; using a default");
 }

@@ -21,7 +21,7 @@ mod statements;
 
 pub use connection::{BackendConn, ConnKey, Credentials, SimpleReply};
 pub use error::BackendError;
-pub use node_conns::{ClientSink, Job, NodeConns, Ran};
+pub use node_conns::{Abandon, ClientSink, Job, NodeConns, Ran};
 pub use pool::Pools;
 pub use relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};
 pub use setup::SessionSetup;

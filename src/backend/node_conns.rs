@@ -22,6 +22,13 @@ use crate::protocol::execute::with_statement_id;
 use crate::protocol::response::Expect;
 use crate::topology::NodeId;
 
+/// A held connection idle longer than this is checked before use (one
+/// non-blocking peek): rarely enough to cost nothing on a busy session.
+const IDLE_RECHECK: Duration = Duration::from_millis(500);
+
+/// Resolves when a running command's reply must no longer be relayed.
+pub type Abandon = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Where a reply goes: the client, with what the relay needs to know of it.
 pub struct ClientSink<'a> {
     pub io: &'a mut PacketIo,
@@ -63,10 +70,12 @@ pub enum Ran {
         /// The node tried first failed before any byte reached the client.
         fell_back_from: Option<(NodeId, String)>,
     },
-    /// The node failed while the command ran. `sent`: part of the reply
-    /// reached the client already; `next_seq` is the sequence id to use.
+    /// The node failed while the command ran. `delivered`: the command
+    /// reached the node (it may have run); `sent`: part of the reply reached
+    /// the client already; `next_seq` is the sequence id to use.
     Lost {
         node: NodeId,
+        delivered: bool,
         sent: bool,
         next_seq: u8,
         error: String,
@@ -177,6 +186,16 @@ impl NodeConns {
             .conns
             .get_mut(node)
             .ok_or(BackendError::Protocol("unknown node"))?;
+        // A connection held but idle for a while may have been closed by the
+        // node meanwhile (a fence kills a demoted master's connections, a
+        // restart, wait_timeout): a command sent there would be lost with
+        // no way to tell whether it ran. Checked with a non-blocking peek.
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.idle_for() > IDLE_RECHECK && !c.can_change_hands())
+        {
+            *slot = None;
+        }
         if slot.is_none() {
             let mut key = self.key.clone();
             key.schema.clone_from(&setup.schema);
@@ -199,6 +218,9 @@ impl NodeConns {
 
     /// Runs `job` on `node`, relaying the reply to the client. If `node`
     /// fails before any byte reached the client, runs it on `fallback`.
+    /// Once `abandon` resolves, no more of the reply is relayed: the node
+    /// lost the role the command was placed there for (a write's late OK
+    /// from a master that was replaced must never reach the client).
     /// Errs only when the client is gone.
     pub async fn run(
         &mut self,
@@ -207,8 +229,12 @@ impl NodeConns {
         job: Job<'_>,
         setup: &SessionSetup,
         client: &mut ClientSink<'_>,
+        abandon: Option<Abandon>,
     ) -> Result<Ran, NetError> {
-        let first = self.attempt(node, job, setup, client).await?;
+        let mut abandon = abandon;
+        let first = self
+            .attempt(node, job, setup, client, abandon.as_mut())
+            .await?;
         let Some(other) = fallback.filter(|f| *f != node) else {
             return Ok(first);
         };
@@ -223,7 +249,7 @@ impl NodeConns {
             _ => return Ok(first),
         };
         tracing::debug!(node = %self.node_name(node), error = %why, "read node failed; running it on the master");
-        Ok(match self.attempt(other, job, setup, client).await? {
+        Ok(match self.attempt(other, job, setup, client, None).await? {
             Ran::Replied {
                 node: ran_on,
                 outcome,
@@ -245,6 +271,7 @@ impl NodeConns {
         job: Job<'_>,
         setup: &SessionSetup,
         client: &mut ClientSink<'_>,
+        abandon: Option<&mut Abandon>,
     ) -> Result<Ran, NetError> {
         let started = Instant::now();
         if let Err(error) = self.open(node, setup).await {
@@ -266,18 +293,40 @@ impl NodeConns {
             self.drop_conn(node);
             return Ok(Ran::Lost {
                 node,
+                delivered: false,
                 sent: false,
                 next_seq: 0,
                 error: e.to_string(),
             });
         }
+        let flushes_before = client.io.flushes;
         let sink = Sink::Client {
             io: &mut *client.io,
             caps: client.caps,
             stmt,
             tap: client.tap.as_deref_mut(),
         };
-        match relay(conn, sink, expect).await {
+        let relayed = match abandon {
+            None => relay(conn, sink, expect).await,
+            Some(abandon) => tokio::select! {
+                r = relay(conn, sink, expect) => r,
+                () = abandon => {
+                    self.drop_conn(node);
+                    let sent = client.io.flushes != flushes_before;
+                    if !sent {
+                        client.io.wbuf.clear();
+                    }
+                    return Ok(Ran::Lost {
+                        node,
+                        delivered: true,
+                        sent,
+                        next_seq: 0,
+                        error: "the node lost the master role while the command ran".into(),
+                    });
+                }
+            },
+        };
+        match relayed {
             Ok(outcome) => {
                 if let (Job::Prepare { payload }, Some((stmt_id, _, params))) =
                     (job, outcome.prepared)
@@ -306,6 +355,7 @@ impl NodeConns {
                 }
                 Ok(Ran::Lost {
                     node,
+                    delivered: true,
                     sent,
                     next_seq,
                     error: error.to_string(),

@@ -48,6 +48,7 @@ impl SessionState {
     pub fn facts(&self) -> SessionFacts<'_> {
         SessionFacts {
             in_transaction: self.in_transaction(),
+            open_transaction: self.status & status::IN_TRANS != 0,
             pinned: self.pinned.is_some(),
             home: self.home,
             last_node: self.last_node,

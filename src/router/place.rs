@@ -21,6 +21,8 @@
 //! "The master" is the topology's, except that an open transaction finishes
 //! on the node where it started, and a session pinned by state that lives
 //! only on an old master cannot follow a new one ([`PlaceError::MasterChanged`]).
+//! While no master is named, reads still go to a readable node; everything
+//! else waits for one ([`PlaceError::NoMaster`]).
 //! A read placed on another node may fall back to the master if that node
 //! fails before any byte reached the client; nothing else is ever retried.
 
@@ -52,8 +54,14 @@ pub enum Request<'a> {
 /// What the session knows about itself that a node choice depends on.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionFacts<'a> {
-    /// The node reports an open transaction, or autocommit is off.
+    /// The node reports an open transaction, or autocommit is off: every
+    /// statement goes to the master.
     pub in_transaction: bool,
+    /// A transaction is open on the session's master (the node says
+    /// IN_TRANS): it finishes there, even after the master changed. With
+    /// autocommit off but nothing started yet, the session follows a new
+    /// master.
+    pub open_transaction: bool,
     /// State that lives only on the master (user variables, temp tables...).
     pub pinned: bool,
     /// The master this session writes to (where its transaction or pins are).
@@ -161,7 +169,7 @@ fn master(input: &PlaceInput) -> Result<NodeId, PlaceError> {
     let facts = &input.session;
     let current = input.topology.master.ok_or(PlaceError::NoMaster)?;
     match facts.home {
-        Some(home) if home != current && facts.in_transaction => Ok(home),
+        Some(home) if home != current && facts.open_transaction => Ok(home),
         Some(home) if home != current && facts.pinned => Err(PlaceError::MasterChanged),
         _ => Ok(current),
     }
@@ -181,28 +189,35 @@ fn on_master(input: &PlaceInput, why: Why) -> Result<Placement, PlaceError> {
 }
 
 fn read(input: &PlaceInput, route: Route) -> Result<Placement, PlaceError> {
-    let master = master(input)?;
+    // Without a master, reads still go to a readable node (the survivor of
+    // a failed master); only a pinned session's master error stops them.
+    let master = match master(input) {
+        Ok(m) => Some(m),
+        Err(PlaceError::NoMaster) => None,
+        Err(e) => return Err(e),
+    };
     let snap = input.topology;
     let settings = &input.settings;
     let mut node = master;
     if settings.consistency != Consistency::Master {
         node = snap
             .pick_readable(input.random, settings.max_lag)
-            .unwrap_or(master);
+            .or(master);
     }
     if node != master && settings.consistency == Consistency::Session {
-        if let Some(g) = input.session.last_gtid {
+        if let (Some(g), Some(n)) = (input.session.last_gtid, node) {
             // Until the monitor shows the node applied the session's last write.
-            if !snap.node(node).is_some_and(|n| n.has_applied(g)) {
+            if !snap.node(n).is_some_and(|n| n.has_applied(g)) {
                 node = master;
             }
         }
     }
+    let node = node.ok_or(PlaceError::NoMaster)?;
     Ok(Placement {
         node,
         route,
-        fallback: (node != master).then_some(master),
-        home: Some(master),
+        fallback: master.filter(|m| *m != node),
+        home: master,
     })
 }
 

@@ -288,6 +288,7 @@ fn a_transaction_finishes_where_it_started_and_pins_do_not_move() {
     };
     let in_tx = SessionFacts {
         in_transaction: true,
+        open_transaction: true,
         ..home_was_cn1
     };
     let p = place_with(Request::Statement(&stmt), in_tx, &moved, settings(), 0);
@@ -298,6 +299,19 @@ fn a_transaction_finishes_where_it_started_and_pins_do_not_move() {
     };
     let p = place_with(Request::Statement(&stmt), pinned, &moved, settings(), 0);
     assert_eq!(p, Err(PlaceError::MasterChanged));
+    // Autocommit off, but no transaction started yet: it follows the new master.
+    let autocommit_off = SessionFacts {
+        in_transaction: true,
+        ..home_was_cn1
+    };
+    let p = place_with(
+        Request::Statement(&stmt),
+        autocommit_off,
+        &moved,
+        settings(),
+        0,
+    );
+    assert_eq!(p.map(|p| (p.node, p.home)), Ok((REPLICA, Some(REPLICA))));
     // Nothing ties the session to cn1: it follows the new master.
     let p = place_with(
         Request::Statement(&stmt),
@@ -310,16 +324,52 @@ fn a_transaction_finishes_where_it_started_and_pins_do_not_move() {
 }
 
 #[test]
-fn without_a_master_nothing_is_placed() {
-    let stmt = classify(b"INSERT INTO t VALUES (1)");
+fn without_a_master_writes_wait_and_reads_go_to_the_survivor() {
+    let write = classify(b"INSERT INTO t VALUES (1)");
+    let read = classify(b"SELECT 1");
     let mut headless = cluster(0, "0-1-100");
     headless.master = None;
+    headless.nodes[MASTER].state = NodeState::Down;
+    let idle = SessionFacts::default();
+    let p = place_with(Request::Statement(&write), idle, &headless, settings(), 0);
+    assert_eq!(p, Err(PlaceError::NoMaster));
+    for random in [DRAW_MASTER, DRAW_REPLICA] {
+        let p = place_with(
+            Request::Statement(&read),
+            idle,
+            &headless,
+            settings(),
+            random,
+        );
+        assert_eq!(p.map(|p| (p.node, p.fallback)), Ok((REPLICA, None)));
+    }
+    // The master is named but down (not failed over yet): the replica serves
+    // reads even though its replication from the dead master has stopped.
+    let mut dying = cluster(0, "0-1-100");
+    dying.nodes[MASTER].state = NodeState::Down;
+    if let Some(r) = dying.nodes[REPLICA].replication.as_mut() {
+        r.io_thread = IoThread::Connecting;
+    }
     let p = place_with(
-        Request::Statement(&stmt),
-        SessionFacts::default(),
+        Request::Statement(&read),
+        idle,
+        &dying,
+        settings(),
+        DRAW_MASTER,
+    );
+    assert_eq!(p.map(|p| p.node), Ok(REPLICA));
+    // A session whose last write the survivor lacks has nowhere to read.
+    let mine: Gtid = "0-1-120".parse().expect("gtid");
+    let wrote = SessionFacts {
+        last_gtid: Some(&mine),
+        ..idle
+    };
+    let p = place_with(
+        Request::Statement(&read),
+        wrote,
         &headless,
         settings(),
-        0,
+        DRAW_REPLICA,
     );
     assert_eq!(p, Err(PlaceError::NoMaster));
 }

@@ -6,7 +6,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::backend::{BackendError, ClientSink, Credentials, Job, NodeConns, Ran, SessionSetup};
+use crate::backend::{
+    Abandon, BackendError, ClientSink, Credentials, Job, NodeConns, Ran, SessionSetup,
+};
 use crate::net::NetError;
 use crate::topology::NodeId;
 
@@ -20,6 +22,7 @@ pub trait Nodes: Send {
         job: Job<'_>,
         setup: &SessionSetup,
         client: &mut ClientSink<'_>,
+        abandon: Option<Abandon>,
     ) -> impl Future<Output = Result<Ran, NetError>> + Send;
 
     /// Holds a connection to `node` in the session's setup.
@@ -67,8 +70,9 @@ impl Nodes for NodeConns {
         job: Job<'_>,
         setup: &SessionSetup,
         client: &mut ClientSink<'_>,
+        abandon: Option<Abandon>,
     ) -> impl Future<Output = Result<Ran, NetError>> + Send {
-        NodeConns::run(self, node, fallback, job, setup, client)
+        NodeConns::run(self, node, fallback, job, setup, client, abandon)
     }
 
     async fn open(&mut self, node: NodeId, setup: &SessionSetup) -> Result<(), BackendError> {

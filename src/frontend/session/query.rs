@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::effects::Change;
-use super::exec::Outcome;
+use super::exec::{Outcome, Rerun};
 use super::{Nodes, Session};
 use crate::backend::Job;
 use crate::frontend::FrontendError;
@@ -50,8 +50,10 @@ impl<N: Nodes> Session<N> {
             payload,
             expect: TEXT,
         };
-        // A session SET is replayed on the session's other connections.
-        let set = (stmt.kind == StmtKind::SetSession && !stmt.multi).then_some(payload);
+        // A session SET (autocommit included) is replayed on the session's
+        // other connections, and on a new master's after a failover.
+        let replayed = matches!(stmt.kind, StmtKind::SetSession | StmtKind::SetAutocommit(_));
+        let set = (replayed && !stmt.multi).then_some(payload);
         self.statement(Request::Statement(stmt), stmt, job, set, seq)
             .await
             .map(drop)
@@ -68,10 +70,9 @@ impl<N: Nodes> Session<N> {
         set: Option<&[u8]>,
         seq: u8,
     ) -> Result<Option<bool>, FrontendError> {
-        let (placement, _pass) = self.place_gated(request).await?;
         let started = Instant::now();
-        let (node, out) = match self.run(&placement, job, seq).await? {
-            Outcome::Replied(node, out) => (node, out),
+        let (placement, node, out) = match self.run_command(request, job, seq, None).await? {
+            Outcome::Replied(placement, node, out) => (placement, node, out),
             Outcome::Failed => return Ok(Some(false)),
             Outcome::UnknownStatement => return Ok(None),
         };
@@ -94,12 +95,15 @@ impl<N: Nodes> Session<N> {
         db: &[u8],
         seq: u8,
     ) -> Result<(), FrontendError> {
-        let placement = self.place(Request::Master(Why::Use))?;
         let job = Job::Plain {
             payload,
             expect: Expect::Single,
         };
-        if let Outcome::Replied(node, out) = self.run(&placement, job, seq).await? {
+        let rerun = Some(Rerun::IfNoReply);
+        if let Outcome::Replied(placement, node, out) = self
+            .run_command(Request::Master(Why::Use), job, seq, rerun)
+            .await?
+        {
             let change = Change {
                 schema: Some(db),
                 ..Change::default()
@@ -115,12 +119,15 @@ impl<N: Nodes> Session<N> {
         opt: u16,
         seq: u8,
     ) -> Result<(), FrontendError> {
-        let placement = self.place(Request::Master(Why::Set))?;
         let job = Job::Plain {
             payload,
             expect: Expect::Single,
         };
-        if let Outcome::Replied(node, out) = self.run(&placement, job, seq).await? {
+        let rerun = Some(Rerun::IfNoReply);
+        if let Outcome::Replied(placement, node, out) = self
+            .run_command(Request::Master(Why::Set), job, seq, rerun)
+            .await?
+        {
             // MYSQL_OPTION_MULTI_STATEMENTS_ON = 0, _OFF = 1
             let change = Change {
                 multi_statements: Some(opt == 0),
@@ -136,12 +143,15 @@ impl<N: Nodes> Session<N> {
         payload: &[u8],
         seq: u8,
     ) -> Result<(), FrontendError> {
-        let placement = self.place(Request::FieldList)?;
         let job = Job::Plain {
             payload,
             expect: Expect::FieldList,
         };
-        if let Outcome::Replied(node, out) = self.run(&placement, job, seq).await? {
+        let rerun = Some(Rerun::IfNoReply);
+        if let Outcome::Replied(placement, node, out) = self
+            .run_command(Request::FieldList, job, seq, rerun)
+            .await?
+        {
             self.apply(node, placement.home, &out, Change::default());
         }
         Ok(())

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::effects::Change;
-use super::exec::Outcome;
+use super::exec::{Outcome, Rerun};
 use super::{Nodes, Session};
 use crate::backend::Job;
 use crate::cache;
@@ -37,10 +37,11 @@ impl<N: Nodes> Session<N> {
         seq: u8,
     ) -> Result<(), FrontendError> {
         let stmt = router::classify(sql);
-        let placement = self.place(Request::Master(Why::Prepare))?;
         let id = self.nodes.next_statement_id();
         let job = Job::Prepare { payload };
-        if let Outcome::Replied(node, out) = self.run(&placement, job, seq).await? {
+        let rerun = Some(Rerun::IfNoReply);
+        let request = Request::Master(Why::Prepare);
+        if let Outcome::Replied(_, node, out) = self.run_command(request, job, seq, rerun).await? {
             self.state.last_node = Some(node);
             if out.prepared.is_some() {
                 let facts = StmtFacts {
@@ -162,7 +163,11 @@ impl<N: Nodes> Session<N> {
             return Ok(());
         };
         facts.long_data = true;
-        let placement = self.place(Request::Master(Why::LongData))?;
+        let Ok(placement) = self.place(Request::Master(Why::LongData)) else {
+            // No reply to give; the execution will find the data gone.
+            tracing::warn!("long data not delivered: no master");
+            return Ok(());
+        };
         let sent = self
             .nodes
             .send_long_data(placement.node, id, payload, &self.state.setup)
@@ -190,13 +195,18 @@ impl<N: Nodes> Session<N> {
             return self.reply_err(seq, err).await;
         };
         facts.long_data = false;
-        let placement = self.place(Request::Master(Why::Prepare))?;
         // The master's copy answers the client; other copies are reset quietly.
-        self.nodes
-            .reset_other_copies(id, placement.node, payload)
-            .await;
+        if let Ok(placement) = self.place(Request::Master(Why::Prepare)) {
+            self.nodes
+                .reset_other_copies(id, placement.node, payload)
+                .await;
+        }
         let job = Job::Reset { payload, id };
-        match self.run(&placement, job, seq).await? {
+        let rerun = Some(Rerun::IfNotDelivered);
+        match self
+            .run_command(Request::Master(Why::Prepare), job, seq, rerun)
+            .await?
+        {
             Outcome::Replied(..) | Outcome::Failed => Ok(()),
             Outcome::UnknownStatement => self.reply_ok(seq).await,
         }
@@ -208,10 +218,13 @@ impl<N: Nodes> Session<N> {
         id: u32,
         seq: u8,
     ) -> Result<(), FrontendError> {
-        let placement = self.place(Request::Master(Why::Cursor))?;
         let job = Job::Fetch { payload, id };
-        match self.run(&placement, job, seq).await? {
-            Outcome::Replied(node, out) => {
+        let rerun = Some(Rerun::Never);
+        match self
+            .run_command(Request::Master(Why::Cursor), job, seq, rerun)
+            .await?
+        {
+            Outcome::Replied(placement, node, out) => {
                 self.apply(node, placement.home, &out, Change::default());
                 Ok(())
             }

@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::backend::{ClientSink, Credentials, Job, Ran, RelayOutcome, SessionSetup};
+use crate::backend::{Abandon, ClientSink, Credentials, Job, Ran, RelayOutcome, SessionSetup};
 use crate::config::Config;
 use crate::protocol::com;
 use crate::topology::{
@@ -28,8 +28,11 @@ enum Answer {
     Ok(u16, Option<&'static str>),
     /// An ERR packet with this code.
     Err(u16),
-    /// The connection dies before any byte reaches the client.
+    /// The connection dies after the command reached the node, before any
+    /// byte of the reply reached the client.
     Lost,
+    /// The node refuses the connection: the command never reached it.
+    Refused,
 }
 
 /// One command as the fake saw it.
@@ -65,6 +68,7 @@ impl Nodes for FakeNodes {
         job: Job<'_>,
         setup: &SessionSetup,
         client: &mut ClientSink<'_>,
+        _: Option<Abandon>,
     ) -> Result<Ran, NetError> {
         let payload = match job {
             Job::Plain { payload, .. }
@@ -102,10 +106,18 @@ impl Nodes for FakeNodes {
             Answer::Lost => {
                 return Ok(Ran::Lost {
                     node,
+                    delivered: true,
                     sent: false,
                     next_seq: 1,
                     error: "reset by the fake".into(),
                 })
+            }
+            Answer::Refused => {
+                let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+                return Ok(Ran::Unavailable {
+                    node,
+                    error: BackendError::Connect(refused),
+                });
             }
         }
         client.io.flush().await?;
@@ -182,6 +194,8 @@ password = "app"
 [monitor]
 user = "monitor"
 password = "monitor"
+[failover]
+hold = "300ms"
 "#;
 
 /// A session whose nodes are `fake`, its client the returned socket; cn1
@@ -388,17 +402,87 @@ async fn losing_a_connection_outside_a_transaction_is_one_error() {
 }
 
 #[tokio::test]
-async fn without_a_master_a_write_is_refused_with_a_clear_error() {
-    let (mut s, _client) = session(FakeNodes::default()).await;
+async fn without_a_master_a_write_waits_then_fails_and_the_session_goes_on() {
+    let (mut s, mut client) = session(FakeNodes::default()).await;
     let mut snap = TopologySnapshot::clone(&s.ctx.topology.snapshot());
     snap.master = None;
     s.ctx.topology.replace(snap);
     let flow = send(&mut s, &query("INSERT INTO t VALUES (1)")).await;
-    match flow {
-        Err(FrontendError::Rejected(e)) => assert_eq!(e.code, ProxyError::no_node("x").code),
-        other => panic!("expected a refusal, got {:?}", other.err()),
-    }
+    assert!(matches!(flow, Ok(Flow::Continue)), "{:?}", flow.err());
+    let err = reply(&mut client).await;
+    let code = u16::from_le_bytes([err[1], err[2]]);
+    assert_eq!(code, ProxyError::no_node("x").code);
     assert!(s.nodes.sent.is_empty(), "nothing reached a node");
+}
+
+#[tokio::test]
+async fn a_write_held_while_no_master_runs_once_one_is_named() {
+    let (mut s, mut client) = session(FakeNodes::default()).await;
+    let topology = Arc::clone(&s.ctx.topology);
+    let mut headless = TopologySnapshot::clone(&topology.snapshot());
+    headless.master = None;
+    topology.replace(headless.clone());
+    let promote = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        headless.master = Some(REPLICA);
+        topology.replace(headless);
+    });
+    send(&mut s, &query("INSERT INTO t VALUES (1)")).await.ok();
+    assert_eq!(reply(&mut client).await[0], 0x00, "the client got the OK");
+    assert_eq!(s.nodes.sent.len(), 1);
+    assert_eq!(
+        s.nodes.sent[0].node, REPLICA,
+        "on the master named meanwhile"
+    );
+    promote.await.ok();
+}
+
+#[tokio::test]
+async fn a_command_that_never_reached_a_node_runs_again() {
+    let (mut s, mut client) = session(fake(&[
+        Answer::Refused,
+        Answer::Ok(status::AUTOCOMMIT, None),
+    ]))
+    .await;
+    send(&mut s, &query("UPDATE t SET a = 1")).await.ok();
+    assert_eq!(
+        reply(&mut client).await[0],
+        0x00,
+        "the client never saw the refusal"
+    );
+    assert_eq!(s.nodes.sent.len(), 2);
+}
+
+#[tokio::test]
+async fn a_write_that_may_have_run_is_never_run_twice() {
+    let (mut s, mut client) = session(fake(&[Answer::Lost])).await;
+    send(&mut s, &query("UPDATE t SET a = a + 1")).await.ok();
+    let err = reply(&mut client).await;
+    assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1927);
+    assert_eq!(
+        s.nodes.sent.len(),
+        1,
+        "the write may have committed: not re-run"
+    );
+}
+
+#[tokio::test]
+async fn a_read_whose_node_died_before_answering_runs_again() {
+    let (mut s, mut client) = session(fake(&[Answer::Lost])).await;
+    send(&mut s, &query("SELECT 1")).await.ok();
+    assert_eq!(reply(&mut client).await[0], 0x00);
+    assert_eq!(s.nodes.sent.len(), 2);
+}
+
+#[tokio::test]
+async fn inside_a_transaction_a_failed_node_is_an_error_at_once() {
+    let in_tx = status::AUTOCOMMIT | status::IN_TRANS;
+    let (mut s, mut client) = session(fake(&[Answer::Ok(in_tx, None), Answer::Refused])).await;
+    send(&mut s, &query("BEGIN")).await.ok();
+    reply(&mut client).await;
+    send(&mut s, &query("UPDATE t SET a = 1")).await.ok();
+    assert_eq!(reply(&mut client).await[0], 0xff);
+    assert_eq!(s.nodes.sent.len(), 2, "no second try inside a transaction");
 }
 
 #[tokio::test]
