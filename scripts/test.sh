@@ -3,7 +3,8 @@
 #   1. install what the tests need if it is missing (Debian packages):
 #      mariadb-server, mariadb-client, sysbench, php-cli, php-mysql,
 #      prometheus (promtool), systemd (systemd-analyze), adduser and binutils
-#      (the package test installs the .deb and strips its binary); and
+#      (the package test installs the .deb and strips its binary), iproute2
+#      and nftables (the fault suite cuts links between network namespaces); and
 #      cargo-deb from crates.io
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --all-targets -- -D warnings
@@ -36,7 +37,9 @@ apt_install_missing \
     promtool:prometheus \
     systemd-analyze:systemd \
     adduser:adduser \
-    strip:binutils
+    strip:binutils \
+    ip:iproute2 \
+    nft:nftables
 # php-mysql is a PHP extension, not a program: ask PHP.
 if ! php -m 2>/dev/null | grep -qi '^pdo_mysql$'; then
     apt_install php-mysql
