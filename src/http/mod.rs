@@ -25,7 +25,7 @@
 mod body;
 mod config;
 mod error;
-mod headers;
+pub mod headers;
 mod health;
 mod idle;
 mod metrics;
