@@ -78,6 +78,26 @@ impl Ledger {
     }
 }
 
+/// The client's connection, opened again if it has none; `None` (after a
+/// pause, the error counted) when the proxy refused.
+async fn connected<'a>(
+    conn: &'a mut Option<Conn>,
+    url: &str,
+    ledger: &Ledger,
+) -> Option<&'a mut Conn> {
+    if conn.is_none() {
+        match Conn::from_url(url).await {
+            Ok(c) => *conn = Some(c),
+            Err(e) => {
+                ledger.error(&e);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return None;
+            }
+        }
+    }
+    conn.as_mut()
+}
+
 /// Clients through the proxy until `stop`.
 async fn load(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
     let mut tasks = Vec::new();
@@ -87,17 +107,9 @@ async fn load(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
             let mut n = 0u64;
             let mut conn: Option<Conn> = None;
             while !stop.load(Ordering::Relaxed) {
-                if conn.is_none() {
-                    match Conn::from_url(url.as_str()).await {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => {
-                            ledger.error(&e);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    }
-                }
-                let Some(c) = conn.as_mut() else { continue };
+                let Some(c) = connected(&mut conn, &url, &ledger).await else {
+                    continue;
+                };
                 n += 1;
                 let sent = Instant::now();
                 // Half the writers run with autocommit off, committing each row.
@@ -135,17 +147,9 @@ async fn load(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
         tasks.push(tokio::spawn(async move {
             let mut conn: Option<Conn> = None;
             while !stop.load(Ordering::Relaxed) {
-                if conn.is_none() {
-                    match Conn::from_url(url.as_str()).await {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => {
-                            ledger.error(&e);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    }
-                }
-                let Some(c) = conn.as_mut() else { continue };
+                let Some(c) = connected(&mut conn, &url, &ledger).await else {
+                    continue;
+                };
                 let read: Result<Option<u64>, _> = c
                     .exec_first("SELECT COUNT(*) FROM ledger WHERE w = ?", (r % WRITERS,))
                     .await;
