@@ -34,6 +34,9 @@ const WARM_UP: Duration = Duration::from_secs(2);
 const SETTLE: Duration = Duration::from_secs(6);
 /// How long a healed cluster may take to be whole again before a scenario fails.
 const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// What MariaDB logs when a commit's semi-sync wait times out and the master
+/// goes on asynchronously.
+const SEMI_SYNC_TIMEOUT: &str = "Timeout waiting for reply of binlog";
 
 /// What a scenario found.
 #[derive(Debug, Default)]
@@ -48,6 +51,9 @@ struct Report {
     diverged: bool,
     /// The cluster never reached the scenario's starting state: a failure.
     not_ready: bool,
+    /// A master's semi-sync wait timed out during the scenario: from then
+    /// on it committed without acknowledgements (MariaDB's own log says so).
+    semi_sync_lapsed: bool,
     /// Rows the diverged node holds that the master lacks, and how many of
     /// them a client was told were committed (must be none).
     extra_rows: usize,
@@ -322,6 +328,13 @@ async fn scenario(name: &str, hold: Duration, fault: Fault) -> Report {
     ));
     tokio::time::sleep(WARM_UP).await;
     let master = master_of(&p).unwrap_or(0);
+    let lapses = || -> usize {
+        c.nodes
+            .iter()
+            .map(|n| n.log_lines_with(SEMI_SYNC_TIMEOUT))
+            .sum()
+    };
+    let lapses_before = lapses();
     let heal = fault(c, master, &p);
     // From when the fault is in place (cutting a link takes a moment).
     let t0 = Instant::now();
@@ -342,6 +355,7 @@ async fn scenario(name: &str, hold: Duration, fault: Fault) -> Report {
     sampling.await.ok();
     let snap = p.context.topology.snapshot();
     report.diverged = snap.nodes.iter().any(|n| n.diverged);
+    report.semi_sync_lapsed = lapses() > lapses_before;
     let final_master = snap.master.unwrap_or(0);
     drop(p);
     // Every acknowledged write is on the final master.
@@ -503,7 +517,12 @@ fn table(reports: &[Report]) -> String {
                 errors.join(", ")
             },
             if r.diverged {
-                format!("yes ({}, {} acked)", r.extra_rows, r.extra_acked)
+                let lapsed = if r.semi_sync_lapsed {
+                    "; semi-sync had timed out"
+                } else {
+                    ""
+                };
+                format!("yes ({}, {} acked{lapsed})", r.extra_rows, r.extra_acked)
             } else {
                 "no".into()
             },
@@ -567,7 +586,11 @@ async fn one_writer_whatever_fails() {
     // A master cut off longer than rpl_semi_sync_master_timeout commits the
     // writes in flight without an acknowledgement; it comes back diverged
     // by those (never acknowledged) rows and is kept out (docs/failover.md).
-    let may_diverge = |r: &Report| r.name.starts_with("master's link cut") && r.extra_acked == 0;
+    // Likewise a master whose semi-sync wait timed out (seen on this
+    // 2-core machine under load) before it was killed.
+    let may_diverge = |r: &Report| {
+        r.extra_acked == 0 && (r.name.starts_with("master's link cut") || r.semi_sync_lapsed)
+    };
     let bad: Vec<&Report> = reports
         .iter()
         .filter(|r| {
