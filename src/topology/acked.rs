@@ -4,40 +4,90 @@
 //! still reconnecting, semi-sync switched off by a timeout), no acknowledged
 //! commit is lost by a promotion. Sessions record every OK that carried a
 //! `last_gtid` from the node that wrote it.
+//!
+//! Every write records, so the common path takes no lock shared by all
+//! sessions: a few slots of atomics, one per domain (a cluster has one
+//! domain per node that ever was master), and a locked map only past them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::gtid::{Gtid, GtidPos};
 
-#[derive(Debug, Default)]
+/// Domains tracked without a lock.
+const SLOTS: usize = 8;
+/// Marks a free slot. `gtid_domain_id` may be this value too (it is
+/// unheard of); such a domain is kept in the locked map.
+const FREE: u32 = u32::MAX;
+
+#[derive(Debug)]
 pub struct AckedCommits {
-    /// domain -> highest sequence number acknowledged in it.
-    highest: Mutex<BTreeMap<u32, u64>>,
+    domains: [AtomicU32; SLOTS],
+    highest: [AtomicU64; SLOTS],
+    more: Mutex<BTreeMap<u32, u64>>,
+}
+
+impl Default for AckedCommits {
+    fn default() -> Self {
+        AckedCommits {
+            domains: std::array::from_fn(|_| AtomicU32::new(FREE)),
+            highest: std::array::from_fn(|_| AtomicU64::new(0)),
+            more: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 impl AckedCommits {
     pub fn record(&self, gtid: &Gtid) {
+        let slotted = gtid.domain != FREE;
+        for (domain, highest) in self.domains.iter().zip(&self.highest).filter(|_| slotted) {
+            let owner = match domain.compare_exchange(
+                FREE,
+                gtid.domain,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => gtid.domain,
+                Err(owner) => owner,
+            };
+            if owner == gtid.domain {
+                highest.fetch_max(gtid.seq, Ordering::AcqRel);
+                return;
+            }
+        }
         // A poisoned lock only means another thread panicked mid-insert of
         // a number: the map is still a valid map.
-        let mut highest = self.highest.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = highest.entry(gtid.domain).or_insert(0);
+        let mut more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = more.entry(gtid.domain).or_insert(0);
         *seq = (*seq).max(gtid.seq);
     }
 
     pub fn forget(&self) {
-        self.highest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        for highest in &self.highest {
+            highest.store(0, Ordering::Release);
+        }
+        self.more.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The first acknowledged commit `pos` does not hold, if any. Sequence
     /// numbers grow per domain whichever server wrote them, so the server
     /// id is not compared.
     pub fn missing_from(&self, pos: &GtidPos) -> Option<Gtid> {
-        let highest = self.highest.lock().unwrap_or_else(|e| e.into_inner());
-        highest.iter().find_map(|(&domain, &seq)| {
+        let slots = self
+            .domains
+            .iter()
+            .zip(&self.highest)
+            .map(|(d, h)| (d.load(Ordering::Acquire), h.load(Ordering::Acquire)))
+            .filter(|&(d, _)| d != FREE);
+        let more: Vec<(u32, u64)> = self
+            .more
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(&d, &s)| (d, s))
+            .collect();
+        slots.chain(more).find_map(|(domain, seq)| {
             let held = pos.get(domain).map_or(0, |g| g.seq);
             (held < seq).then_some(Gtid {
                 domain,
@@ -72,5 +122,32 @@ mod tests {
                 .map(|g| (g.domain, g.seq));
             assert_eq!(got, want, "{pos}");
         }
+        acked.forget();
+        assert_eq!(acked.missing_from(&"".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn domains_beyond_the_slots_are_kept_too() {
+        let acked = AckedCommits::default();
+        for d in 0..(SLOTS as u32 + 3) {
+            acked.record(&Gtid {
+                domain: d,
+                server: 1,
+                seq: 10 + u64::from(d),
+            });
+        }
+        let all: String = (0..(SLOTS as u32 + 3))
+            .map(|d| format!("{d}-1-{}", 10 + d))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(acked.missing_from(&all.parse().unwrap()), None);
+        let last = SLOTS as u32 + 2;
+        let short = all.replace(&format!("{last}-1-{}", 10 + last), &format!("{last}-1-1"));
+        assert_eq!(
+            acked
+                .missing_from(&short.parse().unwrap())
+                .map(|g| (g.domain, g.seq)),
+            Some((last, 10 + u64::from(last)))
+        );
     }
 }
