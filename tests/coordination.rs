@@ -167,15 +167,44 @@ fn every_instance_writes_to_the_recorded_writer_and_a_dead_master_is_replaced_on
         assert_eq!(ran, c.nodes[master].server_id, "{} wrote elsewhere", i.name);
     }
 
-    // kill -9 of the master: exactly one promotion, everybody follows.
-    c.kill(master);
+    // kill -9 of the master under write load through every instance at
+    // once: exactly one promotion, everybody follows, no acknowledged write lost.
     let other = 1 - master;
     let new_writer = c.nodes[other].name;
-    wait_until("every instance to follow the new writer", || {
-        all.iter()
-            .all(|i| i.writer().is_some_and(|(n, _)| n == new_writer))
-            .then_some(())
+    let acked: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let followed = thread::scope(|s| {
+        for i in &all {
+            let (acked, stop, db) = (&acked, &stop, &db);
+            s.spawn(move || {
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    k += 1;
+                    let tag = format!("{}-load-{k}", i.name);
+                    let sql = format!("INSERT INTO w VALUES ('{tag}', @@server_id)");
+                    if i.sql(Some(db), &sql).is_ok() {
+                        acked.lock().unwrap_or_else(|e| e.into_inner()).push(tag);
+                    }
+                }
+            });
+        }
+        thread::sleep(Duration::from_millis(500));
+        c.kill(master);
+        let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until("every instance to follow the new writer", || {
+                all.iter()
+                    .all(|i| i.writer().is_some_and(|(n, _)| n == new_writer))
+                    .then_some(())
+            })
+        }));
+        // Writes go on for a while on the new master before the load stops.
+        thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        followed
     });
+    if let Err(panic) = followed {
+        std::panic::resume_unwind(panic);
+    }
     for i in &all {
         assert_eq!(
             i.writer(),
@@ -190,6 +219,25 @@ fn every_instance_writes_to_the_recorded_writer_and_a_dead_master_is_replaced_on
         "one record at discovery, one at the failover: no second promotion"
     );
     assert_eq!(read_only(c, other), "0", "the new master is writable");
+    let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+    assert!(acked.len() > 3, "the load ran: {acked:?}");
+    let on_new = match c.nodes[other].sql(&format!("SELECT tag FROM `{db}`.w")) {
+        Ok(text) => text,
+        Err(e) => panic!("read the ledger on the new master: {e}"),
+    };
+    let present: std::collections::HashSet<&str> = on_new.lines().map(str::trim).collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|t| !present.contains(t.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but missing on the new master: {lost:?}"
+    );
+    eprintln!(
+        "{} acknowledged writes through 3 instances, none lost",
+        acked.len()
+    );
     for i in &all {
         let ran = wait_until(
             &format!("a write through {} after the failover", i.name),
@@ -244,6 +292,8 @@ fn an_instance_cut_off_from_the_master_alone_never_causes_a_promotion() {
     relays[master].cut();
     // p1 sees the master down; p2 still sees it up, so p1 refuses.
     wait_until("p1 to refuse a failover (a veto)", || {
+        let now = p1.writer();
+        assert_eq!(now, Some((writer.clone(), epoch)), "p1 promoted a node");
         (number(&p1, "vetoes") > 0).then_some(())
     });
     assert_eq!(
@@ -440,6 +490,71 @@ fn without_etcd_quorum_nothing_is_promoted_and_the_data_path_keeps_working() {
         });
         assert_eq!(ran, c.nodes[other].server_id, "{}", i.name);
     }
+    drop(p1);
+    drop(p2);
+    heal(c);
+}
+
+#[test]
+fn etcd_member_and_instance_restarts_keep_the_writer_and_the_other_instances_serving() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster();
+    heal(c);
+    let db = table(c, "coord_rolling");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut etcd = Etcd::start(3, dir.path());
+    let name = cluster_name("rolling");
+    let configs = [
+        config(c, "p1", &etcd, &name, None),
+        config(c, "p2", &etcd, &name, None),
+    ];
+    let start = |n: &str| {
+        let cfg = if n == "p1" { &configs[0] } else { &configs[1] };
+        Instance::start(n, cfg, dir.path())
+    };
+    let mut p1 = start("p1");
+    wait_until("p1 to hold the election", || p1.holds().then_some(()));
+    let mut p2 = start("p2");
+    let (writer, epoch) = agreed_writer(&[&p1, &p2]);
+    let master_id = c.nodes[index_of(&writer)].server_id;
+    let mut n = 0;
+    // Every write through `inst` succeeds on the writer.
+    let mut writes = |inst: &Instance, what: &str| {
+        for _ in 0..5 {
+            n += 1;
+            let ran = write(inst, &db, &format!("{}-{n}", inst.name));
+            assert_eq!(ran, Ok(master_id), "{} during {what}", inst.name);
+        }
+    };
+
+    // An etcd member restarts: nobody notices.
+    etcd.kill_member(0);
+    writes(&p1, "an etcd member down");
+    writes(&p2, "an etcd member down");
+    etcd.start_member(0);
+    etcd.wait_healthy();
+    writes(&p1, "an etcd member back");
+
+    // Rolling restart: the holder first (kill -9), then the other.
+    p1.kill();
+    writes(&p2, "the holder's restart");
+    wait_until("p2 to take the election", || p2.holds().then_some(()));
+    drop(p1);
+    let p1 = start("p1");
+    agreed_writer(&[&p1, &p2]);
+    writes(&p1, "after its restart");
+    p2.kill();
+    writes(&p1, "p2's restart");
+    drop(p2);
+    let p2 = start("p2");
+    assert_eq!(
+        agreed_writer(&[&p1, &p2]),
+        (writer, epoch),
+        "the writer never changed"
+    );
+    writes(&p2, "after its restart");
+    let changes: u64 = [&p1, &p2].iter().map(|i| number(i, "writer_changes")).sum();
+    assert_eq!(changes, 0, "the restarted instances recorded nothing");
     drop(p1);
     drop(p2);
     heal(c);
