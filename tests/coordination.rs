@@ -559,3 +559,95 @@ fn etcd_member_and_instance_restarts_keep_the_writer_and_the_other_instances_ser
     drop(p2);
     heal(c);
 }
+
+#[test]
+fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cluster();
+    heal(c);
+    let db = table(c, "coord_midswitch");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let etcd = Etcd::start(1, dir.path());
+    let name = cluster_name("midswitch");
+    // A short switchover bound, so the forwarded request gives up soon.
+    let conf = |n: &str| {
+        format!(
+            "{}\n[failover]\nswitchover_timeout = \"3s\"\n",
+            config(c, n, &etcd, &name, None)
+        )
+    };
+    let mut p1 = Instance::start("p1", &conf("p1"), dir.path());
+    wait_until("p1 to hold the election", || p1.holds().then_some(()));
+    let p2 = Instance::start("p2", &conf("p2"), dir.path());
+    let (writer, epoch) = agreed_writer(&[&p1, &p2]);
+    let master = index_of(&writer);
+    let target = c.nodes[1 - master].name;
+
+    // A transaction open through the holder keeps its switchover waiting
+    // at the write gate.
+    let mut tx = std::process::Command::new("mariadb")
+        .args([
+            "--protocol=tcp",
+            &format!("-h{}", p1.mysql.ip()),
+            &format!("-P{}", p1.mysql.port()),
+            &format!("-u{}", common::APP_USER),
+            &format!("-p{}", common::APP_PASSWORD),
+            &db,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn mariadb");
+    {
+        use std::io::Write;
+        let stdin = tx.stdin.as_mut().expect("stdin");
+        writeln!(
+            stdin,
+            "BEGIN; INSERT INTO w VALUES ('open-tx', @@server_id);"
+        )
+        .expect("write to mariadb");
+        stdin.flush().ok();
+    }
+    wait_until("the open transaction on the master", || {
+        let n = c.nodes[master]
+            .value("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
+            .ok()?;
+        (n != "0").then_some(())
+    });
+    // Asked on the follower, run by the holder, which dies meanwhile.
+    let asked = thread::scope(|s| {
+        let p2 = &p2;
+        let request = s.spawn(move || p2.try_admin(&format!("SWITCHOVER TO '{target}'")));
+        thread::sleep(Duration::from_millis(800));
+        p1.kill();
+        request
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    tx.kill().ok();
+    tx.wait().ok();
+    let err = asked.expect_err("the holder died before answering");
+    assert!(err.contains("'p1'"), "the error names the holder: {err}");
+
+    wait_until("p2 to take the election", || p2.holds().then_some(()));
+    // Rolled back, not half-done: the record, the roles on the nodes and
+    // the writes all agree on one writer.
+    assert_eq!(p2.writer(), Some((writer.clone(), epoch)));
+    wait_until("exactly the recorded writer writable", || {
+        (read_only(c, master) == "0" && read_only(c, 1 - master) == "1").then_some(())
+    });
+    let ran = wait_until("a write through p2", || write(&p2, &db, "p2-after").ok());
+    assert_eq!(ran, c.nodes[master].server_id);
+    // And the new holder can finish the change.
+    let done = p2.admin(&format!("SWITCHOVER TO '{target}'"));
+    assert!(
+        done.first()
+            .and_then(|r| r.get("result"))
+            .is_some_and(|r| r.starts_with("switched over")),
+        "{done:?}"
+    );
+    assert_eq!(p2.writer(), Some((target.to_string(), epoch + 1)));
+    drop(p2);
+    heal(c);
+}
