@@ -4,8 +4,10 @@
 #      mariadb-server, mariadb-client, sysbench, php-cli, php-mysql,
 #      prometheus (promtool), systemd (systemd-analyze), adduser and binutils
 #      (the package test installs the .deb and strips its binary), iproute2
-#      and nftables (the fault suite cuts links between network namespaces); and
-#      cargo-deb from crates.io
+#      and nftables (the fault suite cuts links between network namespaces),
+#      etcd-server and etcd-client (tests/coordination.rs runs a real etcd),
+#      protobuf-compiler (the etcd-client crate's build compiles etcd's
+#      protocol); and cargo-deb from crates.io
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo test --all-targets
@@ -42,7 +44,10 @@ apt_install_missing \
     strip:binutils \
     ip:iproute2 \
     nft:nftables \
-    g++:g++
+    g++:g++ \
+    etcd:etcd-server \
+    etcdctl:etcd-client \
+    protoc:protobuf-compiler
 # php-mysql is a PHP extension, not a program: ask PHP.
 if ! php -m 2>/dev/null | grep -qi '^pdo_mysql$'; then
     apt_install php-mysql

@@ -9,6 +9,7 @@
 //! * `config`: figment TOML + `SQLPROXY_` env → [`config::Config`], validated; errors name the key.
 //! * `net`: buffered packet I/O over one TCP stream.
 //! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, failover.
+//! * `coordination`: several instances, one writer: the election, the writer record and views in etcd.
 //! * `router`: the lexer, classifier and the one decider of where a command runs; no I/O.
 //! * `backend`: a session's node connections (on mysql_common), pools, the relay to the client.
 //! * `cache`: results of hot SELECTs (moka), replayed byte for byte, invalidated by writes.
@@ -30,6 +31,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod coordination;
 pub mod frontend;
 pub mod http;
 pub mod import_haproxy;

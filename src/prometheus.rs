@@ -311,6 +311,47 @@ impl Collector for Exporter {
             "Topology snapshots published since start",
             i64::try_from(snap.generation).unwrap_or(i64::MAX),
         )?;
+        if let Some(co) = &ctx.coordination {
+            let v = co.view();
+            gauge(
+                &mut enc,
+                "coordination_etcd_up",
+                "1 while this instance has a working etcd session (0: it promotes nothing)",
+                i64::from(v.etcd_up),
+            )?;
+            gauge(
+                &mut enc,
+                "coordination_holder",
+                "1 while this instance holds the election (runs failover, fencing, rejoin)",
+                i64::from(v.holds),
+            )?;
+            gauge(
+                &mut enc,
+                "coordination_epoch",
+                "Epoch of the writer record this instance follows (0: none)",
+                v.writer
+                    .as_ref()
+                    .map_or(0, |w| i64::try_from(w.epoch).unwrap_or(i64::MAX)),
+            )?;
+            gauge(
+                &mut enc,
+                "coordination_instances",
+                "Instances alive in etcd, as this instance last saw them",
+                v.instances.len() as i64,
+            )?;
+            counter(
+                &mut enc,
+                "coordination_vetoes",
+                "Failovers refused because another instance still reached the master",
+                v.vetoes,
+            )?;
+            counter(
+                &mut enc,
+                "coordination_writer_changes",
+                "Writer records this instance wrote to etcd",
+                v.recorded,
+            )?;
+        }
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::backend::Pools;
 use crate::config::Config;
 use crate::context::ProxyContext;
+use crate::coordination::Coordinator;
 use crate::frontend;
 use crate::protocol::codec;
 use crate::protocol::handshake::parse_greeting;
@@ -75,7 +76,26 @@ impl Server {
         let topology = Topology::new(&config);
         let pools = Pools::new(&config);
         let (handle, controller) = topology::failover_channel();
-        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle);
+        let coordination = config.coordination.clone().map(|co| {
+            let port = mysql.local_addr().map_or(addr.port(), |a| a.port());
+            let weights = config
+                .nodes
+                .iter()
+                .map(|(name, n)| (name.clone(), n.weight))
+                .collect();
+            Coordinator::new(
+                co,
+                crate::coordination::default_instance_name(port),
+                Arc::clone(&topology),
+                weights,
+            )
+        });
+        let controller = match &coordination {
+            Some(c) => controller.with_authority(Arc::clone(c) as Arc<dyn topology::Authority>),
+            None => controller,
+        };
+        let ctx =
+            ProxyContext::coordinated(Arc::clone(&config), topology, pools, handle, coordination);
         learn_version(&ctx).await;
         let upstreams = http.as_ref().map(|h| h.upstreams());
         let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams);
@@ -157,6 +177,14 @@ impl Server {
                     };
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 },
+                shutdown.clone(),
+            ));
+        }
+        if let Some(coordination) = &ctx.coordination {
+            tracing::info!(instance = %coordination.instance(), "coordinating with the other instances through etcd; only the election's holder changes the master");
+            tracker.spawn(crate::coordination::run(
+                Arc::clone(coordination),
+                ctx.failover.clone(),
                 shutdown.clone(),
             ));
         }

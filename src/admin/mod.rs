@@ -30,6 +30,7 @@ mod set_backend;
 mod show_backends;
 mod show_commands;
 mod show_config;
+mod show_coordination;
 mod show_pools;
 mod show_query_digest;
 mod show_sessions;
@@ -140,6 +141,7 @@ const PARSERS: &[Parser] = &[
     boxed::<show_pools::ShowPools>,
     boxed::<show_stats::ShowStats>,
     boxed::<show_config::ShowConfig>,
+    boxed::<show_coordination::ShowCoordination>,
     boxed::<show_query_digest::ShowQueryDigest>,
     boxed::<show_commands::ShowCommands>,
     boxed::<cache::ShowCacheDigest>,
@@ -235,6 +237,7 @@ mod tests {
             ("show pools", "show pools"),
             ("SHOW STATS", "show stats"),
             ("show config", "show config"),
+            ("SHOW COORDINATION", "show coordination"),
             ("show query digest", "show query digest"),
             ("SHOW QUERY DIGEST LIMIT 5", "show query digest"),
             ("show commands", "show commands"),

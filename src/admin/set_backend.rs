@@ -5,6 +5,8 @@
 //! lets sessions keep the connections they hold. The master keeps taking
 //! writes whatever its admin state (moving writes is SWITCHOVER), so OFFLINE
 //! is refused on the master; DRAIN there only removes it from read rotation.
+//! With `[coordination]` the state is written to etcd, so every instance
+//! applies it and it survives restarts.
 
 use super::{cell, AdminCommand, AdminContext, AdminError, Exec, Reply};
 use super::{ColKind, ResultSet, Words};
@@ -56,26 +58,56 @@ impl AdminCommand for SetBackend {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        super::ready(self.apply(admin))
+        match &admin.proxy.coordination {
+            None => super::ready(self.apply(admin)),
+            Some(co) => Box::pin(async move {
+                // Shared by every instance and kept across restarts: written
+                // to etcd first (refused if it cannot be), then applied here
+                // at once; the others apply it from their watch.
+                self.check(admin)?;
+                let (state, weight) = match self.change {
+                    Change::State(s) => (Some(s.to_string()), None),
+                    Change::Weight(w) => (None, Some(w)),
+                };
+                co.set_operator(&self.node, state, weight)
+                    .await
+                    .map_err(|e| {
+                        AdminError::Refused(format!(
+                            "operator state not changed on any instance: {e}"
+                        ))
+                    })?;
+                self.apply(admin)
+            }),
+        }
     }
 }
 
 impl SetBackend {
+    /// The change is allowed: the node exists and OFFLINE is not asked of the master.
+    fn check(&self, admin: &AdminContext) -> Result<(), AdminError> {
+        let topology = &admin.proxy.topology;
+        let id = topology
+            .node_id(&self.node)
+            .ok_or_else(|| AdminError::NoNode(self.node.clone()))?;
+        let snap = topology.snapshot();
+        let is_master = snap.node(id).is_some_and(|n| n.role == Role::Master);
+        if self.change == Change::State(AdminState::Offline) && is_master {
+            return Err(AdminError::Refused(format!(
+                "'{}' is the master and takes every write; SWITCHOVER TO another node first (DRAIN only stops its reads)",
+                self.node
+            )));
+        }
+        Ok(())
+    }
+
     fn apply(&self, admin: &AdminContext) -> Result<Reply, AdminError> {
         let proxy = &admin.proxy;
         let topology = &proxy.topology;
         let no_node = || AdminError::NoNode(self.node.clone());
         let id = topology.node_id(&self.node).ok_or_else(no_node)?;
+        self.check(admin)?;
         let (setting, before, after) = match self.change {
             Change::State(state) => {
-                let snap = topology.snapshot();
-                let node = snap.node(id).ok_or_else(no_node)?;
-                if state == AdminState::Offline && node.role == Role::Master {
-                    return Err(AdminError::Refused(format!(
-                        "'{}' is the master and takes every write; SWITCHOVER TO another node first (DRAIN only stops its reads)",
-                        self.node
-                    )));
-                }
                 let before = topology.set_admin_state(id, state).ok_or_else(no_node)?;
                 if state == AdminState::Offline {
                     proxy.pools.flush_node(id);

@@ -17,6 +17,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("RELOAD CONFIG", "re-read the config file; keeps the running one on error"),
     ("SWITCHOVER TO 'node'", "planned master change: hold writes, catch up, promote (docs/failover.md)"),
     ("FAILOVER TO 'node'", "forced master change: no catch-up wait; refused if the node is down"),
+    ("SHOW COORDINATION", "etcd coordination: endpoints and health, the holder, the writer and its epoch, each instance's view"),
     ("SHOW HTTP BACKENDS", "the HTTP balancer's web workers: state, requests, errors"),
     ("SET HTTP BACKEND 'worker' DRAIN | READY | MAINT", "drain a web worker, or take it out for maintenance"),
     ("SHOW CACHE", "result cache counters: entries, bytes, hits, misses, evictions, invalidations, hit ratio"),

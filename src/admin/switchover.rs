@@ -3,8 +3,9 @@
 //! finish, fences the old master, waits until the new one has applied
 //! everything, then promotes it (on a catch-up timeout the old master keeps
 //! its role). FAILOVER is forced: no catch-up wait, refused if the node is
-//! down. The procedures live in `topology/failover.rs`; this file parses and
-//! reports.
+//! down. The procedures live in `topology/failover/`; this file parses and
+//! reports. With `[coordination]`, an instance that does not hold the
+//! election forwards the command to the holder through etcd.
 
 use super::wire::{ColKind, ResultSet};
 use super::{AdminCommand, AdminContext, AdminError, Exec, Reply, Words};
@@ -66,11 +67,22 @@ impl AdminCommand for MasterChange {
                     self.target
                 )));
             }
-            let done = proxy
-                .failover
-                .switchover(&self.target, self.force)
-                .await
-                .map_err(|e| AdminError::Refused(e.to_string()))?;
+            let done = match &proxy.coordination {
+                // Another instance holds the election: it runs the change,
+                // so the result is the same whichever instance was asked.
+                Some(co) if !co.holds() => {
+                    let fo = &proxy.config.failover;
+                    let limit = fo.switchover_timeout * 3 + fo.hold;
+                    co.forward(&self.target, self.force, limit)
+                        .await
+                        .map_err(|e| AdminError::Refused(e.to_string()))?
+                }
+                _ => proxy
+                    .failover
+                    .switchover(&self.target, self.force)
+                    .await
+                    .map_err(|e| AdminError::Refused(e.to_string()))?,
+            };
             let mut rs = ResultSet::new(&[("result", ColKind::Text)]);
             rs.push(vec![Some(done)]);
             Ok(Reply::Rows(rs))

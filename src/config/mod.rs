@@ -7,11 +7,13 @@
 //! This file loads and validates; each section's types and defaults live in
 //! their own file: `mysql.rs` (`[mysql]`, `[pool]`, `[routing]`, `[runtime]`),
 //! `nodes.rs` (`[nodes]`, `[monitor]`, `[failover]`), `users.rs`, `admin.rs`
-//! (`[admin]`, `[metrics]`), `http.rs` (`[http]`) and `cache.rs` (`[cache]`).
+//! (`[admin]`, `[metrics]`), `http.rs` (`[http]`), `cache.rs` (`[cache]`) and
+//! `coordination.rs` (`[coordination]`).
 //! The config knows no other module: the services read their sections from here.
 
 mod admin;
 mod cache;
+mod coordination;
 pub mod http;
 mod mysql;
 mod nodes;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::{AdminConfig, MetricsConfig};
 pub use cache::{CacheConfig, CacheConfigError, CacheRule};
+pub use coordination::{CoordinationConfig, CoordinationConfigError};
 pub use http::{
     BackendConfig, Balance, HealthCheck, HttpConfig, HttpConfigError, StatsConfig, StickyConfig,
     Timeouts,
@@ -98,6 +101,10 @@ pub struct Config {
     /// Threads of the async runtime.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Several instances agreeing on one writer through etcd; absent = this
+    /// instance decides alone.
+    #[serde(default)]
+    pub coordination: Option<CoordinationConfig>,
 }
 
 /// serde's default for switches that are on unless a section turns them off.
@@ -232,6 +239,9 @@ impl Config {
         }
         if let Some(http) = &self.http {
             http.validate().map_err(|e| invalid(e.key, e.reason))?;
+        }
+        if let Some(co) = &self.coordination {
+            co.validate().map_err(|e| invalid(e.key, e.reason))?;
         }
         if let Some(a) = self.admin.as_ref().filter(|a| a.enabled) {
             if a.user.is_empty() {

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::backend::Pools;
 use crate::cache::QueryCache;
 use crate::config::Config;
+use crate::coordination::Coordinator;
 use crate::metrics::Metrics;
 use crate::topology::{FailoverHandle, Topology};
 pub use sessions::{SessionHandle, SessionRegistry, SessionView};
@@ -42,6 +43,8 @@ pub struct ProxyContext {
     pub sessions: Arc<SessionRegistry>,
     /// The result cache, when `[cache] enabled`.
     pub cache: Option<Arc<QueryCache>>,
+    /// This instance's part in the etcd coordination, when `[coordination]` is set.
+    pub coordination: Option<Arc<Coordinator>>,
     next_session: AtomicU32,
     /// `mysql.max_connections`.
     limit: Arc<Semaphore>,
@@ -53,6 +56,17 @@ impl ProxyContext {
         topology: Arc<Topology>,
         pools: Arc<Pools>,
         failover: FailoverHandle,
+    ) -> Arc<Self> {
+        Self::coordinated(config, topology, pools, failover, None)
+    }
+
+    /// [`ProxyContext::new`] for an instance that takes part in a coordination.
+    pub fn coordinated(
+        config: Arc<Config>,
+        topology: Arc<Topology>,
+        pools: Arc<Pools>,
+        failover: FailoverHandle,
+        coordination: Option<Arc<Coordinator>>,
     ) -> Arc<Self> {
         let mut server_caps = crate::protocol::caps::PROXY_SERVER;
         if config.mysql.local_infile {
@@ -72,6 +86,7 @@ impl ProxyContext {
         };
         Arc::new(ProxyContext {
             cache,
+            coordination,
             users: Users::from_config(&config),
             metrics: Arc::new(Metrics::new(config.nodes.len())),
             sessions: Arc::new(SessionRegistry::default()),

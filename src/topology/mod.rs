@@ -8,6 +8,9 @@
 //! read-your-writes; `replication.rs` types `SHOW SLAVE STATUS`. The failover
 //! controller (`failover.rs`) reports each change of master as a
 //! [`TopologyEvent`] (`events.rs`) to a callback; metrics count them from outside.
+//! With several instances, the writer named in etcd reaches the snapshot
+//! through one seam, [`Topology::follow_writer`], and the controller acts
+//! only as its [`Authority`] allows.
 
 use std::fmt;
 
@@ -27,7 +30,10 @@ pub use check::{
     CheckError, CheckErrorKind, MysqlProbe, Observation, Probe, ProbeFailure, SemiSync,
 };
 pub use events::TopologyEvent;
-pub use failover::{failover_channel, run_failover, FailoverError, FailoverHandle, WriteGate};
+pub use failover::{
+    failover_channel, run_failover, Agreement, Authority, Epoch, FailoverError, FailoverHandle,
+    Recording, Solo, Standing, WriteGate,
+};
 pub use health::{ChangeReason, Health, Transition};
 pub use monitor::{run_monitor, run_probes};
 pub use replication::{IoThread, ReplicationStatus};

@@ -338,6 +338,17 @@ impl Topology {
         self.published();
     }
 
+    /// The writer another instance recorded (coordination through etcd):
+    /// the one way a master chosen outside this instance's controller
+    /// reaches the snapshot, and so `router::place`. No change, no new
+    /// generation. Sessions see it at their next statement.
+    pub fn follow_writer(&self, id: NodeId) {
+        if self.current.load().master == Some(id) || id >= self.names.len() {
+            return;
+        }
+        self.set_master(id);
+    }
+
     /// Publishes `snapshot` as it is: tests of other modules set up the
     /// cluster they need (a master, a replica up and replicating, none).
     #[cfg(test)]

@@ -20,13 +20,17 @@
 // Each test binary uses a different part of the fixture.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod etcd;
 mod gtid;
+pub mod instance;
 pub mod netns;
 mod node;
 pub mod notify;
 pub mod php;
 mod proxy;
 pub mod raw;
+pub mod relay;
 pub mod replies;
 #[allow(unused_imports)] // test binaries without a proxy
 pub use proxy::Proxy;

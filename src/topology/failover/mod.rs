@@ -10,7 +10,10 @@
 //! * `gate.rs`: the [`WriteGate`] that holds writes during a switchover.
 //! * `maintain.rs`: the steady state (fencing, rejoin, semi-sync).
 //! * `switchover.rs`: `SWITCHOVER TO` and `FAILOVER TO`.
+//! * `authority.rs`: whether this instance may act at all, and where a new
+//!   writer is recorded first (alone, or agreed with other instances).
 
+mod authority;
 mod control;
 mod decide;
 mod gate;
@@ -31,6 +34,7 @@ use super::gtid::GtidPos;
 use super::snapshot::{Topology, TopologySnapshot};
 use super::{CheckErrorKind, NodeId, NodeState};
 use crate::config::Config;
+pub use authority::{Agreement, Authority, Epoch, Recording, Solo, Standing};
 use control::Control;
 pub use decide::{best_candidate, discover_master, has_diverged};
 pub use gate::{WriteGate, WritePass};
@@ -59,6 +63,13 @@ pub enum FailoverError {
     Control { node: String, error: String },
     #[error("the failover controller is not running")]
     NotRunning,
+    #[error("this instance does not hold the election; {}", match holder {
+        Some(h) => format!("instance '{h}' does"),
+        None => "no instance holds it now (etcd unreachable, or an election under way)".to_string(),
+    })]
+    NotHolder { holder: Option<String> },
+    #[error("the new writer '{node}' could not be recorded, so it stays fenced: {reason}")]
+    NotRecorded { node: String, reason: String },
 }
 
 /// The controller's own pace, besides acting on every published change:
@@ -101,6 +112,8 @@ impl FailoverHandle {
 pub struct FailoverController {
     rx: mpsc::Receiver<Request>,
     gate: Arc<WriteGate>,
+    /// Whether this instance may act, and where a new writer is recorded.
+    authority: Arc<dyn Authority>,
     /// Flipped to true once the master has been read back from the nodes at
     /// start (or the wait for them ran out): the server's readiness.
     discovered: tokio::sync::watch::Sender<bool>,
@@ -110,6 +123,12 @@ impl FailoverController {
     /// Becomes true when [`run_failover`] has done its start discovery.
     pub fn discovered(&self) -> tokio::sync::watch::Receiver<bool> {
         self.discovered.subscribe()
+    }
+
+    /// Acts only as `authority` allows (the default: alone, [`Solo`]).
+    pub fn with_authority(mut self, authority: Arc<dyn Authority>) -> FailoverController {
+        self.authority = authority;
+        self
     }
 }
 
@@ -125,6 +144,7 @@ pub fn failover_channel() -> (FailoverHandle, FailoverController) {
         FailoverController {
             rx,
             gate,
+            authority: Arc::new(Solo),
             discovered: tokio::sync::watch::Sender::new(false),
         },
     )
@@ -143,8 +163,10 @@ pub async fn run_failover(
     let FailoverController {
         mut rx,
         gate,
+        authority,
         discovered: discovery_done,
     } = controller;
+    let authority = authority.as_ref();
     let snap = topology.snapshot();
     let mut control = Control::new(&snap, &config);
     let priority: Vec<NodeId> = config
@@ -159,6 +181,10 @@ pub async fn run_failover(
     // Nodes that lost the master role to a failover and have not been
     // checked for divergence since they came back.
     let mut demoted: HashSet<NodeId> = HashSet::new();
+    // Former masters named by the record already put in `demoted`.
+    let mut checked_previous: HashSet<NodeId> = HashSet::new();
+    // The snapshot generation of the last veto logged (once per change).
+    let mut vetoed_at: Option<u64> = None;
     let mut changes = topology.watch();
     let mut ticker = tokio::time::interval(interval.min(TICK));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -168,7 +194,12 @@ pub async fn run_failover(
             () = shutdown.cancelled() => return,
             req = rx.recv() => {
                 let Some(Request::Switchover { to, force, reply }) = req else { return };
-                let r = switchover::run(&topology, &mut control, &gate, &fo, &to, force).await;
+                let r = match authority.standing() {
+                    Standing::Follower { holder } => Err(FailoverError::NotHolder { holder }),
+                    Standing::Alone | Standing::Holder { .. } => {
+                        switchover::run(&topology, &mut control, &gate, &fo, authority, &to, force).await
+                    }
+                };
                 if let Ok(done) = &r {
                     if let Some(old) = done.old {
                         demoted.insert(old);
@@ -192,25 +223,78 @@ pub async fn run_failover(
             _ = ticker.tick() => {}
         }
         let snap = topology.snapshot();
+        let standing = authority.standing();
         if !discovered {
+            let recorded = match &standing {
+                Standing::Alone => false,
+                // The coordination follows the record: the master comes from
+                // there, never from this instance's own reading of the nodes.
+                Standing::Follower { .. } => {
+                    if snap.master.is_some() {
+                        discovered = true;
+                        discovery_done.send_replace(true);
+                    }
+                    continue;
+                }
+                Standing::Holder {
+                    writer_recorded, ..
+                } => *writer_recorded,
+            };
+            if recorded {
+                discovered = true;
+                discovery_done.send_replace(true);
+                continue;
+            }
             let all_checked = snap.nodes.iter().all(|n| n.last_check.is_some());
             let waited = started.elapsed() > interval * (config.monitor.fall + 1);
             if !all_checked && !waited {
                 continue;
             }
-            discovered = true;
             if let Some(m) = discover_master(&snap, &priority) {
-                tracing::info!(master = %snap.nodes[m].name, "master read back from the nodes");
+                let name = &snap.nodes[m].name;
+                let gtid = snap.nodes[m].gtid_current_pos.clone().unwrap_or_default();
+                if let Err(reason) = authority.record_writer(name, &gtid, None).await {
+                    tracing::warn!(master = %name, %reason, "could not record the master read back from the nodes; retrying");
+                    continue;
+                }
+                tracing::info!(master = %name, "master read back from the nodes");
                 topology.set_master(m);
             }
+            discovered = true;
             discovery_done.send_replace(true);
             continue;
+        }
+        match &standing {
+            Standing::Alone => {}
+            // Fencing, failover and rejoin are the holder's alone.
+            Standing::Follower { .. } => continue,
+            Standing::Holder { previous, .. } => {
+                // A holder that took over learns from the record which node
+                // lost the role last: it is checked before it may rejoin.
+                if let Some(id) = previous.as_deref().and_then(|p| topology.node_id(p)) {
+                    if snap.master != Some(id) && !checked_previous.contains(&id) {
+                        checked_previous.insert(id);
+                        demoted.insert(id);
+                    }
+                }
+            }
         }
         let Some(master) = snap.master else { continue };
         let master_down =
             snap.nodes[master].state == NodeState::Down && snap.nodes[master].last_check.is_some();
         if master_down && fo.auto_failover {
-            if let Some(to) = fail_over(&topology, &snap, &mut control, &priority, &fo).await {
+            let agreement = authority.others_agree_down(&snap.nodes[master].name);
+            if agreement != Agreement::Agreed {
+                if vetoed_at != Some(snap.generation) {
+                    tracing::warn!(node = %snap.nodes[master].name, ?agreement, "the master is down here, but another instance still reaches it: not failing over");
+                    authority.vetoed(&agreement);
+                    vetoed_at = Some(snap.generation);
+                }
+                continue;
+            }
+            if let Some(to) =
+                fail_over(&topology, &snap, &mut control, &priority, &fo, authority).await
+            {
                 on_event(&TopologyEvent::AutoFailover {
                     from: snap.nodes[master].name.clone(),
                     to: snap.nodes[to].name.clone(),
@@ -232,6 +316,7 @@ async fn fail_over(
     control: &mut Control,
     priority: &[NodeId],
     fo: &crate::config::FailoverConfig,
+    authority: &dyn Authority,
 ) -> Option<NodeId> {
     let master = snap.master?;
     let old = &snap.nodes[master].name;
@@ -264,7 +349,7 @@ async fn fail_over(
     };
     let new = &snap.nodes[to].name;
     tracing::error!(old = %old, new = %new, "master is down: failing over");
-    match promote(topology, control, to, fo).await {
+    match promote(topology, control, to, fo, authority, old).await {
         Ok(()) => {
             tracing::warn!(old = %old, new = %new, "failover done");
             Some(to)
@@ -288,6 +373,8 @@ async fn promote(
     control: &mut Control,
     to: NodeId,
     fo: &crate::config::FailoverConfig,
+    authority: &dyn Authority,
+    old: &str,
 ) -> Result<(), FailoverError> {
     let t = control.timeout * 5;
     let began = Instant::now();
@@ -341,6 +428,22 @@ async fn promote(
     }
     control.exec(to, "STOP SLAVE", t).await?;
     tracing::debug!(took = ?began.elapsed(), "candidate stopped replicating");
+    // Recorded before it is writable: an instance that cannot record the
+    // change (lost the election, etcd gone) leaves the node fenced and
+    // replicating again.
+    let name = control.name(to);
+    let gtid: Option<String> = control
+        .value(to, "SELECT @@GLOBAL.gtid_current_pos", t)
+        .await?;
+    if let Err(reason) = authority
+        .record_writer(&name, &gtid.unwrap_or_default(), Some(old))
+        .await
+    {
+        if let Err(e) = control.exec(to, "START SLAVE", t).await {
+            tracing::warn!(error = %e, "could not restart replication on the candidate");
+        }
+        return Err(FailoverError::NotRecorded { node: name, reason });
+    }
     if fo.manage_read_only {
         control.set_read_only(to, false).await?;
         topology.record_read_only(to, false);

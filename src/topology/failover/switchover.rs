@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::authority::Authority;
 use super::control::Control;
 use super::gate::WriteGate;
 use super::FailoverError;
@@ -29,6 +30,7 @@ pub(super) async fn run(
     control: &mut Control,
     gate: &WriteGate,
     fo: &FailoverConfig,
+    authority: &dyn Authority,
     to: &str,
     force: bool,
 ) -> Result<Done, FailoverError> {
@@ -47,7 +49,7 @@ pub(super) async fn run(
         return Err(FailoverError::Diverged(to.into()));
     }
     if force {
-        return forced(topology, control, fo, snap.master, new, to).await;
+        return forced(topology, control, fo, authority, snap.master, new, to).await;
     }
     let Some(old) = snap.master else {
         return Err(FailoverError::NoMaster);
@@ -57,7 +59,7 @@ pub(super) async fn run(
     if !gate.wait_idle(limit).await {
         tracing::warn!("transactions still open after {limit:?}; they will be killed");
     }
-    let result = with_gate_closed(topology, control, old, new, limit).await;
+    let result = with_gate_closed(topology, control, authority, old, new, limit).await;
     gate.open();
     let waited = result?;
     Ok(Done {
@@ -76,6 +78,7 @@ async fn forced(
     topology: &Topology,
     control: &mut Control,
     fo: &FailoverConfig,
+    authority: &dyn Authority,
     old: Option<NodeId>,
     new: NodeId,
     to: &str,
@@ -94,6 +97,17 @@ async fn forced(
         .exec(new, "STOP SLAVE", control.timeout * 5)
         .await
         .ok();
+    let gtid: Option<String> = control
+        .value(new, "SELECT @@GLOBAL.gtid_current_pos", control.timeout * 5)
+        .await?;
+    let previous = old.map(|o| control.name(o));
+    authority
+        .record_writer(to, &gtid.unwrap_or_default(), previous.as_deref())
+        .await
+        .map_err(|reason| FailoverError::NotRecorded {
+            node: to.to_string(),
+            reason,
+        })?;
     if fo.manage_read_only {
         control.set_read_only(new, false).await?;
         topology.record_read_only(new, false);
@@ -111,6 +125,7 @@ async fn forced(
 async fn with_gate_closed(
     topology: &Topology,
     control: &mut Control,
+    authority: &dyn Authority,
     old: NodeId,
     new: NodeId,
     limit: Duration,
@@ -167,9 +182,38 @@ async fn with_gate_closed(
             });
         }
     }
+    // Recorded before the new master is writable; if it cannot be (the
+    // election lost, etcd gone), the old master gets its role back.
+    let new_name = control.name(new);
+    let old_name = control.name(old);
+    let recorded = authority
+        .record_writer(
+            &new_name,
+            &have_after(control, new, t).await,
+            Some(&old_name),
+        )
+        .await;
+    if let Err(reason) = recorded {
+        tracing::error!(%reason, "the new master could not be recorded; restoring the old master");
+        control.set_read_only(old, false).await?;
+        return Err(FailoverError::NotRecorded {
+            node: new_name,
+            reason,
+        });
+    }
     control.set_read_only(new, false).await?;
     topology.record_read_only(old, true);
     topology.record_read_only(new, false);
     topology.set_master(new);
     Ok(started.elapsed())
+}
+
+/// The new master's position once it has caught up (for the writer record).
+async fn have_after(control: &mut Control, new: NodeId, t: Duration) -> String {
+    control
+        .value::<String>(new, "SELECT @@GLOBAL.gtid_current_pos", t)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
