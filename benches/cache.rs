@@ -7,7 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sqlproxy::cache::{key, CacheConfig, Captured, KeyParts, QueryCache};
+use sqlproxy::cache::{key, Captured, KeyParts, QueryCache};
+use sqlproxy::config::CacheConfig;
 use sqlproxy::protocol::{caps, codec};
 use sqlproxy::router::classify;
 

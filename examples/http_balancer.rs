@@ -9,7 +9,8 @@
 use std::process::ExitCode;
 
 use figment::providers::{Format, Toml};
-use sqlproxy::http::{HttpConfig, HttpService};
+use sqlproxy::config::HttpConfig;
+use sqlproxy::http::HttpService;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {

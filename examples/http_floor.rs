@@ -8,7 +8,7 @@
 //!     http_floor CONFIG.toml     # uses [http] listen and the backends' addresses
 //!
 //! With `FLOOR_REQUIRED=1` it also does, in the plainest way, the per-request
-//! work the issue requires of every proxied GET: the forwarding headers
+//! work the balancer must do for every proxied GET: the forwarding headers
 //! (`X-Forwarded-For/-Proto/-Host`, `Via` both ways), a copy of the request
 //! head kept for a replay, and a server timeout; still nothing else.
 //!
@@ -28,7 +28,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use sqlproxy::http::HttpConfig;
+use sqlproxy::config::HttpConfig;
 use tokio::net::{TcpSocket, TcpStream};
 
 fn main() {
@@ -61,7 +61,7 @@ fn main() {
 }
 
 struct Loop {
-    /// `FLOOR_REQUIRED`: the issue's per-request work on top.
+    /// `FLOOR_REQUIRED`: the balancer's required per-request work on top.
     required: bool,
     workers: Vec<String>,
     pools: Vec<Mutex<Vec<SendRequest<Incoming>>>>,
@@ -143,7 +143,7 @@ async fn forward(
     resp.map_err(io::Error::other)
 }
 
-/// `forward` plus the work the issue requires of every proxied GET.
+/// `forward` plus the work the balancer must do for every proxied GET.
 async fn forward_required(
     lp: &Loop,
     mut req: Request<Incoming>,

@@ -19,7 +19,32 @@ CREATE USER IF NOT EXISTS 'sqlproxy_monitor'@'%' IDENTIFIED BY 'monitor';
 GRANT PROCESS, REPLICATION CLIENT, SUPER, REPLICATION SLAVE ADMIN, SLAVE MONITOR,
       READ_ONLY ADMIN ON *.* TO 'sqlproxy_monitor'@'%';
 
--- The shop's application user, as PrestaShop installs it. NB: ALL includes
--- READ_ONLY ADMIN, so read_only=1 does not stop this user's writes.
+-- The shop's application user, as PrestaShop installs it, minus what would
+-- let it write on a fenced node: READ_ONLY ADMIN (and SUPER, which implied
+-- it before 10.11). With those, read_only=ON stops nothing.
 CREATE USER IF NOT EXISTS 'prestashop'@'%' IDENTIFIED BY 'prestashop';
 GRANT ALL PRIVILEGES ON *.* TO 'prestashop'@'%';
+REVOKE READ_ONLY ADMIN, SUPER ON *.* FROM 'prestashop'@'%';
+
+-- Self-fencing: a node on which no client connection over the network has
+-- run anything for 4 seconds sets read_only=ON by itself (the event runs
+-- every second). Every sqlproxy checks its nodes every `monitor.interval`
+-- (2 s), so only a node cut off from every proxy (a network partition, dead
+-- proxy hosts) goes quiet like that: it stops taking writes before any proxy
+-- promotes another node. sqlproxy waits failover.fence_lease (6 s) after the
+-- last good check of a master it can no longer reach, and only then unfences
+-- the new one; when a proxy is back it unfences the node it names master.
+-- Replication connections and local (unix socket) sessions do not count.
+-- Needs event_scheduler=ON (scripts/cluster.cnf).
+CREATE DATABASE IF NOT EXISTS sqlproxy;
+DELIMITER //
+CREATE OR REPLACE EVENT sqlproxy.self_fence ON SCHEDULE EVERY 1 SECOND
+  COMMENT 'sqlproxy: fence this node when no client over the network was active for 4 s'
+  DO IF @@GLOBAL.read_only = 0 AND NOT EXISTS (
+       SELECT 1 FROM information_schema.PROCESSLIST
+       WHERE ID <> CONNECTION_ID() AND HOST NOT IN ('localhost', '')
+         AND USER NOT IN ('system user', 'event_scheduler')
+         AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Killed')
+         AND TIME < 4)
+     THEN SET GLOBAL read_only = ON; END IF //
+DELIMITER ;

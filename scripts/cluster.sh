@@ -149,7 +149,7 @@ setup_node() {
         if [ -n "$current" ]; then
             sql "$node" -e "STOP SLAVE"
         fi
-        sed "s/@PEER_PORT@/$peer_port/" "$ROOT/scripts/cluster-replicate.sql" | sql "$node"
+        sed "s/@PEER_PORT@/$peer_port/; s/@PEER_HOST@/127.0.0.1/" "$ROOT/scripts/cluster-replicate.sql" | sql "$node"
     else
         sql "$node" -e "START SLAVE" 2>/dev/null || true
     fi

@@ -1,5 +1,5 @@
 <?php
-// Demo page of a web worker behind the sqlproxy HTTP balancer (issue 5).
+// Demo page of a web worker behind the sqlproxy HTTP balancer.
 // Run as a router script of PHP's built-in server, one per worker:
 //
 //   WORKER_NAME=wa1 php -S 127.0.0.1:8081 scripts/http-worker.php

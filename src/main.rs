@@ -1,40 +1,47 @@
-//! The `sqlproxy` binary: parse the command line, load and validate the
-//! config, start every service, and stop cleanly on SIGTERM or Ctrl-C.
+//! The `sqlproxy` binary: parse the command line (`cli.rs`), load and
+//! validate the config, start every service, tell systemd when it is ready,
+//! reload on SIGHUP and stop cleanly on SIGTERM or Ctrl-C. `sqlproxy
+//! import-haproxy` translates an HAProxy configuration instead.
 //! `anyhow` is used only here, at the edge.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use sqlproxy::cli::{Cli, Command};
 use sqlproxy::config::Config;
 use sqlproxy::server::Server;
-
-#[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "MySQL proxy (one writer, read split) and HTTP balancer for HA shops"
-)]
-struct Cli {
-    /// Path to the TOML config; every key can be overridden by SQLPROXY_* variables.
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Validate the config and exit.
-    #[arg(long)]
-    check: bool,
-}
+use sqlproxy::systemd;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SQLPROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Under systemd stdout goes to the journal, which stamps each line
+    // itself and shows colour codes as garbage.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
+    if journal {
+        log.without_time().init();
+    } else {
+        log.init();
+    }
 
-    let config = Config::load(&cli.config, std::env::vars())
-        .with_context(|| format!("invalid config {}", cli.config.display()))?;
+    if let Some(Command::ImportHaproxy { path }) = &cli.command {
+        return import_haproxy(path);
+    }
+    let Some(path) = cli.config else {
+        anyhow::bail!("--config is required");
+    };
+    let config = Config::load(&path, std::env::vars())
+        .with_context(|| format!("invalid config {}", path.display()))?;
     if cli.check {
-        println!("{}: configuration is valid", cli.config.display());
+        println!("{}: configuration is valid", path.display());
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -55,10 +62,24 @@ fn main() -> anyhow::Result<()> {
             println!("sqlproxy: Prometheus metrics on http://{a}/metrics");
         }
         let shutdown = CancellationToken::new();
+        let mut ready = server.ready();
+        tokio::spawn(async move {
+            if ready.wait_for(|done| *done).await.is_ok() {
+                tracing::info!("ready: listeners bound, topology discovered");
+                systemd::ready();
+            }
+        });
+        if let Some(interval) = systemd::watchdog_interval() {
+            tracing::info!(?interval, "systemd watchdog enabled");
+            tokio::spawn(systemd::run_watchdog(interval, shutdown.clone()));
+        }
+        let admin = server.admin_context();
+        tokio::spawn(reload_on_sighup(admin));
         let signal = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: finishing running statements");
+            systemd::stopping();
             signal.cancel();
         });
         server.run(shutdown).await?;
@@ -66,24 +87,72 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+/// `sqlproxy import-haproxy FILE`: the translated config on stdout.
+fn import_haproxy(path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let toml = sqlproxy::import_haproxy::translate(&text, &path.display().to_string())
+        .with_context(|| format!("cannot translate {}", path.display()))?;
+    print!("{toml}");
+    Ok(())
+}
+
+/// Each SIGHUP reloads the config exactly as admin `RELOAD CONFIG` does
+/// and logs what changed (passwords masked) or why nothing did.
+async fn reload_on_sighup(admin: std::sync::Arc<sqlproxy::admin::AdminContext>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: reload only through the admin port");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        systemd::reloading();
+        match sqlproxy::admin::reload_config(&admin) {
+            Ok(report) => {
+                for c in &report.changes {
+                    tracing::info!(
+                        key = %c.key,
+                        running = c.running.as_deref().unwrap_or("(none)"),
+                        file = c.file.as_deref().unwrap_or("(none)"),
+                        status = c.status(),
+                        "SIGHUP: config key changed"
+                    );
                 }
+                let restart = report.changes.iter().filter(|c| !c.applied).count();
+                tracing::info!(
+                    path = %report.path.display(),
+                    changes = report.changes.len(),
+                    restart_needed = restart,
+                    "SIGHUP: config reloaded"
+                );
+                systemd::reloaded("serving; config reloaded");
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: config not reloaded");
+                systemd::reloaded("serving; last reload refused, see the log");
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C either");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }

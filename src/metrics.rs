@@ -8,16 +8,15 @@
 //! Cost on the statement path: a handful of relaxed atomic adds per statement
 //! on the node's counters, plus one uncontended lock of one digest shard.
 
-pub mod export;
+pub mod routes;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::admin::registry::SessionRegistry;
 use crate::backend::RelayOutcome;
 use crate::router::Route;
 use crate::topology::NodeId;
@@ -105,8 +104,6 @@ pub struct NodeCounters {
 #[derive(Debug)]
 pub struct Metrics {
     nodes: Vec<NodeCounters>,
-    /// Live client sessions (and how many ever logged in).
-    pub sessions: Arc<SessionRegistry>,
     /// Client logins refused (bad password, malformed handshake).
     pub login_failures: AtomicU64,
     /// Clients refused with 1040 (max_connections).
@@ -118,6 +115,8 @@ pub struct Metrics {
     /// Commands run on the admin port (including refused ones).
     pub admin_commands: AtomicU64,
     pub digests: DigestStats,
+    /// Statements by route (target and reason).
+    pub routes: routes::RouteCounters,
     pub started: Instant,
 }
 
@@ -126,13 +125,13 @@ impl Metrics {
     pub fn new(nodes: usize) -> Metrics {
         Metrics {
             nodes: (0..nodes).map(|_| NodeCounters::default()).collect(),
-            sessions: Arc::new(SessionRegistry::default()),
             login_failures: AtomicU64::new(0),
             sessions_refused: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             switchovers: AtomicU64::new(0),
             admin_commands: AtomicU64::new(0),
             digests: DigestStats::default(),
+            routes: routes::RouteCounters::default(),
             started: Instant::now(),
         }
     }
@@ -171,6 +170,7 @@ impl Metrics {
         took: Duration,
         out: &RelayOutcome,
     ) {
+        self.routes.record(route);
         self.digests.record(DigestRun {
             digest,
             route,

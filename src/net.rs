@@ -43,6 +43,9 @@ pub struct PacketIo {
     stream: TcpStream,
     pub rbuf: BytesMut,
     pub wbuf: Vec<u8>,
+    /// Writes that put bytes on the wire so far: whoever must know whether
+    /// a reply has started reaching the peer compares it before and after.
+    pub flushes: u64,
 }
 
 impl PacketIo {
@@ -51,6 +54,7 @@ impl PacketIo {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: Vec::with_capacity(16 * 1024),
+            flushes: 0,
         }
     }
 
@@ -166,6 +170,7 @@ impl PacketIo {
 
     pub async fn flush(&mut self) -> Result<(), NetError> {
         if !self.wbuf.is_empty() {
+            self.flushes += 1;
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
             if self.wbuf.capacity() > 4 * FLUSH_THRESHOLD {

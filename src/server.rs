@@ -13,10 +13,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::Pools;
 use crate::config::Config;
-use crate::frontend::{self, ProxyContext};
+use crate::context::ProxyContext;
+use crate::frontend;
 use crate::protocol::codec;
 use crate::protocol::handshake::parse_greeting;
-use crate::topology::{self, Topology};
+use crate::topology::{self, Topology, TopologyEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -38,6 +39,10 @@ pub struct Server {
     admin: Option<TcpListener>,
     /// `[metrics]`, when enabled.
     metrics: Option<TcpListener>,
+    /// The HTTP balancer's families for `/metrics`, when both are configured.
+    http_metrics: Vec<Box<dyn prometheus_client::collector::Collector>>,
+    /// The admin commands' state; also what SIGHUP reloads through.
+    admin_ctx: Arc<crate::admin::AdminContext>,
 }
 
 async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
@@ -70,10 +75,14 @@ impl Server {
         let topology = Topology::new(&config);
         let pools = Pools::new(&config);
         let (handle, controller) = topology::failover_channel();
-        let upstreams = http.as_ref().map(|h| h.upstreams());
-        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle, upstreams);
+        let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle);
         learn_version(&ctx).await;
+        let upstreams = http.as_ref().map(|h| h.upstreams());
+        let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams);
+        let http_metrics = http.iter().map(|h| h.metrics_collector()).collect();
         Ok(Server {
+            http_metrics,
+            admin_ctx,
             ctx,
             failover: Some(controller),
             mysql,
@@ -107,6 +116,23 @@ impl Server {
         Arc::clone(&self.ctx)
     }
 
+    /// The admin commands' context, with which `main` runs the reload on
+    /// SIGHUP (`admin::reload_config`), the same as the admin `RELOAD CONFIG`.
+    pub fn admin_context(&self) -> Arc<crate::admin::AdminContext> {
+        Arc::clone(&self.admin_ctx)
+    }
+
+    /// Becomes true once the proxy is ready to serve: every listener is
+    /// bound (done by [`Server::bind`]) and, after [`Server::run`] started,
+    /// the failover controller has read the master back from the nodes.
+    /// `main` tells systemd READY=1 then. Take it before `run`.
+    pub fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        match &self.failover {
+            Some(controller) => controller.discovered(),
+            None => tokio::sync::watch::Sender::new(true).subscribe(),
+        }
+    }
+
     /// Serves until `shutdown` is cancelled, then lets running statements
     /// finish (up to `mysql.shutdown_timeout`).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
@@ -118,11 +144,19 @@ impl Server {
             shutdown.clone(),
         ));
         if let Some(controller) = self.failover {
+            let metrics = Arc::clone(&ctx.metrics);
             tracker.spawn(topology::run_failover(
                 Arc::clone(&ctx.topology),
                 (*ctx.config).clone(),
                 controller,
-                Arc::clone(&ctx.metrics),
+                move |event: &TopologyEvent| {
+                    let counter = match event {
+                        TopologyEvent::AutoFailover { .. }
+                        | TopologyEvent::ForcedFailover { .. } => &metrics.failovers,
+                        TopologyEvent::Switchover { .. } => &metrics.switchovers,
+                    };
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                },
                 shutdown.clone(),
             ));
         }
@@ -140,10 +174,9 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             tracing::info!(%addr, "admin port listening");
-            let admin = crate::admin::AdminContext::new(Arc::clone(&ctx));
             tracker.spawn(crate::admin::serve(
                 listener,
-                admin,
+                self.admin_ctx,
                 shutdown.clone(),
                 tracker.clone(),
             ));
@@ -154,9 +187,10 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             tracing::info!(%addr, "metrics endpoint listening");
-            tracker.spawn(crate::metrics::export::serve(
+            tracker.spawn(crate::prometheus::serve(
                 listener,
                 Arc::clone(&ctx),
+                self.http_metrics,
                 shutdown.clone(),
                 tracker.clone(),
             ));
@@ -172,30 +206,34 @@ impl Server {
     }
 }
 
-/// Reads the master's greeting (no login needed) for its version string.
+/// Reads a node's greeting (no login needed) for its version string: the
+/// nodes in priority order, the first that answers. The master is not named
+/// yet when this runs.
 async fn learn_version(ctx: &ProxyContext) {
-    let snap = ctx.topology.snapshot();
-    let Some(master) = snap.master() else { return };
-    let t = ctx.config.pool.connect_timeout;
-    let read = async {
-        let mut s = TcpStream::connect(&master.address).await.ok()?;
-        let mut buf = Vec::with_capacity(256);
-        loop {
-            if let Some(h) = codec::complete_packet(&buf) {
-                return parse_greeting(&buf[4..4 + h.len]);
+    let t = ctx.config.pool.connect_timeout.min(Duration::from_secs(2));
+    for name in ctx.config.nodes_by_priority() {
+        let Some(node) = ctx.config.nodes.get(name) else {
+            continue;
+        };
+        let read = async {
+            let mut s = TcpStream::connect(&node.address).await.ok()?;
+            let mut buf = Vec::with_capacity(256);
+            loop {
+                if let Some(h) = codec::complete_packet(&buf) {
+                    return parse_greeting(&buf[4..4 + h.len]);
+                }
+                let mut chunk = [0u8; 256];
+                let n = s.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
             }
-            let mut chunk = [0u8; 256];
-            let n = s.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    match tokio::time::timeout(t.min(Duration::from_secs(2)), read).await {
-        Ok(Some(hello)) => ctx.server_version.store(Arc::new(hello.version)),
-        _ => {
-            tracing::warn!(node = %master.name, "could not read the master's version; using a default")
+        };
+        if let Ok(Some(hello)) = tokio::time::timeout(t, read).await {
+            ctx.server_version.store(Arc::new(hello.version));
+            return;
         }
     }
+    tracing::warn!("could not read a node's version; using a default");
 }

@@ -1,4 +1,4 @@
-//! Read-your-writes (HC15): a session never reads an older value than it
+//! Read-your-writes: a session never reads an older value than it
 //! wrote, even while the replica's SQL thread is stopped and restarted at
 //! random moments; with `consistency = "eventual"` the same loop does see
 //! stale reads, which shows the test can fail. Changes replication, so it has

@@ -1,9 +1,8 @@
-//! The hard cases of ../shared/reference/hard-cases.md that the other test
-//! files do not already cover (HC1–6, HC9, HC13–14 are in routing.rs and
-//! session.rs): prepared statements after a reset (HC7), re-execution on
-//! another node without parameter types (HC8), LOAD DATA LOCAL (HC11), server
-//! cursors (HC12), read-only transactions (HC16), 40 MiB long data (HC17),
-//! LOCK TABLES (HC4) and LAST_INSERT_ID(expr) (HC2).
+//! The cases of ../shared/reference/hard-cases.md that routing.rs and
+//! session.rs do not already cover: prepared statements after
+//! COM_RESET_CONNECTION, re-execution on another node without parameter
+//! types, LOAD DATA LOCAL, server-side cursors, read-only transactions,
+//! 40 MiB long data, LOCK TABLES and LAST_INSERT_ID(expr).
 
 mod common;
 
@@ -25,7 +24,7 @@ fn first_string(row: &[u8], columns: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hc7_reset_forgets_prepared_statements() {
+async fn reset_connection_forgets_prepared_statements() {
     let c = cluster();
     let _g = c.shared().await;
     let p = proxy();
@@ -46,7 +45,7 @@ async fn hc7_reset_forgets_prepared_statements() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hc8_reexecution_on_another_node_keeps_parameter_types() {
+async fn reexecution_on_another_node_keeps_parameter_types() {
     let c = cluster();
     let _g = c.shared().await;
     let p = proxy();
@@ -93,10 +92,10 @@ fn mariadb_cli(port: u16, db: &str, local_infile: bool, sql: &str) -> std::proce
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hc11_load_data_local_relays_the_clients_file() {
+async fn load_data_local_relays_the_clients_file() {
     let c = cluster();
     let _g = c.shared().await;
-    let db = c.fresh_db("hc11");
+    let db = c.fresh_db("load_data_local");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rows.csv");
     let csv: String = (1..=500).map(|i| format!("{i},name {i}\n")).collect();
@@ -135,10 +134,10 @@ async fn hc11_load_data_local_relays_the_clients_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hc12_hc17_cursor_and_long_data_through_mysqlnd() {
+async fn cursor_and_long_data_through_mysqlnd() {
     let c = cluster();
     let _g = c.shared().await;
-    let db = c.fresh_db("hc12");
+    let db = c.fresh_db("cursor_and_long_data");
     let p = proxy();
     let port = p.addr.port().to_string();
     let out = php::run(
@@ -159,10 +158,10 @@ async fn hc12_hc17_cursor_and_long_data_through_mysqlnd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hc16_read_only_transactions_do_not_leak() {
+async fn read_only_transactions_do_not_leak() {
     let c = cluster();
     let _g = c.shared().await;
-    let db = c.fresh_db("hc16");
+    let db = c.fresh_db("read_only_transactions");
     let p = proxy();
     let url = p.url(Some(&db));
     let mut conn = connect(&url).await;
@@ -204,10 +203,10 @@ async fn hc16_read_only_transactions_do_not_leak() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hc4_lock_tables_and_hc2_last_insert_id_expr() {
+async fn lock_tables_and_last_insert_id_expr() {
     let c = cluster();
     let _g = c.shared().await;
-    let db = c.fresh_db("hc4");
+    let db = c.fresh_db("lock_tables");
     let p = proxy();
     let mut conn = connect(&p.url(Some(&db))).await;
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")

@@ -169,8 +169,11 @@ async fn take_down_refuses_connections_and_the_guard_restores_replication() {
     // The guard waited for replication: the row written during the outage is there.
     let expected = vec![(1, "before".to_string()), (2, "during".to_string())];
     assert_eq!(rows(1, &db).await, expected);
-    // And the restarted node's own writes flow back.
+    // It came back fenced; unfenced, its own writes flow back.
+    assert_eq!(c.nodes[1].value("SELECT @@read_only").unwrap(), "1");
+    c.nodes[1].sql("SET GLOBAL read_only = OFF").unwrap();
     insert(1, &db, 3, "after").await;
+    c.nodes[1].sql("SET GLOBAL read_only = ON").unwrap();
     c.wait_replicated();
     assert_eq!(rows(0, &db).await.len(), 3);
 }
@@ -183,11 +186,18 @@ async fn kill_and_restart_cn1_explicitly() {
     create_table(&db).await;
     c.kill(0);
     assert!(refuses_connections(0));
+    // Writes go to cn2 meanwhile, as a failover would make it master.
+    c.nodes[1].sql("SET GLOBAL read_only = OFF").unwrap();
     insert(1, &db, 1, "cn2").await;
     c.restart(0);
+    // A node comes back fenced (scripts/cluster.cnf), whatever it was.
+    assert_eq!(c.nodes[0].value("SELECT @@read_only").unwrap(), "1");
     assert_eq!(rows(0, &db).await, vec![(1, "cn2".to_string())]);
     assert_eq!(slave_threads(0), running());
     assert_eq!(slave_threads(1), running());
+    // Back to the fixture's state: cn1 writable, cn2 fenced.
+    c.nodes[1].sql("SET GLOBAL read_only = ON").unwrap();
+    c.nodes[0].sql("SET GLOBAL read_only = OFF").unwrap();
 }
 
 #[tokio::test]

@@ -183,7 +183,7 @@ async fn php_workers_serve_the_demo_page_behind_the_balancer() {
     let cfg = figment::Figment::from(
         <figment::providers::Toml as figment::providers::Format>::string(&toml),
     )
-    .extract::<sqlproxy::http::HttpConfig>()
+    .extract::<sqlproxy::config::HttpConfig>()
     .unwrap();
     let bal = Balancer::start(cfg).await;
     let c = client();

@@ -131,7 +131,7 @@ async fn transactions_run_on_master() {
     conn.query_drop("COMMIT").await.unwrap();
     eventually_reads_from(&mut conn, 2).await;
 
-    // START TRANSACTION with a snapshot, and an implicit one by autocommit=0 (HC5).
+    // START TRANSACTION with a snapshot, and an implicit one by autocommit=0.
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
         .unwrap();
@@ -230,7 +230,7 @@ async fn found_rows_follows_calc_found_rows() {
         let total: Option<u64> = conn.query_first("SELECT FOUND_ROWS()").await.unwrap();
         assert_eq!(total, Some(30));
     }
-    // Prepared form (HC1 variant).
+    // The same through prepared statements.
     for _ in 0..10 {
         let rows: Vec<i32> = conn
             .exec(

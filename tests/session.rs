@@ -354,7 +354,7 @@ async fn session_state_pins_to_the_connection_that_has_it() {
     let db = c.fresh_db("pins");
     let p = proxy();
     let mut conn = connect(&p.url(Some(&db))).await;
-    // HC9: user variables
+    // User variables
     conn.query_drop("SET @sessionvariable = 'value'")
         .await
         .unwrap();
@@ -362,7 +362,7 @@ async fn session_state_pins_to_the_connection_that_has_it() {
         let v: Option<String> = conn.query_first("SELECT @sessionvariable").await.unwrap();
         assert_eq!(v.as_deref(), Some("value"));
     }
-    // HC3: temporary tables
+    // Temporary tables
     conn.query_drop("CREATE TEMPORARY TABLE tmp_x (id INT)")
         .await
         .unwrap();
@@ -377,7 +377,7 @@ async fn session_state_pins_to_the_connection_that_has_it() {
         assert_eq!(n, Some(2));
     }
     conn.query_drop("DROP TEMPORARY TABLE tmp_x").await.unwrap();
-    // HC4: named locks
+    // Named locks
     let got: Option<i32> = conn
         .query_first("SELECT GET_LOCK('job', 10)")
         .await
@@ -409,7 +409,7 @@ async fn multi_statements_and_procedures_return_every_result() {
     conn.query_drop("CREATE TABLE test (id INT AUTO_INCREMENT PRIMARY KEY, t VARCHAR(10))")
         .await
         .unwrap();
-    // HC13: a write and a read in one COM_QUERY
+    // A write and a read in one COM_QUERY
     let mut res = conn
         .query_iter("INSERT INTO test(t) VALUES ('a'); SELECT LAST_INSERT_ID() AS lid;")
         .await
@@ -427,7 +427,7 @@ async fn multi_statements_and_procedures_return_every_result() {
     let now: Option<String> = conn.query_first("SELECT DATABASE()").await.unwrap();
     assert_eq!(now.as_deref(), Some(other.as_str()));
     conn.query_drop(format!("USE `{db}`")).await.unwrap();
-    // HC14: CALL with several result sets, text and binary protocol
+    // CALL with several result sets, text and binary protocol
     conn.query_drop("CREATE PROCEDURE p(IN x INT) BEGIN SELECT x AS a; SELECT x + 1 AS b, 'two' AS c; UPDATE test SET t = 'b'; END")
         .await
         .unwrap();

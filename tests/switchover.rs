@@ -101,3 +101,76 @@ async fn switchover_and_back_under_sysbench_gives_no_errors() {
         assert_eq!(sums[0], sums[1], "CHECKSUM of {table} on cn1 and cn2");
     }
 }
+
+/// A session with autocommit off, between transactions, follows the new
+/// master after a switchover (its autocommit setting with it), and nothing
+/// it writes afterwards lands on the old master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocommit_off_sessions_follow_the_switchover() {
+    let c = cluster();
+    let _g = c.exclusive().await;
+    let db = c.fresh_db("switchover_autocommit");
+    let toml = format!(
+        "{}\n[admin]\nenabled = true\nlisten = \"127.0.0.1:0\"\nuser = \"admin\"\npassword = \"secret\"\n",
+        c.config_toml()
+    );
+    let cfg = Config::from_toml_str(&toml, []).unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::start(cfg);
+    let mut s = common::connect(&proxy.url(Some(&db))).await;
+    s.query_drop("CREATE TABLE t (id INT PRIMARY KEY, node INT)")
+        .await
+        .unwrap();
+    s.query_drop("SET autocommit = 0").await.unwrap();
+    s.query_drop("INSERT INTO t VALUES (1, @@server_id)")
+        .await
+        .unwrap();
+    s.query_drop("COMMIT").await.unwrap();
+    let (old, new, target) = match proxy.context.topology.snapshot().master {
+        Some(0) => (0, 1, "cn2"),
+        _ => (1, 0, "cn1"),
+    };
+    let admin_url = format!(
+        "mysql://admin:secret@{}?prefer_socket=false",
+        proxy.admin_addr.expect("admin port")
+    );
+    let mut admin = mysql_async::Conn::from_url(admin_url.as_str())
+        .await
+        .unwrap();
+    admin
+        .query_drop(format!("SWITCHOVER TO '{target}'"))
+        .await
+        .unwrap_or_else(|e| panic!("SWITCHOVER TO {target}: {e}"));
+    s.query_drop("INSERT INTO t VALUES (2, @@server_id)")
+        .await
+        .unwrap_or_else(|e| panic!("the session's next transaction: {e}"));
+    // Still autocommit off: the row is not visible elsewhere until COMMIT.
+    let mut direct = common::connect(&c.direct_url(new, Some(&db))).await;
+    let before: Option<u64> = direct
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(before, Some(0), "autocommit=0 went with the session");
+    s.query_drop("COMMIT").await.unwrap();
+    let node: Option<u32> = direct
+        .query_first("SELECT node FROM t WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(
+        node,
+        Some(c.nodes[new].server_id),
+        "written on the new master"
+    );
+    c.wait_replicated();
+    let on_old: Option<u64> = common::connect(&c.direct_url(old, Some(&db)))
+        .await
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap();
+    assert_eq!(on_old, Some(2), "the old master only replicated");
+    // Back as the other tests expect it.
+    let back = if new == 0 { "cn2" } else { "cn1" };
+    admin
+        .query_drop(format!("SWITCHOVER TO '{back}'"))
+        .await
+        .unwrap();
+}

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sqlproxy::frontend::prepared::{bound_types, execute_layout, with_types};
+use sqlproxy::protocol::execute::{bound_types, execute_layout, with_types};
 use sqlproxy::protocol::command::Command;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::{cell, exact, AdminCommand, AdminContext, AdminError, Exec, Reply};
 use super::{ColKind, ResultSet, Words};
-use crate::http::AdminState;
+use crate::http::WorkerAdminState;
 
 const USAGE_SET: &str = "SET HTTP BACKEND 'worker' DRAIN | READY | MAINT";
 
@@ -27,7 +27,7 @@ impl AdminCommand for ShowHttpBackends {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        let Some(ups) = admin.proxy.http.as_ref() else {
+        let Some(ups) = admin.http.as_ref() else {
             return super::ready(Err(AdminError::Refused(
                 "the HTTP balancer is not configured".into(),
             )));
@@ -71,7 +71,7 @@ impl AdminCommand for ShowHttpBackends {
 
 pub struct SetHttpBackend {
     worker: String,
-    state: AdminState,
+    state: WorkerAdminState,
 }
 
 impl AdminCommand for SetHttpBackend {
@@ -79,7 +79,7 @@ impl AdminCommand for SetHttpBackend {
         if !w.starts_with(&["SET", "HTTP", "BACKEND"]) {
             return None;
         }
-        let state = w.name(4).and_then(AdminState::parse);
+        let state = w.name(4).and_then(WorkerAdminState::parse);
         Some(match (w.len(), w.name(3), state) {
             (5, Some(worker), Some(state)) => Ok(SetHttpBackend {
                 worker: worker.to_string(),
@@ -94,7 +94,7 @@ impl AdminCommand for SetHttpBackend {
     }
 
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
-        let Some(ups) = admin.proxy.http.as_ref() else {
+        let Some(ups) = admin.http.as_ref() else {
             return super::ready(Err(AdminError::Refused(
                 "the HTTP balancer is not configured".into(),
             )));

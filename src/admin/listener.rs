@@ -8,7 +8,6 @@
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -48,41 +47,27 @@ pub async fn serve(
 ) {
     let limit = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     let next_id = AtomicU32::new(1);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "set_nodelay");
-        }
+    let stop = shutdown.clone();
+    crate::listener::accept_loop(listener, "admin", stop, tracker, move |stream, peer| {
         let id = next_id.fetch_add(1, Relaxed);
         let permit = Arc::clone(&limit).try_acquire_owned();
         let admin = Arc::clone(&admin);
         let stop = shutdown.clone();
         let span = tracing::info_span!("admin", admin_session = id, %peer);
-        tracker.spawn(
-            async move {
-                let mut io = PacketIo::new(stream);
-                let Ok(_permit) = permit else {
-                    io.queue(0, &ProxyError::too_many_connections().to_payload());
-                    if let Err(e) = io.flush().await {
-                        tracing::debug!(error = %e, "could not send 1040");
-                    }
-                    return;
-                };
-                session(&admin, io, id, stop).await;
-            }
-            .instrument(span),
-        );
-    }
+        async move {
+            let mut io = PacketIo::new(stream);
+            let Ok(_permit) = permit else {
+                io.queue(0, &ProxyError::too_many_connections().to_payload());
+                if let Err(e) = io.flush().await {
+                    tracing::debug!(error = %e, "could not send 1040");
+                }
+                return;
+            };
+            session(&admin, io, id, stop).await;
+        }
+        .instrument(span)
+    })
+    .await;
 }
 
 async fn session(admin: &AdminContext, mut io: PacketIo, id: u32, shutdown: CancellationToken) {

@@ -8,24 +8,22 @@
 //! words, `execute` returns a [`Reply`]. `PARSERS` lists them; a statement no
 //! parser claims gets a clear error naming `SHOW COMMANDS`. `listener.rs`
 //! runs the port, `wire.rs` encodes result sets, `words.rs` splits a
-//! statement into words, `registry.rs` tracks live client sessions.
+//! statement into words.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::frontend::users::Users;
-use crate::frontend::ProxyContext;
+use crate::context::ProxyContext;
+use crate::context::Users;
 use crate::protocol::err::ProxyError;
 
 mod cache;
 mod http_backends;
 pub mod listener;
-pub mod registry;
 mod reload_config;
 mod select_vars;
 mod set_backend;
@@ -41,7 +39,7 @@ pub mod wire;
 pub mod words;
 
 pub use listener::serve;
-pub use registry::{SessionHandle, SessionRegistry};
+pub use reload_config::{reload_config, ConfigChange, ReloadReport};
 pub use wire::{ColKind, Column, ResultSet};
 use words::Words;
 
@@ -170,6 +168,8 @@ pub fn parse(sql: &str) -> Result<Box<dyn AdminCommand>, AdminError> {
 /// state (the config file in force, the admin login).
 pub struct AdminContext {
     pub proxy: Arc<ProxyContext>,
+    /// The HTTP balancer's workers, when `[http]` is configured.
+    pub http: Option<Arc<crate::http::Upstreams>>,
     /// The last config loaded from the file (at start or by RELOAD CONFIG).
     running: ArcSwap<Config>,
     /// The admin account, replaced by RELOAD CONFIG.
@@ -177,12 +177,16 @@ pub struct AdminContext {
 }
 
 impl AdminContext {
-    pub fn new(proxy: Arc<ProxyContext>) -> Arc<AdminContext> {
+    pub fn new(
+        proxy: Arc<ProxyContext>,
+        http: Option<Arc<crate::http::Upstreams>>,
+    ) -> Arc<AdminContext> {
         let config = Arc::clone(&proxy.config);
         Arc::new(AdminContext {
             users: ArcSwap::from_pointee(admin_users(&config)),
             running: ArcSwap::new(config),
             proxy,
+            http,
         })
     }
 
@@ -194,11 +198,6 @@ impl AdminContext {
 
     pub fn users(&self) -> Arc<Users> {
         self.users.load_full()
-    }
-
-    /// Where RELOAD CONFIG reads from.
-    pub fn config_path(&self) -> Option<PathBuf> {
-        self.running().source.clone()
     }
 
     fn replace(&self, config: Config) {

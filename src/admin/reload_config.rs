@@ -4,6 +4,7 @@
 //! account. Everything else that differs is reported as needing a restart
 //! and keeps its running value. A file that does not load or validate
 //! changes nothing: the error says why and the running config stays.
+//! SIGHUP runs the same [`reload_config`] and logs its report.
 
 use std::collections::BTreeMap;
 
@@ -35,7 +36,41 @@ fn live(key: &str) -> bool {
         || key == "admin.password"
 }
 
-fn reload(admin: &AdminContext) -> Result<Reply, AdminError> {
+/// One key whose value in the file differs from the running config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub key: String,
+    /// The running value (passwords masked); `None` when the key is new.
+    pub running: Option<String>,
+    /// The file's value (passwords masked); `None` when the key is gone.
+    pub file: Option<String>,
+    /// Took effect now; otherwise it needs a restart and the running value stays.
+    pub applied: bool,
+}
+
+impl ConfigChange {
+    /// What the admin output and the log say about it.
+    pub fn status(&self) -> &'static str {
+        if self.applied {
+            "applied"
+        } else {
+            "restart needed"
+        }
+    }
+}
+
+/// What a reload did: the file it read and every key that differed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub path: std::path::PathBuf,
+    pub changes: Vec<ConfigChange>,
+}
+
+/// The reload itself, shared by the admin `RELOAD CONFIG` and SIGHUP
+/// (`main.rs`): re-read the file the proxy started with, validate it, apply
+/// what can change live and report every difference. On an error nothing
+/// changed.
+pub fn reload_config(admin: &AdminContext) -> Result<ReloadReport, AdminError> {
     let old = admin.running();
     let Some(path) = old.source.clone() else {
         return Err(AdminError::Refused(
@@ -46,24 +81,15 @@ fn reload(admin: &AdminContext) -> Result<Reply, AdminError> {
         .map_err(|e| AdminError::Config(format!("{}: {e}", path.display())))?;
     let was: BTreeMap<String, String> = flatten_config_raw(&old).into_iter().collect();
     let now: BTreeMap<String, String> = flatten_config_raw(&new).into_iter().collect();
-    let mut rs = ResultSet::new(&[
-        ("key", ColKind::Text),
-        ("running", ColKind::Text),
-        ("file", ColKind::Text),
-        ("status", ColKind::Text),
-    ]);
     let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
     let topology = &admin.proxy.topology;
+    let mut changes = Vec::new();
     for key in keys {
         let (a, b) = (was.get(key), now.get(key));
         if a == b {
             continue;
         }
-        let mut status = if live(key) {
-            "applied"
-        } else {
-            "restart needed"
-        };
+        let mut applied = live(key);
         if let Some(name) = key
             .strip_prefix("nodes.")
             .and_then(|k| k.strip_suffix(".weight"))
@@ -73,7 +99,7 @@ fn reload(admin: &AdminContext) -> Result<Reply, AdminError> {
                 (Some(id), Some(w)) if old.nodes.contains_key(name) => {
                     topology.set_weight(id, w);
                 }
-                _ => status = "restart needed",
+                _ => applied = false,
             }
         }
         let show = |v: Option<&String>| {
@@ -85,9 +111,29 @@ fn reload(admin: &AdminContext) -> Result<Reply, AdminError> {
                 }
             })
         };
-        rs.push(vec![cell(key), show(a), show(b), cell(status)]);
+        changes.push(ConfigChange {
+            key: key.clone(),
+            running: show(a),
+            file: show(b),
+            applied,
+        });
     }
-    tracing::info!(path = %path.display(), changes = rs.rows.len(), "admin: config reloaded");
+    tracing::info!(path = %path.display(), changes = changes.len(), "config reloaded");
     admin.replace(new);
+    Ok(ReloadReport { path, changes })
+}
+
+fn reload(admin: &AdminContext) -> Result<Reply, AdminError> {
+    let report = reload_config(admin)?;
+    let mut rs = ResultSet::new(&[
+        ("key", ColKind::Text),
+        ("running", ColKind::Text),
+        ("file", ColKind::Text),
+        ("status", ColKind::Text),
+    ]);
+    for c in report.changes {
+        let status = cell(c.status());
+        rs.push(vec![cell(&c.key), c.running, c.file, status]);
+    }
     Ok(Reply::Rows(rs))
 }

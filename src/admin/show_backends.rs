@@ -28,12 +28,13 @@ fn backends(admin: &AdminContext) -> ResultSet {
     let proxy = &admin.proxy;
     let snap = proxy.topology.snapshot();
     let idle = proxy.pools.idle_counts();
-    let in_use = proxy.metrics.sessions.in_use(snap.nodes.len());
+    let in_use = proxy.sessions.in_use(snap.nodes.len());
     let mut rs = ResultSet::new(&[
         ("name", Text),
         ("address", Text),
         ("role", Text),
         ("state", Text),
+        ("check", Text),
         ("admin", Text),
         ("weight", Int),
         ("lag_s", Int),
@@ -41,6 +42,7 @@ fn backends(admin: &AdminContext) -> ResultSet {
         ("serves_reads", Text),
         ("diverged", Text),
         ("read_only", Text),
+        ("semi_sync", Text),
         ("gtid_current_pos", Text),
         ("open_conns", Int),
         ("idle_conns", Int),
@@ -64,6 +66,7 @@ fn backends(admin: &AdminContext) -> ResultSet {
             cell(&n.address),
             cell(n.role),
             cell(n.state),
+            cell(check(n)),
             cell(n.admin),
             cell(n.weight),
             repl.and_then(|r| r.seconds_behind_master).and_then(cell),
@@ -74,6 +77,7 @@ fn backends(admin: &AdminContext) -> ResultSet {
             cell(yes_no(n.diverged)),
             n.read_only
                 .map(|r| if r { "ON" } else { "OFF" }.to_string()),
+            semi_sync(n),
             n.gtid_current_pos.clone(),
             cell(idle + used),
             cell(idle),
@@ -86,6 +90,32 @@ fn backends(admin: &AdminContext) -> ResultSet {
         ]);
     }
     rs
+}
+
+/// How the last check went: `ok`, or the kind of failure;
+/// `monitor-denied` says the node answers but refuses the monitor (it is
+/// never failed over for that: fix the monitor's account or grants).
+fn check(n: &crate::topology::NodeStatus) -> &'static str {
+    use crate::topology::CheckErrorKind;
+    match n.last_error_kind {
+        None if n.last_check.is_none() => "unchecked",
+        None => "ok",
+        Some(CheckErrorKind::Denied) => "monitor-denied",
+        Some(kind) => kind.as_str(),
+    }
+}
+
+/// The master side's live state (`Rpl_semi_sync_master_status`) and the
+/// replica side's, as the last check saw them.
+fn semi_sync(n: &crate::topology::NodeStatus) -> Option<String> {
+    let on = |b: Option<bool>| match b {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "-",
+    };
+    let s = n.semisync;
+    (s.master.is_some() || s.slave.is_some())
+        .then(|| format!("master {}, replica {}", on(s.master), on(s.slave)))
 }
 
 fn yes_no(b: bool) -> &'static str {

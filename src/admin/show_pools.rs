@@ -18,7 +18,7 @@ impl AdminCommand for ShowPools {
     fn execute<'a>(&'a self, admin: &'a AdminContext) -> Exec<'a> {
         let proxy = &admin.proxy;
         let idle = proxy.pools.idle_counts();
-        let in_use = proxy.metrics.sessions.in_use(idle.len());
+        let in_use = proxy.sessions.in_use(idle.len());
         let mut rs = ResultSet::new(&[
             ("node", ColKind::Text),
             ("idle", ColKind::Int),

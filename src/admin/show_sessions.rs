@@ -30,7 +30,7 @@ impl AdminCommand for ShowSessions {
             ("nodes", Text),
             ("info", Text),
         ]);
-        for s in proxy.metrics.sessions.list() {
+        for s in proxy.sessions.list() {
             let nodes: Vec<String> = s
                 .nodes
                 .iter()

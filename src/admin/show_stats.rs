@@ -25,8 +25,8 @@ impl AdminCommand for ShowStats {
         let snap = proxy.topology.snapshot();
         let rows: Vec<(&str, u64)> = vec![
             ("uptime_s", m.started.elapsed().as_secs()),
-            ("client_sessions", m.sessions.len() as u64),
-            ("client_sessions_opened", m.sessions.total()),
+            ("client_sessions", proxy.sessions.len() as u64),
+            ("client_sessions_opened", proxy.sessions.total()),
             ("client_login_failures", m.login_failures.load(Relaxed)),
             ("client_refused", m.sessions_refused.load(Relaxed)),
             ("queries", queries),

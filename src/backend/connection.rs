@@ -68,6 +68,8 @@ pub struct BackendConn {
     pub used: bool,
     /// A command was sent whose reply has not been read to its end.
     reply_pending: bool,
+    /// When the last command was sent (or the connection made).
+    last_sent: std::time::Instant,
     pub read_timeout: Duration,
 }
 
@@ -167,6 +169,7 @@ impl BackendConn {
             broken: false,
             used: false,
             reply_pending: false,
+            last_sent: std::time::Instant::now(),
             read_timeout,
         };
         conn.expect_ok(TRACK_GTID).await?;
@@ -183,6 +186,7 @@ impl BackendConn {
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), NetError> {
         self.used = true;
         self.reply_pending = true;
+        self.last_sent = std::time::Instant::now();
         self.io.queue(0, payload);
         self.io.flush().await.inspect_err(|_| self.broken = true)
     }
@@ -221,6 +225,11 @@ impl BackendConn {
     /// check's business in [`BackendConn::can_change_hands`].)
     pub fn reply_read(&self) -> bool {
         !self.reply_pending && self.io.rbuf.is_empty()
+    }
+
+    /// How long since the connection last carried a command.
+    pub fn idle_for(&self) -> Duration {
+        self.last_sent.elapsed()
     }
 
     /// Sends a command whose reply is one OK/ERR packet and reads that reply.

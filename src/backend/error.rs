@@ -44,4 +44,17 @@ impl BackendError {
     pub fn is_disconnect(&self) -> bool {
         !matches!(self, BackendError::Server { .. })
     }
+
+    /// The node could not be reached or said it is going away: worth an
+    /// immediate health check, and the command never ran there.
+    pub fn suggests_node_down(&self) -> bool {
+        match self {
+            BackendError::Connect(_) | BackendError::ConnectTimeout(_) | BackendError::Net(_) => {
+                true
+            }
+            // Server shutdown in progress, normal shutdown.
+            BackendError::Server { code, .. } => matches!(code, 1053 | 1077),
+            BackendError::Protocol(_) | BackendError::Plugin(_) | BackendError::NoSecret => false,
+        }
+    }
 }

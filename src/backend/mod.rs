@@ -2,13 +2,26 @@
 //! framing (mysql_common packet types), per-node pools, and the relay that
 //! copies a reply to the client. The backend does I/O and makes no routing
 //! decisions: the session tells it which node.
+//!
+//! * `node_conns`: [`NodeConns`], one session's connections; [`NodeConns::run`]
+//!   runs a command on the node it is told and relays the reply.
+//! * `setup`: [`SessionSetup`], what every connection of a session must share.
+//! * `statements`: client statement ids ↔ each connection's own.
+//! * `connection`: [`BackendConn`], one authenticated node connection.
+//! * `pool`: [`Pools`], idle connections per node; where connections change hands.
+//! * `relay`: copies one reply to the client, packet by packet.
 
 pub mod connection;
 pub mod error;
+pub mod node_conns;
 pub mod pool;
 pub mod relay;
+pub mod setup;
+mod statements;
 
 pub use connection::{BackendConn, ConnKey, Credentials, SimpleReply};
 pub use error::BackendError;
+pub use node_conns::{Abandon, ClientSink, Job, NodeConns, Ran};
 pub use pool::Pools;
 pub use relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};
+pub use setup::SessionSetup;

@@ -104,13 +104,6 @@ fn push_lp(k: &mut Vec<u8>, b: &[u8]) {
     k.extend_from_slice(b);
 }
 
-/// `sql` normalized (see the module doc).
-pub fn normalize(sql: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(sql.len());
-    normalize_into(sql, &mut out);
-    out
-}
-
 fn normalize_into(sql: &[u8], out: &mut Vec<u8>) {
     if sql.contains(&b'\\') {
         out.extend_from_slice(sql);
@@ -226,7 +219,9 @@ mod tests {
     use super::*;
 
     fn n(s: &str) -> String {
-        String::from_utf8(normalize(s.as_bytes())).unwrap()
+        let mut out = Vec::new();
+        normalize_into(s.as_bytes(), &mut out);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The result cache: complete replies of hot SELECTs, replayed byte for byte, and dropped
 //! as soon as a write through the proxy touches one of their tables.
 //!
-//! * `config`: the `[cache]` section and its rules.
 //! * `key`: statement text normalized for comments/whitespace + everything that changes
 //!   the reply's bytes.
 //! * `shape`: per (schema, digest) analysis, done once: cacheable?, TTL, tables read or written.
@@ -14,7 +13,6 @@
 //! query per key however many sessions miss at once); writes go through
 //! [`QueryCache::writes`] and [`QueryCache::invalidate`]. See docs/cache.md.
 
-pub mod config;
 pub mod entry;
 pub mod invalidation;
 pub mod key;
@@ -28,12 +26,12 @@ use std::time::{Duration, Instant};
 use moka::notification::RemovalCause;
 use moka::Expiry;
 
-pub use config::{CacheConfig, CacheConfigError, CacheRule};
 pub use entry::Entry;
 pub use invalidation::{Generations, WriteSet};
 pub use key::{CacheKey, KeyParts};
 pub use stats::CacheStats;
 
+use crate::config::{CacheConfig, CacheConfigError};
 use crate::router::{Hint, Statement, StmtKind};
 use shape::{ReadShape, Rule, Shapes};
 use stats::Counters;
@@ -159,6 +157,8 @@ impl QueryCache {
     }
 
     /// The statement's own facts allow caching (the session checks its transaction state).
+    /// Whether its result may differ between two runs is the router's one judgment
+    /// (`non_deterministic`), made while classifying.
     pub fn cacheable(stmt: &Statement) -> bool {
         stmt.kind == StmtKind::Select
             && !stmt.multi

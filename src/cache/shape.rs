@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::config::CacheRule;
 use super::invalidation::{read, write, Generations, TableGen, WriteSet};
+use crate::config::CacheRule;
 use crate::router::analyze;
 
 /// Shapes kept at most; when full the map starts over (a shop has a few thousand shapes).
@@ -20,63 +20,9 @@ pub const MAX_SHAPES: usize = 16 * 1024;
 /// Schemas whose contents describe the node itself, not data: cached only if a rule says so.
 const SYSTEM_SCHEMAS: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
 
-/// Words that make a result depend on the time, the session or chance. Those in the first
-/// list count only as calls (`USER(`, since `user` is a common column name).
-const CALLS: &[&str] = &[
-    "NOW",
-    "CURDATE",
-    "CURTIME",
-    "SYSDATE",
-    "UNIX_TIMESTAMP",
-    "RAND",
-    "RANDOM_BYTES",
-    "UUID",
-    "UUID_SHORT",
-    "SYS_GUID",
-    "LAST_INSERT_ID",
-    "FOUND_ROWS",
-    "ROW_COUNT",
-    "CONNECTION_ID",
-    "USER",
-    "SESSION_USER",
-    "SYSTEM_USER",
-    "DATABASE",
-    "SCHEMA",
-    "SLEEP",
-    "BENCHMARK",
-    "GET_LOCK",
-    "RELEASE_LOCK",
-    "IS_FREE_LOCK",
-    "IS_USED_LOCK",
-    "MASTER_POS_WAIT",
-    "MASTER_GTID_WAIT",
-    "NEXTVAL",
-    "LASTVAL",
-    "SETVAL",
-    "LOAD_FILE",
-    "VERSION",
-];
-const WORDS: &[&str] = &[
-    "CURRENT_TIMESTAMP",
-    "CURRENT_DATE",
-    "CURRENT_TIME",
-    "CURRENT_USER",
-    "CURRENT_ROLE",
-    "LOCALTIME",
-    "LOCALTIMESTAMP",
-    "UTC_DATE",
-    "UTC_TIME",
-    "UTC_TIMESTAMP",
-    "SQL_NO_CACHE",
-    "SQL_CALC_FOUND_ROWS",
-    "PROCEDURE",
-];
-
 /// Why a read shape is not cached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoCache {
-    /// A time, session or random function, a variable, SQL_NO_CACHE, ...
-    NonDeterministic,
     /// Reads information_schema, performance_schema, mysql or sys (no rule allows it).
     SystemSchema,
     /// sqlparser could not list its tables, so no write could invalidate it.
@@ -246,10 +192,6 @@ fn analyse_read(
         tables: Box::new([]),
         hits: AtomicU64::new(0),
     };
-    if non_deterministic(digest) {
-        shape.verdict = Err(NoCache::NonDeterministic);
-        return shape;
-    }
     let Ok(names) = analyze::tables(sql) else {
         return shape;
     };
@@ -380,77 +322,9 @@ pub fn insert_target(sql: &[u8]) -> Option<String> {
     }
 }
 
-/// True if the digest calls a non-deterministic or session function, reads a variable
-/// (`@`), or asks not to be cached. Backquoted identifiers are skipped.
-pub fn non_deterministic(digest: &str) -> bool {
-    let b = digest.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'`' {
-            i += 1;
-            while i < b.len() && b[i] != b'`' {
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'@' {
-            return true;
-        }
-        if c.is_ascii_alphabetic() || c == b'_' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
-                i += 1;
-            }
-            // A qualified name (`t.now`) is a column, not a function.
-            if start > 0 && b[start - 1] == b'.' {
-                continue;
-            }
-            let w = &digest[start..i];
-            if WORDS.iter().any(|k| k.eq_ignore_ascii_case(w)) {
-                return true;
-            }
-            let call = b[i..].iter().find(|x| !x.is_ascii_whitespace()) == Some(&b'(');
-            if call && CALLS.iter().any(|k| k.eq_ignore_ascii_case(w)) {
-                return true;
-            }
-            continue;
-        }
-        i += 1;
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn non_deterministic_words() {
-        for d in [
-            "SELECT NOW()",
-            "SELECT now ( )",
-            "SELECT c FROM t WHERE d > CURRENT_DATE",
-            "SELECT @x",
-            "SELECT @@version",
-            "SELECT SQL_NO_CACHE c FROM t",
-            "SELECT USER()",
-            "SELECT DATABASE()",
-            "SELECT c FROM t WHERE id = LAST_INSERT_ID()",
-            "SELECT RAND() FROM t",
-        ] {
-            assert!(non_deterministic(d), "{d}");
-        }
-        for d in [
-            "SELECT user FROM accounts WHERE id = ?",
-            "SELECT `now`() FROM t",
-            "SELECT t.database FROM t",
-            "SELECT c FROM t WHERE id = ?",
-        ] {
-            assert!(!non_deterministic(d), "{d}");
-        }
-    }
 
     fn rules(toml_like: &[CacheRule]) -> Vec<Rule> {
         toml_like

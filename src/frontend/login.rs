@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::users::Users;
 use super::FrontendError;
 use crate::backend::Credentials;
+use crate::context::Users;
 use crate::net::PacketIo;
 use crate::protocol::err::ProxyError;
 use crate::protocol::handshake::{self, ClientHello, NATIVE_PLUGIN};

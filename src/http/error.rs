@@ -1,6 +1,6 @@
 //! Errors of the HTTP balancer. [`HttpError`] is what `bind`/`run` return;
-//! [`ProxyError`] is one request's failure, classified by source (client,
-//! worker, balancer), and [`ProxyError::into_response`] is the single place
+//! [`GatewayError`] is one request's failure, classified by source (client,
+//! worker, balancer), and [`GatewayError::into_response`] is the single place
 //! that turns it into what the client sees: a status and a small HTML page.
 
 use std::io;
@@ -10,9 +10,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use super::config::HttpConfigError;
 use super::pool::ConnectError;
 use super::upstream::PickError;
+use crate::config::HttpConfigError;
 
 pub use super::body::RespBody;
 
@@ -40,7 +40,7 @@ pub enum ErrorSource {
 
 /// Why one request could not be answered by a worker.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub enum GatewayError {
     #[error("{0}")]
     NoWorker(PickError),
     #[error("worker {worker}: {source}")]
@@ -68,29 +68,31 @@ pub enum ProxyError {
     BadRequest(String),
 }
 
-impl ProxyError {
+impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoWorker(_) | ProxyError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::InvalidResponse { .. } | ProxyError::ConnectionLost { .. } => {
+            GatewayError::NoWorker(_) | GatewayError::Connect { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::InvalidResponse { .. } | GatewayError::ConnectionLost { .. } => {
                 StatusCode::BAD_GATEWAY
             }
-            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::ClientBody(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
     pub fn source_kind(&self) -> ErrorSource {
         match self {
-            ProxyError::NoWorker(_) => ErrorSource::Balancer,
-            ProxyError::Connect { .. }
-            | ProxyError::Timeout { .. }
-            | ProxyError::InvalidResponse { .. }
-            | ProxyError::ConnectionLost { .. } => ErrorSource::Worker,
-            ProxyError::BodyTooLarge { .. }
-            | ProxyError::ClientBody(_)
-            | ProxyError::BadRequest(_) => ErrorSource::Client,
+            GatewayError::NoWorker(_) => ErrorSource::Balancer,
+            GatewayError::Connect { .. }
+            | GatewayError::Timeout { .. }
+            | GatewayError::InvalidResponse { .. }
+            | GatewayError::ConnectionLost { .. } => ErrorSource::Worker,
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::ClientBody(_)
+            | GatewayError::BadRequest(_) => ErrorSource::Client,
         }
     }
 
@@ -98,15 +100,15 @@ impl ProxyError {
     pub fn into_response(self) -> Response<RespBody> {
         let status = self.status();
         let message = match &self {
-            ProxyError::NoWorker(_) | ProxyError::Connect { .. } => {
+            GatewayError::NoWorker(_) | GatewayError::Connect { .. } => {
                 "No server is available to handle this request."
             }
-            ProxyError::Timeout { .. } => "The server didn't respond in time.",
-            ProxyError::InvalidResponse { .. } | ProxyError::ConnectionLost { .. } => {
+            GatewayError::Timeout { .. } => "The server didn't respond in time.",
+            GatewayError::InvalidResponse { .. } | GatewayError::ConnectionLost { .. } => {
                 "The server returned an invalid or incomplete response."
             }
-            ProxyError::BodyTooLarge { .. } => "The request body is too large.",
-            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => {
+            GatewayError::BodyTooLarge { .. } => "The request body is too large.",
+            GatewayError::ClientBody(_) | GatewayError::BadRequest(_) => {
                 "Your browser sent an invalid request."
             }
         };
@@ -144,11 +146,11 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(
-            ProxyError::NoWorker(PickError::QueueFull).status(),
+            GatewayError::NoWorker(PickError::QueueFull).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            ProxyError::Timeout {
+            GatewayError::Timeout {
                 worker: "wa1".into(),
                 secs: 1.0
             }
@@ -156,10 +158,10 @@ mod tests {
             StatusCode::GATEWAY_TIMEOUT
         );
         assert_eq!(
-            ProxyError::BodyTooLarge { limit: 1 }.status(),
+            GatewayError::BodyTooLarge { limit: 1 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
-        let r = ProxyError::NoWorker(PickError::NoneHealthy).into_response();
+        let r = GatewayError::NoWorker(PickError::NoneHealthy).into_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     }

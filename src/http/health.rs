@@ -1,7 +1,7 @@
 //! Active HTTP health checks (HAProxy `option httpchk`, `inter`, `rise`,
 //! `fall`): one task per worker sends the configured request on a fresh
-//! connection every interval, and a small state machine flips the worker
-//! after `fall` consecutive failures or `rise` consecutive successes. This is
+//! connection every interval, and [`RiseFall`] flips the worker after `fall`
+//! consecutive failures or `rise` consecutive successes. This is
 //! the only writer of a worker's health; operators set the admin state.
 
 use std::fmt;
@@ -14,56 +14,24 @@ use hyper::Request;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::config::HealthCheck;
 use super::pool;
-use super::upstream::{AdminState, Backend, LastCheck};
+use super::upstream::{Backend, LastCheck, WorkerAdminState};
+use crate::config::HealthCheck;
+use crate::rise_fall::RiseFall;
 
-/// A change of health, with the check result that caused it.
+/// A change of a worker's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     Up,
     Down,
 }
 
-/// Rise/fall counting; pure, so it is tested without sockets.
-#[derive(Debug, Clone)]
-pub struct HealthMachine {
-    up: bool,
-    rise: u32,
-    fall: u32,
-    /// Consecutive results contradicting the current state.
-    streak: u32,
-}
-
-impl HealthMachine {
-    pub fn new(up: bool, rise: u32, fall: u32) -> Self {
-        HealthMachine {
-            up,
-            rise: rise.max(1),
-            fall: fall.max(1),
-            streak: 0,
-        }
-    }
-
-    #[cfg(test)]
-    pub fn is_up(&self) -> bool {
-        self.up
-    }
-
-    /// Feeds one check result; returns the transition it caused, if any.
-    pub fn observe(&mut self, ok: bool) -> Option<Transition> {
-        if ok == self.up {
-            self.streak = 0;
-            return None;
-        }
-        self.streak += 1;
-        let needed = if self.up { self.fall } else { self.rise };
-        if self.streak < needed {
-            return None;
-        }
-        self.streak = 0;
-        self.up = ok;
-        Some(if ok { Transition::Up } else { Transition::Down })
+/// Feeds one check result to the worker's rise/fall count; the transition it caused, if any.
+fn observe(checks: &mut RiseFall, passed: bool) -> Option<Transition> {
+    if passed {
+        checks.pass().map(|_| Transition::Up)
+    } else {
+        checks.fail().map(|_| Transition::Down)
     }
 }
 
@@ -143,7 +111,7 @@ pub async fn check_once(backend: &Backend, cfg: &HealthCheck) -> CheckOutcome {
 
 /// Checks `backend` every interval until `shutdown`; maintenance pauses checks.
 pub async fn run_checks(backend: Arc<Backend>, cfg: HealthCheck, shutdown: CancellationToken) {
-    let mut machine = HealthMachine::new(backend.is_healthy(), cfg.rise, cfg.fall);
+    let mut checks = RiseFall::starting(backend.is_healthy(), cfg.rise, cfg.fall);
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -151,7 +119,7 @@ pub async fn run_checks(backend: Arc<Backend>, cfg: HealthCheck, shutdown: Cance
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if backend.admin_state() == AdminState::Maint {
+        if backend.admin_state() == WorkerAdminState::Maint {
             continue;
         }
         let started = Instant::now();
@@ -164,7 +132,7 @@ pub async fn run_checks(backend: Arc<Backend>, cfg: HealthCheck, shutdown: Cance
                 latency,
             };
         }
-        if let Some(t) = machine.observe(outcome.is_ok()) {
+        if let Some(t) = observe(&mut checks, outcome.is_ok()) {
             backend.set_healthy(t == Transition::Up);
             match t {
                 Transition::Up => {
@@ -182,32 +150,15 @@ pub async fn run_checks(backend: Arc<Backend>, cfg: HealthCheck, shutdown: Cance
 mod tests {
     use super::*;
 
+    // The counting itself is tested from a table in `rise_fall.rs`.
     #[test]
-    fn falls_after_fall_failures_and_rises_after_rise_successes() {
-        let mut m = HealthMachine::new(true, 3, 2);
-        assert_eq!(m.observe(false), None);
-        assert_eq!(m.observe(true), None, "a success resets the failure streak");
-        assert_eq!(m.observe(false), None);
-        assert_eq!(m.observe(false), Some(Transition::Down));
-        assert!(!m.is_up());
-        assert_eq!(m.observe(true), None);
-        assert_eq!(m.observe(true), None);
-        assert_eq!(
-            m.observe(false),
-            None,
-            "a failure resets the success streak"
-        );
-        assert_eq!(m.observe(true), None);
-        assert_eq!(m.observe(true), None);
-        assert_eq!(m.observe(true), Some(Transition::Up));
-        assert!(m.is_up());
-    }
-
-    #[test]
-    fn rise_and_fall_of_one_flip_at_once() {
-        let mut m = HealthMachine::new(false, 1, 1);
-        assert_eq!(m.observe(true), Some(Transition::Up));
-        assert_eq!(m.observe(false), Some(Transition::Down));
+    fn a_worker_flips_after_a_full_streak_either_way() {
+        let mut checks = RiseFall::starting(true, 3, 2);
+        assert_eq!(observe(&mut checks, false), None);
+        assert_eq!(observe(&mut checks, false), Some(Transition::Down));
+        assert_eq!(observe(&mut checks, true), None);
+        assert_eq!(observe(&mut checks, true), None);
+        assert_eq!(observe(&mut checks, true), Some(Transition::Up));
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub fn registry(ups: Arc<Upstreams>, frontend: Arc<FrontendStats>) -> Registry {
     r
 }
 
+/// The balancer's collector alone, for the proxy's own `/metrics`
+/// endpoint (`[metrics]`), which then shows the HTTP workers too.
+pub fn collector(ups: Arc<Upstreams>, frontend: Arc<FrontendStats>) -> Box<dyn Collector> {
+    Box::new(HttpCollector { ups, frontend })
+}
+
 /// Renders the registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::new();

@@ -1,4 +1,4 @@
-//! The HTTP balancer for the PHP workers (issue 5), on hyper 1 + hyper-util:
+//! The HTTP balancer for the PHP workers, on hyper 1 + hyper-util:
 //! it replaces the seed's HAProxy HTTP front. [`HttpService::bind`] binds the
 //! balancer listener (HTTP/1.1 and cleartext HTTP/2), one socket per event
 //! loop, and, if configured, a stats listener; [`HttpService::run`] starts
@@ -6,7 +6,6 @@
 //! let in-flight requests finish.
 //!
 //! # Layout
-//! * `config`: the `[http]` section, its defaults and `validate()`.
 //! * `upstream`: the workers (admin state, health flag, counters, slots),
 //!   per-worker `maxconn` and the bounded wait queue.
 //! * `select`: round-robin / leastconn / random2 ordering of candidates.
@@ -23,7 +22,6 @@
 //! * `error`: error types and the one function that makes error pages.
 
 mod body;
-mod config;
 mod error;
 mod headers;
 mod health;
@@ -37,12 +35,8 @@ mod shard;
 mod stats;
 mod upstream;
 
-pub use config::{
-    BackendConfig, Balance, HealthCheck, HttpConfig, HttpConfigError, StatsConfig, StickyConfig,
-    Timeouts,
-};
-pub use error::{HttpError, ProxyError};
-pub use upstream::{AdminState, Backend, Upstreams};
+pub use error::{GatewayError, HttpError};
+pub use upstream::{Backend, Upstreams, WorkerAdminState};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -58,6 +52,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::HttpConfig;
 use error::RespBody;
 use proxy::Proxy;
 use shard::{Shard, Shared};
@@ -128,6 +123,11 @@ impl HttpService {
     /// The workers, for admin SHOW/SET HTTP BACKEND(S).
     pub fn upstreams(&self) -> Arc<Upstreams> {
         Arc::clone(&self.ups)
+    }
+
+    /// The balancer's Prometheus families, for the `[metrics]` endpoint.
+    pub fn metrics_collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        metrics::collector(Arc::clone(&self.ups), Arc::clone(&self.frontend))
     }
 
     pub fn stats_addr(&self) -> Option<SocketAddr> {
@@ -226,7 +226,7 @@ async fn serve_stats(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config::DEFAULT_REQUEST_HEADER_TIMEOUT);
+        .header_read_timeout(crate::config::http::DEFAULT_REQUEST_HEADER_TIMEOUT);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,

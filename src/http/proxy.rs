@@ -20,13 +20,13 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::body::{Progress, ProgressBody, UpstreamBody};
-use super::config::{HttpConfig, Timeouts};
-use super::error::{full, ProxyError, RespBody};
+use super::error::{full, GatewayError, RespBody};
 use super::headers::{self, ClientInfo};
 use super::idle::InFlight;
 use super::pool::{self, Conn, UpBody};
 use super::stats::FrontendStats;
 use super::upstream::{Lease, Upstreams};
+use crate::config::{HttpConfig, Timeouts};
 
 /// What the proxy needs from the config, plus the shared state. There is
 /// one per event loop (`shard`), which picks that loop's keep-alive pools.
@@ -131,14 +131,14 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: &ClientAddr,
         guard: InFlight,
-    ) -> Result<Response<RespBody>, ProxyError> {
+    ) -> Result<Response<RespBody>, GatewayError> {
         let declared = req
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body) {
-            return Err(ProxyError::BodyTooLarge {
+            return Err(GatewayError::BodyTooLarge {
                 limit: self.max_body,
             });
         }
@@ -180,13 +180,15 @@ impl Proxy {
                 .ups
                 .acquire(sticky_to.as_deref(), &tried)
                 .await
-                .map_err(ProxyError::NoWorker)?;
+                .map_err(GatewayError::NoWorker)?;
             let Some(req) = pending
                 .take()
                 .or_else(|| replay.as_ref().map(Replay::build))
             else {
                 // Unreachable by construction: we only loop with a request in hand.
-                return Err(ProxyError::BadRequest("request cannot be replayed".into()));
+                return Err(GatewayError::BadRequest(
+                    "request cannot be replayed".into(),
+                ));
             };
             let backend = Arc::clone(&lease.backend);
             let can_retry = attempt < self.retries;
@@ -210,7 +212,7 @@ impl Proxy {
                         self.note_retry(&lease, &mut tried, &mut attempt);
                         continue;
                     }
-                    return Err(ProxyError::Connect {
+                    return Err(GatewayError::Connect {
                         worker: backend.name.clone(),
                         source: e,
                     });
@@ -231,7 +233,7 @@ impl Proxy {
             let result = match sent {
                 None => {
                     backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    return Err(ProxyError::Timeout {
+                    return Err(GatewayError::Timeout {
                         worker: backend.name.clone(),
                         secs: self.timeouts.server.as_secs_f64(),
                     });
@@ -252,13 +254,13 @@ impl Proxy {
                     }
                     let err = e.into_error();
                     if body_too_large(&err) {
-                        return Err(ProxyError::BodyTooLarge {
+                        return Err(GatewayError::BodyTooLarge {
                             limit: self.max_body,
                         });
                     }
                     if err.is_user() {
                         // Our request body failed: the client aborted its upload.
-                        return Err(ProxyError::ClientBody(err));
+                        return Err(GatewayError::ClientBody(err));
                     }
                     backend
                         .stats
@@ -266,7 +268,7 @@ impl Proxy {
                         .fetch_add(1, Ordering::Relaxed);
                     let nothing_back = conn.bytes_read() == read_before;
                     if err.is_parse() || err.is_parse_status() {
-                        return Err(ProxyError::InvalidResponse {
+                        return Err(GatewayError::InvalidResponse {
                             worker: backend.name.clone(),
                             source: err,
                         });
@@ -276,7 +278,7 @@ impl Proxy {
                         self.note_retry(&lease, &mut tried, &mut attempt);
                         continue;
                     }
-                    return Err(ProxyError::ConnectionLost {
+                    return Err(GatewayError::ConnectionLost {
                         worker: backend.name.clone(),
                         source: err,
                     });

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::Rng;
 
-use super::config::Balance;
+use crate::config::Balance;
 
 /// What a selector may look at for one worker.
 #[derive(Debug, Clone, Copy, Default)]

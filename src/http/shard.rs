@@ -31,12 +31,13 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{self, HttpConfig};
 use super::error::HttpError;
 use super::idle::{IdleIo, InFlightCount};
 use super::proxy::{ClientAddr, Proxy};
 use super::stats::Stats;
 use super::ACCEPT_ERROR_PAUSE;
+use crate::config::http::MIN_HEADER_SIZE;
+use crate::config::HttpConfig;
 
 /// Kernel accept backlog of each listener socket (what `TcpListener::bind` uses).
 const BACKLOG: u32 = 1024;
@@ -158,7 +159,7 @@ impl Shard {
             // the read it otherwise tries while each request is in flight
             // (which costs an 8 KiB buffer per request).
             .half_close(true)
-            .max_buf_size(cfg.max_header_size.max(config::MIN_HEADER_SIZE));
+            .max_buf_size(cfg.max_header_size.max(MIN_HEADER_SIZE));
         builder
             .http2()
             .timer(TokioTimer::new())

@@ -11,10 +11,10 @@ use base64::Engine as _;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 
-use super::config::StatsConfig;
 use super::error::{error_page, full, RespBody};
 use super::page;
-use super::upstream::{AdminState, Upstreams};
+use super::upstream::{Upstreams, WorkerAdminState};
+use crate::config::StatsConfig;
 
 /// Counters of the client side.
 #[derive(Debug, Default)]
@@ -124,7 +124,7 @@ impl Stats {
                 "Use POST {uri}/backends/NAME/drain|ready|maint.",
             );
         };
-        let Some(state) = AdminState::parse(action) else {
+        let Some(state) = WorkerAdminState::parse(action) else {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Action must be drain, ready or maint.",

@@ -14,14 +14,14 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::config::HttpConfig;
 use super::pool::Pool;
 use super::select::{selector, Candidate, Selector};
+use crate::config::HttpConfig;
 
 /// An operator's decision about a worker; independent of health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum AdminState {
+pub enum WorkerAdminState {
     /// In rotation when healthy.
     Ready = 0,
     /// No new requests; in-flight ones finish. Health checks go on.
@@ -30,31 +30,31 @@ pub enum AdminState {
     Maint = 2,
 }
 
-impl AdminState {
+impl WorkerAdminState {
     fn from_u8(v: u8) -> Self {
         match v {
-            1 => AdminState::Drain,
-            2 => AdminState::Maint,
-            _ => AdminState::Ready,
+            1 => WorkerAdminState::Drain,
+            2 => WorkerAdminState::Maint,
+            _ => WorkerAdminState::Ready,
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "ready" => Some(AdminState::Ready),
-            "drain" => Some(AdminState::Drain),
-            "maint" => Some(AdminState::Maint),
+            "ready" => Some(WorkerAdminState::Ready),
+            "drain" => Some(WorkerAdminState::Drain),
+            "maint" => Some(WorkerAdminState::Maint),
             _ => None,
         }
     }
 }
 
-impl fmt::Display for AdminState {
+impl fmt::Display for WorkerAdminState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            AdminState::Ready => "READY",
-            AdminState::Drain => "DRAIN",
-            AdminState::Maint => "MAINT",
+            WorkerAdminState::Ready => "READY",
+            WorkerAdminState::Drain => "DRAIN",
+            WorkerAdminState::Maint => "MAINT",
         })
     }
 }
@@ -126,11 +126,11 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn admin_state(&self) -> AdminState {
-        AdminState::from_u8(self.admin.load(Ordering::Acquire))
+    pub fn admin_state(&self) -> WorkerAdminState {
+        WorkerAdminState::from_u8(self.admin.load(Ordering::Acquire))
     }
 
-    pub fn set_admin_state(&self, s: AdminState) {
+    pub fn set_admin_state(&self, s: WorkerAdminState) {
         self.admin.store(s as u8, Ordering::Release);
     }
 
@@ -159,17 +159,17 @@ impl Backend {
 
     /// May take new requests.
     pub fn is_eligible(&self) -> bool {
-        self.weight > 0 && self.admin_state() == AdminState::Ready && self.is_healthy()
+        self.weight > 0 && self.admin_state() == WorkerAdminState::Ready && self.is_healthy()
     }
 
     /// `UP`, `DOWN`, `DRAIN`, `MAINT`: what the stats page shows.
     pub fn state_label(&self) -> &'static str {
         match (self.admin_state(), self.is_healthy()) {
-            (AdminState::Maint, _) => "MAINT",
-            (AdminState::Drain, true) => "DRAIN",
-            (AdminState::Drain, false) => "DRAIN (DOWN)",
-            (AdminState::Ready, true) => "UP",
-            (AdminState::Ready, false) => "DOWN",
+            (WorkerAdminState::Maint, _) => "MAINT",
+            (WorkerAdminState::Drain, true) => "DRAIN",
+            (WorkerAdminState::Drain, false) => "DRAIN (DOWN)",
+            (WorkerAdminState::Ready, true) => "UP",
+            (WorkerAdminState::Ready, false) => "DOWN",
         }
     }
 
@@ -217,7 +217,7 @@ impl Upstreams {
                     address: b.address.clone(),
                     weight: b.weight,
                     maxconn: b.maxconn,
-                    admin: AtomicU8::new(AdminState::Ready as u8),
+                    admin: AtomicU8::new(WorkerAdminState::Ready as u8),
                     // Start UP like HAProxy: the first failed checks take it down.
                     healthy: AtomicBool::new(true),
                     active: AtomicUsize::new(0),
@@ -471,12 +471,12 @@ mod tests {
     #[tokio::test]
     async fn admin_and_health_gate_and_sticky_prefers() {
         let u = ups("");
-        u.backends()[0].set_admin_state(AdminState::Drain);
+        u.backends()[0].set_admin_state(WorkerAdminState::Drain);
         for _ in 0..4 {
             assert_eq!(u.acquire(None, &[]).await.unwrap().backend.name, "b");
         }
         assert_eq!(u.acquire(Some("a"), &[]).await.unwrap().backend.name, "b");
-        u.backends()[0].set_admin_state(AdminState::Ready);
+        u.backends()[0].set_admin_state(WorkerAdminState::Ready);
         assert_eq!(u.acquire(Some("a"), &[]).await.unwrap().backend.name, "a");
         assert_eq!(u.acquire(None, &[0]).await.unwrap().backend.name, "b");
         u.backends()[0].set_healthy(false);

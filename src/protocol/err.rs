@@ -65,15 +65,6 @@ impl ProxyError {
         )
     }
 
-    /// 1148 ER_NOT_ALLOWED_COMMAND (LOAD DATA LOCAL when local_infile is off).
-    pub fn local_infile_disabled() -> Self {
-        Self::new(
-            1148,
-            "42000",
-            "The used command is not allowed with this MariaDB version",
-        )
-    }
-
     /// 2013-style loss of the node connection, reported as a server error
     /// (1927 ER_CONNECTION_KILLED) so drivers treat it as retryable.
     pub fn backend_lost(node: &str) -> Self {
@@ -111,11 +102,6 @@ impl ProxyError {
             "70100",
             "Connection was killed: the master changed and this session's state (temporary tables, user variables, locks) was on the old one",
         )
-    }
-
-    /// The proxy is shutting down (1053 ER_SERVER_SHUTDOWN).
-    pub fn shutting_down() -> Self {
-        Self::new(1053, "08S01", "Server shutdown in progress")
     }
 
     /// Admin port: a statement it does not understand (1064 ER_PARSE_ERROR).

@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod command;
 pub mod err;
+pub mod execute;
 pub mod handshake;
 pub mod response;
 
@@ -33,7 +34,6 @@ pub mod caps {
     pub const PLUGIN_AUTH: u32 = 1 << 19;
     pub const CONNECT_ATTRS: u32 = 1 << 20;
     pub const PLUGIN_AUTH_LENENC_CLIENT_DATA: u32 = 1 << 21;
-    pub const CAN_HANDLE_EXPIRED_PASSWORDS: u32 = 1 << 22;
     pub const SESSION_TRACK: u32 = 1 << 23;
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
@@ -92,7 +92,6 @@ pub mod status {
     pub const MORE_RESULTS_EXISTS: u16 = 0x0008;
     pub const CURSOR_EXISTS: u16 = 0x0040;
     pub const LAST_ROW_SENT: u16 = 0x0080;
-    pub const PS_OUT_PARAMS: u16 = 0x1000;
     pub const IN_TRANS_READONLY: u16 = 0x2000;
     pub const SESSION_STATE_CHANGED: u16 = 0x4000;
 }

@@ -42,7 +42,9 @@ pub struct Statement {
     pub temp_table: bool,
     /// `GET_LOCK(`, `LOCK TABLE(S)`, `FLUSH TABLES WITH READ LOCK` / `FOR EXPORT`.
     pub uses_lock: bool,
-    /// NOW(, RAND(, UUID(, CURRENT_TIMESTAMP, user and system variables, ... (for the cache).
+    /// The result may differ between two runs over the same data: NOW(, RAND(, UUID(,
+    /// CURRENT_TIMESTAMP, variables, SQL_NO_CACHE, ... (`non_deterministic.rs`). The cache
+    /// never keeps it; routing does not look at it.
     pub non_deterministic: bool,
     /// Reads `@@x` / `@@session.x`.
     pub session_vars: bool,

@@ -48,7 +48,7 @@ pub enum Kw {
     FnGetLock,
     /// A function that must run on the master (locks, sequences, GTID waits).
     FnMaster,
-    /// A function whose value differs per call or per connection.
+    /// A function whose value differs per call or per connection (`NOW(`, `RAND(`, `VERSION(`).
     FnNonDet,
     /// `LAST_INSERT_ID(`, `FOUND_ROWS(`, `ROW_COUNT(`: about the previous statement.
     FnSameConn,
@@ -72,7 +72,8 @@ pub enum Kw {
     Names,
     Next,
     NoWriteToBinlog,
-    /// `CURRENT_TIMESTAMP`, `CURRENT_USER`, ...: non-deterministic even without `(`.
+    /// `CURRENT_TIMESTAMP`, `CURRENT_USER`, ...: non-deterministic even without `(`; also
+    /// `SQL_NO_CACHE` and `PROCEDURE`, whose results are not to be kept either.
     NonDetWord,
     Not,
     Only,
@@ -340,6 +341,7 @@ const KEYWORDS: &[(Packed, Kw, bool)] = &[
     (pack(b"LINEAR"), Kw::Reserved, true),
     (pack(b"LINES"), Kw::Reserved, true),
     (pack(b"LOAD"), Kw::Load, true),
+    (pack(b"LOAD_FILE"), Kw::FnNonDet, false),
     (pack(b"LOCAL"), Kw::Local, false),
     (pack(b"LOCALTIME"), Kw::NonDetWord, true),
     (pack(b"LOCALTIMESTAMP"), Kw::NonDetWord, true),
@@ -388,7 +390,7 @@ const KEYWORDS: &[(Packed, Kw, bool)] = &[
     (pack(b"PREPARE"), Kw::Prepare, true),
     (pack(b"PREVIOUS"), Kw::Previous, false),
     (pack(b"PRIMARY"), Kw::Reserved, true),
-    (pack(b"PROCEDURE"), Kw::Reserved, true),
+    (pack(b"PROCEDURE"), Kw::NonDetWord, true),
     (pack(b"PROCESSLIST"), Kw::Processlist, false),
     (pack(b"PROFILE"), Kw::Profile, false),
     (pack(b"PROFILES"), Kw::Profiles, false),
@@ -451,7 +453,7 @@ const KEYWORDS: &[(Packed, Kw, bool)] = &[
     (pack(b"SQL_BUFFER_RESULT"), Kw::Reserved, true),
     (pack(b"SQL_CACHE"), Kw::Reserved, true),
     (pack(b"SQL_CALC_FOUND_ROWS"), Kw::SqlCalcFoundRows, true),
-    (pack(b"SQL_NO_CACHE"), Kw::Reserved, true),
+    (pack(b"SQL_NO_CACHE"), Kw::NonDetWord, true),
     (pack(b"SQL_SMALL_RESULT"), Kw::Reserved, true),
     (pack(b"SSL"), Kw::Reserved, true),
     (pack(b"START"), Kw::Start, true),
@@ -497,6 +499,7 @@ const KEYWORDS: &[(Packed, Kw, bool)] = &[
     (pack(b"VARBINARY"), Kw::Reserved, true),
     (pack(b"VARCHAR"), Kw::Reserved, true),
     (pack(b"VARYING"), Kw::Reserved, true),
+    (pack(b"VERSION"), Kw::FnNonDet, false),
     (pack(b"WARNINGS"), Kw::Warnings, false),
     (pack(b"WHEN"), Kw::Reserved, true),
     (pack(b"WHERE"), Kw::Reserved, true),

@@ -4,22 +4,30 @@
 //! * `keywords`: the sorted keyword table (roles and digest upper-casing).
 //! * `classify`: [`Statement`] facts and the digest, from one pass over the tokens.
 //! * `stmt_scan`: one statement's kind and flags from its tokens.
+//! * `non_deterministic`: the one judge of whether a result may differ between two runs
+//!   (the cache's test), from the keyword table's roles.
 //! * `set`: what a SET statement assigns (user, session or global variables).
 //! * `digest`: the normalized text that keys the verdict cache and stats.
 //! * `analyze`: sqlparser fallback for texts the lexer left as `Other`, with a bounded
 //!   verdict cache keyed by digest.
-//! * `route`: [`route()`] from a [`RouterContext`] to a [`Route`] with its [`Why`].
+//! * `route`: [`route()`] from a [`RouterContext`] to a [`Route`] with its [`Why`]:
+//!   master or read, by what the statement is and the session's state.
+//! * `place`: [`place()`], the one decider of the node: a [`Placement`] from
+//!   a [`PlaceInput`] (the request, the session's facts, the topology).
 
 pub mod analyze;
 pub mod classify;
 mod digest;
 pub mod keywords;
 pub mod lexer;
+mod non_deterministic;
+pub mod place;
 pub mod route;
 mod set;
 mod stmt_scan;
 
 pub use classify::{classify, Hint, LexMode, Statement, StmtKind};
+pub use place::{place, PlaceError, PlaceInput, Placement, Request, SessionFacts, Settings};
 pub use route::{pins_session, route, Route, RouterContext, Target, Why};
 
 #[cfg(test)]

@@ -75,12 +75,15 @@ pub enum Why {
     MultiStatement,
     Read,
     ReadSplitOff,
-    /// Reserved for the session: a `START TRANSACTION READ ONLY` it runs whole on one read
-    /// node (HC16). [`route`] never returns it.
-    ReadOnlyTx,
-    /// Reserved for the session: a cacheable read that missed the result cache runs on
-    /// the master, so what it stores is committed data.
+    /// A cacheable read that missed the result cache runs on the master, so
+    /// what it stores is committed data (`place`).
     CacheMiss,
+    /// An execution that opens a cursor, and COM_STMT_FETCH (`place`).
+    Cursor,
+    /// An execution after COM_STMT_SEND_LONG_DATA (`place`).
+    LongData,
+    /// A protocol command that runs on the master (COM_STATISTICS, COM_PROCESS_KILL).
+    Command,
 }
 
 impl Why {
@@ -113,8 +116,10 @@ impl Why {
             Why::MultiStatement => "multi_statement",
             Why::Read => "read",
             Why::ReadSplitOff => "read_split_off",
-            Why::ReadOnlyTx => "read_only_tx",
             Why::CacheMiss => "cache_miss",
+            Why::Cursor => "cursor",
+            Why::LongData => "long_data",
+            Why::Command => "command",
         }
     }
 }

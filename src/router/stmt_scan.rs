@@ -10,6 +10,7 @@
 use super::classify::StmtKind;
 use super::keywords::Kw;
 use super::lexer::{Token, TokenKind};
+use super::non_deterministic::makes_non_deterministic;
 use super::set::SetScan;
 
 /// Per-statement flags; merged into the [`Statement`] when the statement ends.
@@ -110,6 +111,7 @@ impl StmtScan {
             self.set.feed(src, tok, kw, self.depth == self.base_depth);
         }
         let f = &mut self.flags;
+        f.non_det |= makes_non_deterministic(src, tok, kw, self.prev_kind, self.prev);
         match tok.kind {
             TokenKind::Punct if punct(b"(") => self.depth = self.depth.saturating_add(1),
             TokenKind::Punct if punct(b")") => self.depth = self.depth.saturating_sub(1),
@@ -118,14 +120,12 @@ impl StmtScan {
             }
             TokenKind::UserVar => {
                 f.user_vars = true;
-                f.non_det = true;
                 if self.prev[0] == Kw::Into {
                     f.user_var_write = true;
                 }
             }
             TokenKind::SysVar => {
                 f.session_vars = true;
-                f.non_det = true;
                 let name = sysvar_name(src.get(tok.start..tok.end).unwrap_or_default());
                 let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
                 if is(b"identity") || is(b"last_insert_id") {
@@ -149,26 +149,18 @@ impl StmtScan {
             Kw::FnSameConn if tok.call => {
                 f.master_func = true;
                 f.same_conn = true;
-                f.non_det = true;
             }
             Kw::FnGetLock if tok.call => {
                 f.master_func = true;
                 f.uses_lock = true;
-                f.non_det = true;
             }
-            Kw::FnMaster if tok.call => {
-                f.master_func = true;
-                f.non_det = true;
-            }
-            Kw::FnNonDet | Kw::Database | Kw::User if tok.call => f.non_det = true,
-            Kw::NonDetWord => f.non_det = true,
+            Kw::FnMaster if tok.call => f.master_func = true,
             Kw::SqlCalcFoundRows => f.calc_found_rows = true,
             Kw::Into => f.saw_into = true,
             Kw::Update | Kw::Share if prev[0] == Kw::For => f.locking = true,
             Kw::Mode if prev == [Kw::Share, Kw::In, Kw::Lock] => f.locking = true,
             Kw::For if prev[0] == Kw::Value && matches!(prev[1], Kw::Next | Kw::Previous) => {
                 f.master_func = true;
-                f.non_det = true;
             }
             Kw::For if head0 == Kw::Flush => f.uses_lock = true,
             Kw::Lock if head0 == Kw::Flush && prev[0] == Kw::Read && prev[1] == Kw::With => {

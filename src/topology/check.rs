@@ -1,8 +1,9 @@
 //! One health check of one node: the [`Probe`] seam and its real
 //! implementation over a node's own mysql_async connection.
 //!
-//! A check is two round trips on a kept connection: one `SELECT` of the
-//! variables the proxy cares about and `SHOW SLAVE STATUS`. The connection is
+//! A check is three round trips on a kept connection: one `SELECT` of the
+//! variables the proxy cares about, `SHOW SLAVE STATUS` and the semi-sync
+//! status variables (for the metrics and alerts). The connection is
 //! opened with `max_allowed_packet`, `wait_timeout` and `prefer_socket(false)`
 //! set, so mysql_async runs no extra `SELECT` of its own on connect. Any error
 //! drops the connection; the next check opens a new one. The monitor puts the
@@ -33,6 +34,28 @@ const MONITOR_TCP_KEEPALIVE: Duration = Duration::from_secs(10);
 const VARIABLES_SQL: &str =
     "SELECT @@read_only, @@server_id, @@version, @@gtid_current_pos, @@gtid_binlog_pos";
 
+/// Semi-sync as the node runs it (status) and as it is set (the master
+/// side's switch); reading them needs no privilege. A server without
+/// semi-sync (MySQL without the plugin) has none of the rows.
+const SEMISYNC_SQL: &str =
+    "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+     WHERE VARIABLE_NAME IN ('RPL_SEMI_SYNC_MASTER_STATUS', 'RPL_SEMI_SYNC_SLAVE_STATUS') \
+     UNION ALL SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES \
+     WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_ENABLED'";
+
+/// Semi-synchronous replication as the node reports it (`Rpl_semi_sync_*_status`);
+/// `None` where the server has no such variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SemiSync {
+    /// The master side is active: commits wait for a replica's ack.
+    pub master: Option<bool>,
+    /// The master side is switched on (it may still have fallen back to
+    /// asynchronous after a timeout: then `master` is false).
+    pub master_enabled: Option<bool>,
+    /// The replica side is active: this node acks its master's events.
+    pub slave: Option<bool>,
+}
+
 /// What one successful check saw on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -43,13 +66,25 @@ pub struct Observation {
     pub gtid_binlog_pos: String,
     /// `None`: `SHOW SLAVE STATUS` returned no row (not a replica).
     pub replication: Option<ReplicationStatus>,
+    pub semisync: SemiSync,
 }
 
-/// Why a check failed. Every failure counts towards `fall`.
+/// Why a check failed. Only failures that show the node cannot serve count
+/// towards `fall` ([`CheckError::is_down_evidence`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("no answer within {after:?}")]
-    Timeout { after: Duration },
+    /// No answer in time, but a fresh TCP connection to the node was
+    /// accepted: the server is there and slow (or stopped), not gone.
+    #[error("no answer within {after:?} (the node still accepts connections)")]
+    Stalled { after: Duration },
+    /// The check failed and a fresh TCP connection got no answer either:
+    /// the node may be dead, or cut off from the proxy (a partition).
+    #[error("unreachable: {detail}")]
+    Unreachable { detail: String },
+    /// The check failed and a fresh TCP connection was refused: the host
+    /// answers and nothing listens, the server process is gone.
+    #[error("connection refused: {detail}")]
+    Refused { detail: String },
     #[error("bad node address `{address}`: {reason}")]
     BadAddress { address: String, reason: String },
     #[error("connect: {source}")]
@@ -65,21 +100,102 @@ pub enum CheckError {
     BadValue { what: &'static str, value: String },
 }
 
-impl CheckError {
-    /// The node did not answer at all (refused, reset, or no reply in
-    /// time), as opposed to answering in a way we could not use (access
-    /// denied, a missing privilege). Failover wants the first kind before it
-    /// gives up on a master; the second is usually our configuration.
-    pub fn is_unreachable(&self) -> bool {
+/// What kind of failure a check had: for the health machine (only
+/// `Unreachable` and `ShuttingDown` say a node is down), the metrics
+/// (`node_check_error{kind}`) and the alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckErrorKind {
+    /// No answer in time from a node that still accepts connections.
+    Timeout,
+    /// No answer, and no answer to a fresh TCP connection either.
+    Unreachable,
+    /// A fresh TCP connection was refused: the server process is gone.
+    Refused,
+    /// The server says it is shutting down.
+    ShuttingDown,
+    /// The node answered but refused the monitor (access denied, missing
+    /// grants, too many connections, host blocked): the node may be fine,
+    /// the monitor's account or the node's limits need fixing.
+    Denied,
+    /// Any other error or an answer we could not use.
+    Other,
+}
+
+impl CheckErrorKind {
+    pub const ALL: [CheckErrorKind; 6] = [
+        CheckErrorKind::Timeout,
+        CheckErrorKind::Unreachable,
+        CheckErrorKind::Refused,
+        CheckErrorKind::ShuttingDown,
+        CheckErrorKind::Denied,
+        CheckErrorKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
         match self {
-            CheckError::Timeout { .. } => true,
-            CheckError::Connect { source } | CheckError::Query { source, .. } => {
-                matches!(source, mysql_async::Error::Io(_))
-            }
+            CheckErrorKind::Timeout => "timeout",
+            CheckErrorKind::Unreachable => "unreachable",
+            CheckErrorKind::Refused => "refused",
+            CheckErrorKind::ShuttingDown => "shutting_down",
+            CheckErrorKind::Denied => "denied",
+            CheckErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Errors that mean "the server is alive and refuses the monitor": access
+/// denied (1044, 1045, 1698), command or column denied (1142, 1143),
+/// missing privilege (1227, 1370), too many connections (1040, 1203, 1226),
+/// host blocked or not allowed (1129, 1130), account locked (4151),
+/// password expired (1820, 1862).
+const DENIED_CODES: [u16; 15] = [
+    1040, 1044, 1045, 1129, 1130, 1142, 1143, 1203, 1226, 1227, 1370, 1698, 1820, 1862, 4151,
+];
+
+/// Errors that mean "the server is going away": shutdown in progress (1053)
+/// and normal shutdown (1077).
+const SHUTDOWN_CODES: [u16; 2] = [1053, 1077];
+
+impl CheckError {
+    pub fn kind(&self) -> CheckErrorKind {
+        match self {
+            CheckError::Stalled { .. } => CheckErrorKind::Timeout,
+            CheckError::Unreachable { .. } => CheckErrorKind::Unreachable,
+            CheckError::Refused { .. } => CheckErrorKind::Refused,
+            CheckError::Connect { source } | CheckError::Query { source, .. } => match source {
+                mysql_async::Error::Server(e) if DENIED_CODES.contains(&e.code) => {
+                    CheckErrorKind::Denied
+                }
+                mysql_async::Error::Server(e) if SHUTDOWN_CODES.contains(&e.code) => {
+                    CheckErrorKind::ShuttingDown
+                }
+                _ => CheckErrorKind::Other,
+            },
             CheckError::BadAddress { .. }
             | CheckError::NoRow { .. }
-            | CheckError::BadValue { .. } => false,
+            | CheckError::BadValue { .. } => CheckErrorKind::Other,
         }
+    }
+
+    /// The failure shows the node cannot serve: a fresh connection to it is
+    /// refused or unanswered, or it says it is shutting down. A slow node,
+    /// one that refuses the monitor, or an answer we cannot read is no such
+    /// evidence: counting it would fail over a live master.
+    pub fn is_down_evidence(&self) -> bool {
+        matches!(
+            self.kind(),
+            CheckErrorKind::Unreachable | CheckErrorKind::Refused | CheckErrorKind::ShuttingDown
+        )
+    }
+
+    /// Whether a fresh TCP connection should tell what this failure means:
+    /// every failure but an answer from the server itself (refusing the
+    /// monitor, shutting down) or a bad address.
+    pub fn needs_probe(&self) -> bool {
+        !matches!(
+            self.kind(),
+            CheckErrorKind::Denied | CheckErrorKind::ShuttingDown
+        ) && !matches!(self, CheckError::BadAddress { .. })
     }
 }
 
@@ -88,6 +204,22 @@ impl CheckError {
 pub trait Probe: Send + 'static {
     /// One check: reachability and what the node reports about itself.
     fn check(&mut self) -> impl Future<Output = Result<Observation, CheckError>> + Send;
+
+    /// After a failed check: does the node still accept a new TCP
+    /// connection within `limit`?
+    fn accepts_connections(
+        &mut self,
+        limit: Duration,
+    ) -> impl Future<Output = Result<(), ProbeFailure>> + Send;
+}
+
+/// Why a fresh TCP connection to a node failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// Refused (or reset at once): the host answers, the server is gone.
+    Refused(String),
+    /// No answer in time, or no route: the node or the path to it is down.
+    NoAnswer(String),
 }
 
 /// The real probe: a mysql_async connection as the monitor user.
@@ -135,6 +267,27 @@ impl MysqlProbe {
 }
 
 impl Probe for MysqlProbe {
+    async fn accepts_connections(&mut self, limit: Duration) -> Result<(), ProbeFailure> {
+        // The connection the failed check was on is no use any more.
+        self.conn = None;
+        let Ok(opts) = &self.opts else {
+            return Err(ProbeFailure::NoAnswer("bad address".into()));
+        };
+        let address = (opts.ip_or_hostname().to_string(), opts.tcp_port());
+        match tokio::time::timeout(limit, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(match e.kind() {
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+                    ProbeFailure::Refused(e.to_string())
+                }
+                _ => ProbeFailure::NoAnswer(e.to_string()),
+            }),
+            Err(_) => Err(ProbeFailure::NoAnswer(format!(
+                "connect timed out after {limit:?}"
+            ))),
+        }
+    }
+
     async fn check(&mut self) -> Result<Observation, CheckError> {
         // A kept connection may have died since the last check (server
         // restart, wait_timeout); that alone is no reason to count a failure,
@@ -198,6 +351,13 @@ async fn observe(conn: &mut Conn) -> Result<Observation, CheckError> {
                 .zip(values.iter().map(Option::as_deref)),
         )
     });
+    let status: Vec<(String, String)> =
+        conn.query(SEMISYNC_SQL)
+            .await
+            .map_err(|source| CheckError::Query {
+                what: "semi-sync status",
+                source,
+            })?;
     Ok(Observation {
         read_only,
         server_id,
@@ -205,7 +365,22 @@ async fn observe(conn: &mut Conn) -> Result<Observation, CheckError> {
         gtid_current_pos: text(3).unwrap_or_default(),
         gtid_binlog_pos: text(4).unwrap_or_default(),
         replication,
+        semisync: parse_semisync(&status),
     })
+}
+
+/// `(Variable_name, Value)` rows of the semi-sync status variables.
+fn parse_semisync(rows: &[(String, String)]) -> SemiSync {
+    let on = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.eq_ignore_ascii_case("ON") || v == "1")
+    };
+    SemiSync {
+        master: on("Rpl_semi_sync_master_status"),
+        master_enabled: on("Rpl_semi_sync_master_enabled"),
+        slave: on("Rpl_semi_sync_slave_status"),
+    }
 }
 
 /// A text-protocol cell as a string; NULL (or a missing column) is `None`.
@@ -265,21 +440,56 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_is_no_answer_not_a_bad_answer() {
-        assert!(CheckError::Timeout {
-            after: Duration::from_secs(1)
+    fn semisync_rows() {
+        let rows = vec![
+            ("Rpl_semi_sync_master_status".to_string(), "ON".to_string()),
+            ("RPL_SEMI_SYNC_SLAVE_STATUS".to_string(), "OFF".to_string()),
+            ("RPL_SEMI_SYNC_MASTER_ENABLED".to_string(), "ON".to_string()),
+        ];
+        assert_eq!(
+            parse_semisync(&rows),
+            SemiSync {
+                master: Some(true),
+                master_enabled: Some(true),
+                slave: Some(false)
+            }
+        );
+        assert_eq!(parse_semisync(&[]), SemiSync::default());
+    }
+
+    #[test]
+    fn only_a_node_that_cannot_serve_is_down_evidence() {
+        let after = Duration::from_secs(1);
+        let rows: [(CheckError, bool); 5] = [
+            (
+                CheckError::Unreachable {
+                    detail: "connect timed out".into(),
+                },
+                true,
+            ),
+            (
+                CheckError::Refused {
+                    detail: "refused".into(),
+                },
+                true,
+            ),
+            (CheckError::Stalled { after }, false),
+            (CheckError::NoRow { what: "x" }, false),
+            (
+                CheckError::BadValue {
+                    what: "@@read_only",
+                    value: "2".into(),
+                },
+                false,
+            ),
+        ];
+        for (e, down) in rows {
+            assert_eq!(e.is_down_evidence(), down, "{e}");
         }
-        .is_unreachable());
-        assert!(!CheckError::NoRow { what: "x" }.is_unreachable());
-        assert!(!CheckError::BadValue {
-            what: "@@read_only",
-            value: "2".into()
-        }
-        .is_unreachable());
     }
 
     #[tokio::test]
-    async fn a_closed_port_is_unreachable() {
+    async fn a_closed_port_refuses_the_probe() {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -287,8 +497,12 @@ mod tests {
         let mut probe = MysqlProbe::new(&format!("127.0.0.1:{port}"), &MonitorConfig::default());
         let e = probe.check().await.unwrap_err();
         assert!(matches!(e, CheckError::Connect { .. }), "{e}");
-        assert!(e.is_unreachable(), "{e}");
-        assert!(e.to_string().starts_with("connect: "), "{e}");
+        assert!(e.needs_probe(), "{e}");
+        let probed = probe.accepts_connections(Duration::from_secs(1)).await;
+        assert!(
+            matches!(probed, Err(ProbeFailure::Refused(_))),
+            "{probed:?}"
+        );
     }
 
     #[tokio::test]

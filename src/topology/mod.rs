@@ -5,20 +5,27 @@
 //! publishes an immutable [`TopologySnapshot`] (`snapshot.rs`). Sessions load
 //! the snapshot once per statement without a lock and pick a read node with a
 //! [`ReadSelector`] (`select.rs`). `gtid.rs` compares GTID positions for
-//! read-your-writes; `replication.rs` types `SHOW SLAVE STATUS`.
+//! read-your-writes; `replication.rs` types `SHOW SLAVE STATUS`. The failover
+//! controller (`failover.rs`) reports each change of master as a
+//! [`TopologyEvent`] (`events.rs`) to a callback; metrics count them from outside.
 
 use std::fmt;
 
 mod check;
+mod events;
 pub mod failover;
 pub mod gtid;
 mod health;
 mod monitor;
 mod replication;
 mod select;
+mod signals;
 mod snapshot;
 
-pub use check::{CheckError, MysqlProbe, Observation, Probe};
+pub use check::{
+    CheckError, CheckErrorKind, MysqlProbe, Observation, Probe, ProbeFailure, SemiSync,
+};
+pub use events::TopologyEvent;
 pub use failover::{failover_channel, run_failover, FailoverError, FailoverHandle, WriteGate};
 pub use health::{ChangeReason, Health, Transition};
 pub use monitor::{run_monitor, run_probes};

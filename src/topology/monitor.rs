@@ -4,19 +4,24 @@
 //! node health. A slow node delays only its own checks.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinSet;
-use tokio::time::{self, Instant, MissedTickBehavior};
+use tokio::time::{self, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::check::{CheckError, MysqlProbe, Probe};
+use super::check::{CheckError, CheckErrorKind, MysqlProbe, Probe, ProbeFailure};
 use super::gtid::GtidPos;
 use super::health::{Health, Transition};
 use super::snapshot::{CheckRecord, Topology};
 use super::{NodeId, NodeState, Role};
 use crate::config::{Config, MonitorConfig};
+
+/// How soon a node that was up is checked again after a check that says it
+/// may be down (or after a session saw it fail): a kill -9'd master is judged
+/// in `fall` × this, not `fall` × `interval`.
+const BURST_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Checks every node of `topology` over its own mysql_async connection as
 /// `config.monitor.user` until `shutdown` is cancelled.
@@ -75,32 +80,62 @@ async fn watch_node<P: Probe>(
     };
     let mut health = Health::new(monitor.rise, monitor.fall);
     let mut read_only_seen: Option<bool> = None;
-    let mut ticker = time::interval(monitor.interval);
-    // A check slower than the interval pushes the next one back instead of
-    // firing a burst to catch up.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut denied_logged = false;
+    // Checks come every `interval`, or every BURST_INTERVAL while a node that
+    // was up shows signs of failing, so it is judged in a fraction of a second.
+    let mut next = Instant::now();
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
+            () = time::sleep_until(next) => {}
+            () = topology.suspected(id) => {
+                tracing::debug!(node = %name, "a session saw the node fail: checking now");
+            }
         }
         let started = Instant::now();
-        let result = tokio::select! {
+        let checked = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            r = time::timeout(monitor.timeout, probe.check()) => r.unwrap_or(Err(
-                CheckError::Timeout { after: monitor.timeout },
-            )),
+            r = time::timeout(monitor.timeout, probe.check()) => r,
+        };
+        let result = match checked {
+            Ok(Ok(seen)) => Ok(seen),
+            Ok(Err(e)) if !e.needs_probe() => Err(e),
+            // The check failed: a fresh connection tells a dead process
+            // (refused), a node cut off or gone (no answer) and a live one.
+            failed => match probe.accepts_connections(monitor.timeout).await {
+                Ok(()) => Err(match failed {
+                    Ok(Err(e)) => e,
+                    _ => CheckError::Stalled {
+                        after: monitor.timeout,
+                    },
+                }),
+                Err(ProbeFailure::Refused(detail)) => Err(CheckError::Refused { detail }),
+                Err(ProbeFailure::NoAnswer(detail)) => Err(CheckError::Unreachable { detail }),
+            },
         };
         let latency = started.elapsed();
         let transition = match &result {
-            Ok(_) => health.observe_success(),
-            Err(e) => {
+            Ok(_) => {
+                denied_logged = false;
+                health.observe_success()
+            }
+            Err(e) if e.is_down_evidence() => {
                 let error = e.to_string();
                 let transition = health.observe_failure(&error);
                 tracing::debug!(node = %name, error = %error, failures = health.failures(), "check failed");
                 transition
+            }
+            Err(e) => {
+                if e.kind() == CheckErrorKind::Denied && !denied_logged {
+                    tracing::error!(node = %name, error = %e,
+                        "the node refuses the monitor (it is not failed over for that): check the monitor user's password and grants (scripts/cluster-init.sql) and the node's max_connections");
+                    denied_logged = true;
+                } else {
+                    tracing::debug!(node = %name, error = %e, "check inconclusive: the node is not judged down for it");
+                }
+                None
             }
         };
         if let Some(t) = &transition {
@@ -121,6 +156,7 @@ async fn watch_node<P: Probe>(
                 }
             };
         }
+        let failing = health.state() == NodeState::Up && health.failures() > 0;
         let check = CheckRecord {
             result,
             gtid_current,
@@ -130,6 +166,12 @@ async fn watch_node<P: Probe>(
             latency,
         };
         topology.update_node(id, |node| node.record(&check));
+        let wait = if failing {
+            BURST_INTERVAL.min(monitor.interval)
+        } else {
+            monitor.interval
+        };
+        next = started + wait;
     }
 }
 
@@ -169,12 +211,17 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    #[derive(Clone, Copy)]
+    #[derive(Clone, Copy, PartialEq)]
     enum Step {
         Pass,
+        /// Refused: evidence that the node is down.
         Fail,
-        /// Never answers: the monitor's timeout must cut it.
+        /// An answer the monitor cannot use: no evidence either way.
+        Unreadable,
+        /// Never answers, and no new connection is accepted either.
         Hang,
+        /// Never answers, but new connections are accepted (a stopped process).
+        Stall,
     }
 
     /// A probe that follows a script (then passes) and records when it ran.
@@ -183,14 +230,24 @@ mod tests {
         calls: Arc<Mutex<Vec<Duration>>>,
         start: Instant,
         server_id: u32,
+        last: Step,
     }
 
     impl Probe for Scripted {
+        async fn accepts_connections(&mut self, _: Duration) -> Result<(), ProbeFailure> {
+            match self.last {
+                Step::Stall | Step::Unreadable => Ok(()),
+                Step::Hang => Err(ProbeFailure::NoAnswer("scripted: no answer".into())),
+                _ => Err(ProbeFailure::Refused("scripted: refused".into())),
+            }
+        }
+
         async fn check(&mut self) -> Result<Observation, CheckError> {
             if let Ok(mut calls) = self.calls.lock() {
                 calls.push(self.start.elapsed());
             }
-            match self.steps.pop_front().unwrap_or(Step::Pass) {
+            self.last = self.steps.pop_front().unwrap_or(Step::Pass);
+            match self.last {
                 Step::Pass => Ok(Observation {
                     read_only: false,
                     server_id: self.server_id,
@@ -198,9 +255,11 @@ mod tests {
                     gtid_current_pos: "0-1-1".into(),
                     gtid_binlog_pos: "0-1-1".into(),
                     replication: None,
+                    semisync: Default::default(),
                 }),
                 Step::Fail => Err(CheckError::NoRow { what: "scripted" }),
-                Step::Hang => {
+                Step::Unreadable => Err(CheckError::NoRow { what: "scripted" }),
+                Step::Hang | Step::Stall => {
                     time::sleep(Duration::from_secs(3600)).await;
                     Err(CheckError::NoRow { what: "hung" })
                 }
@@ -249,6 +308,7 @@ mod tests {
                         calls: log,
                         start,
                         server_id: 100 + id as u32,
+                        last: Step::Pass,
                     };
                     (id, probe)
                 })
@@ -286,7 +346,7 @@ mod tests {
         }
     }
 
-    use Step::{Fail, Hang, Pass};
+    use Step::{Fail, Hang, Pass, Stall, Unreadable};
 
     #[tokio::test(start_paused = true)]
     async fn checks_every_interval_and_flips_after_rise_and_fall() {
@@ -301,7 +361,10 @@ mod tests {
         assert!(s.nodes[0].last_check.is_some());
         let s = run.at(150).await;
         assert!(s.is_up(0), "one failure is below fall=2");
-        assert_eq!(s.nodes[0].last_error.as_deref(), Some("scripted: no row"));
+        assert_eq!(
+            s.nodes[0].last_error.as_deref(),
+            Some("connection refused: scripted: refused")
+        );
         let s = run.at(250).await;
         assert!(!s.is_up(0), "second consecutive failure: down");
         assert!(matches!(
@@ -329,7 +392,7 @@ mod tests {
         assert!(s.is_up(0));
         assert_eq!(
             s.nodes[0].last_error.as_deref(),
-            Some("no answer within 30ms")
+            Some("unreachable: scripted: no answer")
         );
         assert_eq!(s.nodes[0].check_latency, Some(ms(30)));
         let s = run.at(229).await;
@@ -338,6 +401,47 @@ mod tests {
         assert!(!s.is_up(0));
         // The timeouts did not shift the schedule.
         assert_eq!(run.calls(0)[..3], [0, 100, 200].map(ms));
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_stalls_or_answers_oddly_is_not_judged_down() {
+        let run = Run::start(
+            &[&[Pass, Stall, Stall, Unreadable, Unreadable]],
+            100,
+            30,
+            2,
+            2,
+        );
+        let s = run.at(180).await;
+        assert_eq!(
+            s.nodes[0].last_error.as_deref(),
+            Some("no answer within 30ms (the node still accepts connections)")
+        );
+        assert_eq!(s.nodes[0].last_error_kind, Some(CheckErrorKind::Timeout));
+        let s = run.at(450).await;
+        assert!(s.is_up(0), "no check said the node cannot serve");
+        assert_eq!(s.nodes[0].last_error.as_deref(), Some("scripted: no row"));
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_node_is_checked_again_within_the_burst_interval() {
+        let run = Run::start(&[&[Pass, Fail, Fail]], 1_000, 50, 2, 2);
+        let s = run.at(1_150).await;
+        assert!(!s.is_up(0), "down 100 ms after its first failed check");
+        assert_eq!(run.calls(0)[..3], [0, 1_000, 1_100].map(ms));
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_that_saw_the_node_fail_brings_its_check_forward() {
+        let run = Run::start(&[&[Pass, Fail, Fail]], 1_000, 50, 2, 2);
+        run.at(300).await;
+        run.topology.suspect(0);
+        let s = run.at(450).await;
+        assert!(!s.is_up(0), "checked at 300 and 400, not at 1000");
+        assert_eq!(run.calls(0)[..3], [0, 300, 400].map(ms));
         run.stop().await;
     }
 

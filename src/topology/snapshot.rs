@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::check::{CheckError, Observation};
+use super::check::{CheckError, CheckErrorKind, Observation, SemiSync};
 use super::gtid::{self, Gtid, GtidPos};
 use super::health::ChangeReason;
 use super::replication::ReplicationStatus;
 use super::select::{ReadSelector, Weighted};
+use super::signals::Signals;
 use super::{AdminState, NodeId, NodeState, Role};
 use crate::config::Config;
 
@@ -43,7 +44,13 @@ pub struct NodeStatus {
     pub replication: Option<ReplicationStatus>,
     /// The last check's error; `None` when it passed.
     pub last_error: Option<String>,
+    /// What kind of error `last_error` is (metrics, alerts).
+    pub last_error_kind: Option<CheckErrorKind>,
+    /// Semi-sync replication as of the last successful check.
+    pub semisync: SemiSync,
     pub last_check: Option<SystemTime>,
+    /// When a check last passed: the node was reachable and answering then.
+    pub last_ok: Option<SystemTime>,
     pub check_latency: Option<Duration>,
     /// Has transactions the master lacks (found when it came back after a
     /// failover): kept out of rotation and reported, never rejoined silently.
@@ -71,7 +78,10 @@ impl NodeStatus {
             gtid_binlog_pos: None,
             replication: None,
             last_error: None,
+            last_error_kind: None,
+            semisync: SemiSync::default(),
             last_check: None,
+            last_ok: None,
             check_latency: None,
             diverged: false,
         }
@@ -88,9 +98,15 @@ impl NodeStatus {
                 self.gtid_current = check.gtid_current.clone();
                 self.gtid_binlog_pos = Some(seen.gtid_binlog_pos.clone());
                 self.replication = seen.replication.clone();
+                self.semisync = seen.semisync;
                 self.last_error = None;
+                self.last_error_kind = None;
+                self.last_ok = Some(check.at);
             }
-            Err(e) => self.last_error = Some(e.to_string()),
+            Err(e) => {
+                self.last_error = Some(e.to_string());
+                self.last_error_kind = Some(e.kind());
+            }
         }
         self.state = check.state;
         if let Some(reason) = &check.reason {
@@ -144,8 +160,11 @@ impl TopologySnapshot {
     }
 
     /// A node that may serve reads: the master when Up; a replica when Up,
-    /// not diverged, replicating from the current master with both threads
-    /// running and no more than `max_lag` behind.
+    /// not diverged, answering the monitor, and replicating from the current
+    /// master with both threads running and no more than `max_lag` behind.
+    /// While no master is named or the master is down, an Up replica holds
+    /// the newest data there is, so it serves reads whatever its replication
+    /// says (a session's own writes are still checked by GTID).
     pub fn readable(&self, id: NodeId, max_lag: Duration) -> bool {
         let Some(n) = self.nodes.get(id) else {
             return false;
@@ -156,8 +175,11 @@ impl TopologySnapshot {
         if Some(id) == self.master {
             return true;
         }
-        if n.diverged {
+        if n.diverged || n.last_error_kind == Some(CheckErrorKind::Denied) {
             return false;
+        }
+        if self.master().is_none_or(|m| m.state != NodeState::Up) {
+            return true;
         }
         let Some(r) = &n.replication else {
             return false;
@@ -200,17 +222,16 @@ impl TopologySnapshot {
 pub struct Topology {
     current: ArcSwap<TopologySnapshot>,
     names: Vec<String>,
+    signals: Signals,
 }
 
 impl Topology {
-    /// All nodes unchecked (Down); the master is the node with the lowest
-    /// `priority` (`Config::nodes_by_priority`), the others replicas.
+    /// All nodes unchecked (Down) and no master: the failover controller
+    /// names it once it has read the nodes back (until then writes wait, so
+    /// none reaches a node chosen from the config alone).
     pub fn new(config: &Config) -> Arc<Topology> {
         let names: Vec<String> = config.nodes.keys().cloned().collect();
-        let master = config
-            .nodes_by_priority()
-            .first()
-            .and_then(|first| names.iter().position(|n| n == first));
+        let master: Option<NodeId> = None;
         let nodes = config
             .nodes
             .iter()
@@ -230,6 +251,7 @@ impl Topology {
             generation: 0,
         };
         Arc::new(Topology {
+            signals: Signals::new(names.len()),
             current: ArcSwap::from_pointee(snapshot),
             names,
         })
@@ -245,6 +267,28 @@ impl Topology {
     /// session shares.
     pub fn current(&self) -> arc_swap::Guard<Arc<TopologySnapshot>> {
         self.current.load()
+    }
+
+    /// A session saw `node` fail on the data path (refused, reset): the
+    /// monitor checks it now rather than at its next interval.
+    pub fn suspect(&self, node: NodeId) {
+        self.signals.suspect(node);
+    }
+
+    /// Resolves when a session suspects `node` (the monitor waits on it).
+    pub(super) async fn suspected(&self, node: NodeId) {
+        self.signals.suspected(node).await;
+    }
+
+    /// Changes as they are published: `changed()` on the receiver resolves
+    /// at the next one (the failover controller, and sessions holding a
+    /// statement until a master is named, wait on it).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signals.watch()
+    }
+
+    fn published(&self) {
+        self.signals.published(self.current.load().generation);
     }
 
     /// The current master.
@@ -272,6 +316,21 @@ impl Topology {
             next.generation += 1;
             next
         });
+        self.published();
+    }
+
+    /// Publishes `snapshot` as it is: tests of other modules set up the
+    /// cluster they need (a master, a replica up and replicating, none).
+    #[cfg(test)]
+    pub(crate) fn replace(&self, snapshot: TopologySnapshot) {
+        self.current.store(Arc::new(snapshot));
+        self.published();
+    }
+
+    /// The failover controller set `@@read_only` on a node: the snapshot
+    /// says so at once rather than at the node's next check.
+    pub(crate) fn record_read_only(&self, id: NodeId, read_only: bool) {
+        self.update_node(id, |n| n.read_only = Some(read_only));
     }
 
     /// Marks a node as diverged (or no longer).
@@ -308,6 +367,7 @@ impl Topology {
             next.generation += 1;
             next
         });
+        self.published();
     }
 }
 
@@ -328,18 +388,19 @@ mod tests {
     }
 
     #[test]
-    fn master_is_lowest_priority_and_ids_follow_name_order() {
+    fn no_master_before_discovery_and_ids_follow_name_order() {
         let t = Topology::new(&config(&[("cn2", 1, 10), ("cn1", 1, 20), ("cn3", 0, 10)]));
         let s = t.snapshot();
         let names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["cn1", "cn2", "cn3"]);
         assert!(s.nodes.iter().enumerate().all(|(i, n)| n.id == i));
-        // cn2 and cn3 tie on priority 10; the name breaks the tie.
-        assert_eq!(s.master, Some(1));
+        // Nothing is written anywhere until the nodes have been read back.
+        assert_eq!(s.master, None);
+        assert!(s.nodes.iter().all(|n| n.role == Role::Replica));
+        t.set_master(1);
+        let s = t.snapshot();
         assert_eq!(s.master().map(|m| m.name.as_str()), Some("cn2"));
         assert_eq!(s.nodes[1].role, Role::Master);
-        assert_eq!(s.nodes[0].role, Role::Replica);
-        assert_eq!(s.nodes[2].role, Role::Replica);
         assert_eq!(t.node_id("cn3"), Some(2));
         assert_eq!(t.node_id("nope"), None);
     }
@@ -359,7 +420,7 @@ mod tests {
         let t = Topology::new(&config(&[("a", 1, 1), ("b", 1, 2)]));
         let up = |t: &Topology, id| {
             let rec = CheckRecord {
-                result: Err(CheckError::Timeout {
+                result: Err(CheckError::Stalled {
                     after: Duration::from_secs(1),
                 }),
                 gtid_current: None,
@@ -402,6 +463,7 @@ mod tests {
             gtid_current_pos: "0-1-5".into(),
             gtid_binlog_pos: String::new(),
             replication: None,
+            semisync: Default::default(),
         };
         let at = SystemTime::now();
         let passed = CheckRecord {
@@ -433,7 +495,7 @@ mod tests {
         assert_eq!(before.generation, 0);
         // A failure keeps the observed values and records the error.
         let failed = CheckRecord {
-            result: Err(CheckError::Timeout {
+            result: Err(CheckError::Stalled {
                 after: Duration::from_secs(1),
             }),
             gtid_current: None,
@@ -448,7 +510,7 @@ mod tests {
         assert_eq!(s.nodes[1].server_id, Some(12));
         assert_eq!(
             s.nodes[1].last_error.as_deref(),
-            Some("no answer within 1s")
+            Some("no answer within 1s (the node still accepts connections)")
         );
         assert_eq!(
             s.nodes[1].state_reason,

@@ -21,7 +21,9 @@
 #![allow(dead_code)]
 
 mod gtid;
+pub mod netns;
 mod node;
+pub mod notify;
 pub mod php;
 mod proxy;
 pub mod raw;
@@ -104,9 +106,26 @@ pub fn cluster() -> &'static Cluster {
     }
 }
 
+/// The cluster of a fault-test binary: each node in its own network
+/// namespace behind a link the test can cut ([`Cluster::network`]), and the
+/// nodes fencing themselves when no proxy checks them, as in production.
+pub fn isolated_cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    let started = CLUSTER.get_or_init(|| {
+        let network = netns::Network::create(2).map_err(|e| e.to_string())?;
+        Cluster::start_on(Some(network)).map_err(|e| e.to_string())
+    });
+    match started {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("the isolated test cluster did not start: {e}"),
+    }
+}
+
 /// Two MariaDB nodes replicating both ways; `nodes[0]` is cn1, `nodes[1]` cn2.
 pub struct Cluster {
     pub nodes: [Node; 2],
+    /// The nodes' private network, for an isolated cluster.
+    pub network: Option<netns::Network>,
     /// `target/test-cluster/<pid>-<n>`.
     pub dir: PathBuf,
     /// How long [`Cluster::start`] took.
@@ -119,6 +138,11 @@ impl Cluster {
     /// Installs and starts both nodes in parallel, creates the accounts,
     /// starts replication both ways and waits until both slave threads run.
     fn start() -> Result<Cluster, HarnessError> {
+        Cluster::start_on(None)
+    }
+
+    /// [`Cluster::start`], on `network` when given (each node in its place).
+    fn start_on(network: Option<netns::Network>) -> Result<Cluster, HarnessError> {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let began = Instant::now();
         let root = clusters_root();
@@ -128,29 +152,51 @@ impl Cluster {
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
+        let (p1, p2) = match &network {
+            Some(n) => (n.places.first(), n.places.get(1)),
+            None => (None, None),
+        };
         let (cn1, cn2) = thread::scope(|s| {
-            let cn1 = s.spawn(|| Node::boot("cn1", 1, &dir));
-            let cn2 = s.spawn(|| Node::boot("cn2", 2, &dir));
+            let cn1 = s.spawn(|| Node::boot("cn1", 1, &dir, p1));
+            let cn2 = s.spawn(|| Node::boot("cn2", 2, &dir, p2));
             (joined(cn1.join()), joined(cn2.join()))
         });
         let nodes = [cn1?, cn2?];
         for (i, node) in nodes.iter().enumerate() {
             let peer = &nodes[1 - i];
-            node.sql(&REPLICATE_SQL.replace("@PEER_PORT@", &peer.port.to_string()))?;
+            let sql = REPLICATE_SQL
+                .replace("@PEER_HOST@", &peer.host)
+                .replace("@PEER_PORT@", &peer.port.to_string());
+            node.sql(&sql)?;
         }
+        let self_fencing = network.is_some();
         let mut cluster = Cluster {
             nodes,
+            network,
             dir,
             started_in: Duration::ZERO,
             next_db: AtomicUsize::new(0),
             lock: tokio::sync::RwLock::new(()),
         };
         cluster.wait_slaves_running()?;
+        // Nodes start fenced (scripts/cluster.cnf); cn1 is the master the
+        // tests write to directly, as a proxy would leave it. They also fence
+        // themselves when no proxy checks them (scripts/cluster-init.sql),
+        // which tests that write to cn1 with no proxy running cannot have:
+        // only the fault suite keeps it (Cluster::self_fencing).
+        if !self_fencing {
+            for node in &cluster.nodes {
+                node.sql("ALTER EVENT sqlproxy.self_fence DISABLE")?;
+            }
+        }
+        cluster.nodes[0].sql("SET GLOBAL read_only = OFF")?;
         cluster.started_in = began.elapsed();
         eprintln!(
-            "test cluster up in {:.1?}: cn1 127.0.0.1:{}, cn2 127.0.0.1:{}, files in {}",
+            "test cluster up in {:.1?}: cn1 {}:{}, cn2 {}:{}, files in {}",
             cluster.started_in,
+            cluster.nodes[0].host,
             cluster.nodes[0].port,
+            cluster.nodes[1].host,
             cluster.nodes[1].port,
             cluster.dir.display()
         );
@@ -228,8 +274,8 @@ impl Cluster {
     /// `mysql://prestashop:prestashop@127.0.0.1:<port>[/db]`, straight to a node.
     pub fn direct_url(&self, node: usize, db: Option<&str>) -> String {
         let base = format!(
-            "mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}",
-            self.nodes[node].port
+            "mysql://{APP_USER}:{APP_PASSWORD}@{}:{}",
+            self.nodes[node].host, self.nodes[node].port
         );
         match db {
             Some(db) => format!("{base}/{db}"),
@@ -247,12 +293,12 @@ impl Cluster {
 listen = "127.0.0.1:0"
 
 [nodes.cn1]
-address = "127.0.0.1:{p1}"
+address = "{h1}:{p1}"
 weight = 1
 priority = 1
 
 [nodes.cn2]
-address = "127.0.0.1:{p2}"
+address = "{h2}:{p2}"
 weight = 1
 priority = 2
 
@@ -266,7 +312,9 @@ interval = "200ms"
 rise = 2
 fall = 2
 "#,
+            h1 = cn1.host,
             p1 = cn1.port,
+            h2 = cn2.host,
             p2 = cn2.port,
         )
     }
@@ -307,7 +355,7 @@ fall = 2
         Ok(())
     }
 
-    fn try_wait_replicated(&self) -> Result<(), HarnessError> {
+    pub fn try_wait_replicated(&self) -> Result<(), HarnessError> {
         for node in &self.nodes {
             if !node.is_running() {
                 return Err(HarnessError::Usage(format!("{} is down", node.name)));

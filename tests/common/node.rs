@@ -61,8 +61,13 @@ exit 0
 pub struct Node {
     /// `"cn1"` or `"cn2"`, as in the proxy config.
     pub name: &'static str,
-    /// Loopback TCP port; kept across restarts (the peer replicates from it).
+    /// The address it listens on: loopback, or its own in a fault test's
+    /// network namespace.
+    pub host: String,
+    /// TCP port; kept across restarts (the peer replicates from it).
     pub port: u16,
+    /// The network namespace it runs in (fault tests), if any.
+    netns: Option<String>,
     /// `server_id`, also used as `gtid_domain_id`.
     pub server_id: u32,
     pub datadir: PathBuf,
@@ -85,6 +90,7 @@ impl Node {
         name: &'static str,
         server_id: u32,
         cluster_dir: &Path,
+        place: Option<&super::netns::Place>,
     ) -> Result<Node, HarnessError> {
         let dir = cluster_dir.join(name);
         let datadir = dir.join("data");
@@ -104,6 +110,8 @@ impl Node {
             let port = free_port()?;
             let node = Node {
                 name,
+                host: place.map_or_else(|| "127.0.0.1".to_string(), |p| p.ip.to_string()),
+                netns: place.map(|p| p.netns.clone()),
                 port,
                 server_id,
                 datadir: datadir.clone(),
@@ -141,7 +149,14 @@ impl Node {
                 self.name
             )));
         }
-        let mut cmd = Command::new("sh");
+        let mut cmd = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, "sh"]);
+                c
+            }
+            None => Command::new("sh"),
+        };
         cmd.arg("-c")
             .arg(WRAPPER)
             .arg("sh")
@@ -160,7 +175,8 @@ impl Node {
             .arg(format!("--log-error={}", self.log_path().display()))
             .arg(format!("--tmpdir={}", self.dir.display()))
             .arg(format!("--server-id={}", self.server_id))
-            .arg(format!("--gtid-domain-id={}", self.server_id));
+            .arg(format!("--gtid-domain-id={}", self.server_id))
+            .arg(format!("--bind-address={}", self.host));
         if reuse_port {
             cmd.arg("--port-open-timeout=30");
         }
@@ -218,6 +234,32 @@ impl Node {
 
     pub fn is_running(&self) -> bool {
         self.lock().is_some()
+    }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`) to mariadbd itself.
+    pub fn signal(&self, signal: &str) -> Result<(), HarnessError> {
+        let Some(pid) = self.lock().as_ref().map(|r| r.pid) else {
+            return Err(HarnessError::Usage(format!("{} is down", self.name)));
+        };
+        let out = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .output()
+            .map_err(HarnessError::io("run kill"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(HarnessError::Command {
+                command: format!("kill -{signal} {pid}"),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            })
+        }
+    }
+
+    /// The unix socket root administers it through.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Runs `sql` as the socket admin (root) over the unix socket with the `mariadb` client and

@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 
 use sqlproxy::config::Config;
-use sqlproxy::frontend::ProxyContext;
+use sqlproxy::context::ProxyContext;
 use sqlproxy::server::Server;
 use tokio_util::sync::CancellationToken;
 

@@ -1,5 +1,5 @@
 <?php
-// HC12 and HC17 through mysqlnd: a read-only server-side cursor fetched row
+// Server-side cursors and long data through mysqlnd: a read-only server-side cursor fetched row
 // by row, and a 40 MiB BLOB sent with COM_STMT_SEND_LONG_DATA chunks.
 // Usage: php longdata.php HOST PORT USER PASSWORD DB
 declare(strict_types=1);

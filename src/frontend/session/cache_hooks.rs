@@ -4,15 +4,16 @@
 
 use std::sync::Arc;
 
-use super::Session;
-use crate::backend::Tap;
+use super::{Nodes, Session};
+use crate::backend::{Job, Tap};
 use crate::cache::{Captured, Entry, KeyParts, Loaded, QueryCache, ReadPlan, WriteSet};
 use crate::frontend::FrontendError;
+use crate::protocol::execute::statement_id;
 use crate::protocol::response::Expect;
 use crate::protocol::status;
-use crate::router::{Route, Statement, Target, Why};
+use crate::router::{Request, Statement};
 
-impl Session {
+impl<N: Nodes> Session<N> {
     // ---- result cache (src/cache) -----------------------------------------
 
     /// A cache plan for a read, unless the session's state rules caching out: inside a
@@ -31,11 +32,11 @@ impl Session {
             return None;
         }
         let parts = KeyParts {
-            user: &self.creds.user,
-            schema: self.state.schema.as_deref(),
+            user: &self.user,
+            schema: self.state.setup.schema.as_deref(),
             collation: self.collation,
             caps: self.caps,
-            sets: &self.state.set_log,
+            sets: &self.state.setup.set_log,
         };
         cache.plan(stmt, sql, &parts, params)
     }
@@ -46,6 +47,7 @@ impl Session {
         &mut self,
         cache: &QueryCache,
         plan: &ReadPlan,
+        stmt: &Statement,
         payload: &[u8],
         seq: u8,
         expect: Expect,
@@ -57,7 +59,7 @@ impl Session {
         let loaded = cache
             .load(plan, async {
                 match self
-                    .cache_miss(plan.digest(), payload, seq, expect, cache.max_entry_bytes())
+                    .cache_miss(stmt, payload, seq, expect, cache.max_entry_bytes())
                     .await
                 {
                     Ok(c) => c,
@@ -75,7 +77,7 @@ impl Session {
             Loaded::Ran => Ok(()),
             Loaded::Shared(e) => self.replay(&e, seq).await,
             Loaded::Failed => self
-                .cache_miss(plan.digest(), payload, seq, expect, 0)
+                .cache_miss(stmt, payload, seq, expect, 0)
                 .await
                 .map(drop),
         }
@@ -85,38 +87,27 @@ impl Session {
     /// (0: no capture). Returns the reply if it is a complete result set worth storing.
     pub(super) async fn cache_miss(
         &mut self,
-        digest: &str,
+        stmt: &Statement,
         payload: &[u8],
         seq: u8,
         expect: Expect,
         limit: usize,
     ) -> Result<Option<Captured>, FrontendError> {
-        let started = std::time::Instant::now();
         self.tap = Some(Tap {
             capture: (limit > 0).then(Vec::new),
             limit,
             ..Tap::default()
         });
-        let res = match (expect, payload.get(1..5)) {
+        let res = match (expect, statement_id(payload)) {
             (Expect::Results { binary: true, .. }, Some(id)) => {
-                let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-                self.execute_routed(payload, id, 0, seq, true).await
+                self.execute_placed(payload, id, 0, seq, true).await
             }
-            _ => match self.master() {
-                Ok(m) => match self.exec(m, payload, expect, seq, false, None).await {
-                    Ok(Some((node, out))) => {
-                        let route = Route {
-                            target: Target::Master,
-                            why: Why::CacheMiss,
-                        };
-                        self.finish(node, digest, route, started, &out);
-                        Ok(())
-                    }
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            },
+            _ => {
+                let job = Job::Plain { payload, expect };
+                self.statement(Request::CacheMiss(stmt), stmt, job, None, seq)
+                    .await
+                    .map(drop)
+            }
         };
         let tap = self.tap.take();
         res?;
@@ -146,7 +137,7 @@ impl Session {
         e.replay_into(&mut self.client.wbuf, seq);
         self.client.flush().await?;
         // SHOW WARNINGS after a hit has no connection to ask.
-        self.last_node = None;
+        self.state.last_node = None;
         Ok(())
     }
 

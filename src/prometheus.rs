@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::frontend::ProxyContext;
+mod health;
+
+use crate::context::ProxyContext;
 use crate::topology::{AdminState, NodeState, Role};
 
 /// `Content-Type` of the OpenMetrics text exposition.
@@ -59,7 +61,7 @@ fn gauge(
 }
 
 /// A per-node family: one sample per node from `value(node id)`.
-fn per_node(
+pub(super) fn per_node(
     enc: &mut DescriptorEncoder,
     names: &[String],
     (name, help, kind): (&str, &str, MetricType),
@@ -197,7 +199,7 @@ impl Collector for Exporter {
             ),
             |id| idle.get(id).map(|(_, n)| *n as u64),
         )?;
-        let in_use = m.sessions.in_use(names.len());
+        let in_use = ctx.sessions.in_use(names.len());
         per_node(
             &mut enc,
             &names,
@@ -224,13 +226,13 @@ impl Collector for Exporter {
             &mut enc,
             "client_sessions",
             "Client sessions open now",
-            m.sessions.len() as i64,
+            ctx.sessions.len() as i64,
         )?;
         counter(
             &mut enc,
             "client_sessions_opened",
             "Client sessions that logged in",
-            m.sessions.total(),
+            ctx.sessions.total(),
         )?;
         counter(
             &mut enc,
@@ -302,6 +304,7 @@ impl Collector for Exporter {
                 i64::try_from(c.bytes).unwrap_or(i64::MAX),
             )?;
         }
+        health::encode(&mut enc, ctx, &snap, &names)?;
         gauge(
             &mut enc,
             "topology_generation",
@@ -312,18 +315,30 @@ impl Collector for Exporter {
     }
 }
 
-/// The whole exposition for `ctx`, as `/metrics` serves it.
-pub fn render(ctx: &Arc<ProxyContext>) -> Result<String, fmt::Error> {
-    let mut registry = Registry::with_prefix("sqlproxy");
-    registry.register_collector(Box::new(Exporter {
-        ctx: Arc::clone(ctx),
-    }));
+/// What `/metrics` shows: the proxy's families under the `sqlproxy` prefix,
+/// plus `extra` collectors that name their own (the HTTP balancer's
+/// `sqlproxy_http_*`).
+pub fn registry(ctx: &Arc<ProxyContext>, extra: Vec<Box<dyn Collector>>) -> Registry {
+    let mut registry = Registry::default();
+    registry
+        .sub_registry_with_prefix("sqlproxy")
+        .register_collector(Box::new(Exporter {
+            ctx: Arc::clone(ctx),
+        }));
+    for c in extra {
+        registry.register_collector(c);
+    }
+    registry
+}
+
+/// The whole exposition of `registry`, as `/metrics` serves it.
+pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
     let mut out = String::with_capacity(8 * 1024);
-    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
 }
 
-fn respond(ctx: &Arc<ProxyContext>, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+fn respond(registry: &Registry, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, ctype: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -342,7 +357,7 @@ fn respond(ctx: &Arc<ProxyContext>, req: &Request<hyper::body::Incoming>) -> Res
     if req.uri().path() != "/metrics" {
         return reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n".into());
     }
-    match render(ctx) {
+    match render(registry) {
         Ok(body) => reply(StatusCode::OK, CONTENT_TYPE, body),
         Err(_) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -352,30 +367,23 @@ fn respond(ctx: &Arc<ProxyContext>, req: &Request<hyper::body::Incoming>) -> Res
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`; connections run on `tracker`.
+/// Serves `/metrics` on `listener` until `shutdown`; connections run on
+/// `tracker`. `extra`: collectors of other services (the HTTP balancer).
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<ProxyContext>,
+    extra: Vec<Box<dyn Collector>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        let ctx = Arc::clone(&ctx);
+    let registry = Arc::new(registry(&ctx, extra));
+    let stop = shutdown.clone();
+    crate::listener::accept_loop(listener, "metrics", stop, tracker, move |stream, _| {
+        let registry = Arc::clone(&registry);
         let stop = shutdown.clone();
-        tracker.spawn(async move {
+        async move {
             let service = hyper::service::service_fn(move |req| {
-                let resp = respond(&ctx, &req);
+                let resp = respond(&registry, &req);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -390,6 +398,7 @@ pub async fn serve(
                 // A scrape is short; at shutdown the connection is just closed.
                 _ = stop.cancelled() => {}
             }
-        });
-    }
+        }
+    })
+    .await;
 }

@@ -118,7 +118,7 @@ impl CacheConfig {
 
 mod defaults {
     use std::time::Duration;
-    /// The default: enough for every hot result of a shop, small beside the nodes' buffer pools.
+    /// Enough for every hot result of a shop, small beside the nodes' buffer pools.
     pub fn max_bytes() -> u64 {
         256 * 1024 * 1024
     }

@@ -1,0 +1,137 @@
+//! The MySQL side's own sections: `[mysql]` (the client listener and its limits),
+//! `[pool]` (node connections), `[routing]` (read split and consistency) and
+//! `[runtime]` (threads).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The client-facing MySQL listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    pub listen: SocketAddr,
+    /// HAProxy's `maxconn`: clients beyond it get error 1040.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// Largest command a client may send (bytes); larger gets error 1153.
+    #[serde(default = "defaults::max_allowed_packet")]
+    pub max_allowed_packet: u32,
+    /// LOAD DATA LOCAL INFILE is refused unless enabled (the file is the client's, relayed).
+    #[serde(default)]
+    pub local_infile: bool,
+    /// A client that sends part of a packet and then stalls is cut after this.
+    #[serde(default = "defaults::client_read_timeout", with = "humantime_serde")]
+    pub client_read_timeout: Duration,
+    /// On SIGTERM, in-flight statements get this long to finish.
+    #[serde(default = "defaults::shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Idle authenticated connections kept per node and connection kind.
+    #[serde(default = "defaults::max_idle")]
+    pub max_idle: usize,
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A node that sends nothing for this long during a reply is given up on.
+    #[serde(default = "defaults::read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle: defaults::max_idle(),
+            connect_timeout: defaults::connect_timeout(),
+            read_timeout: defaults::read_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// A session reads only from nodes that applied its own writes.
+    #[default]
+    Session,
+    /// Any healthy node within the lag limit.
+    Eventual,
+    /// Every read goes to the master.
+    Master,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Send reads to other nodes at all; off routes everything to the master.
+    #[serde(default = "super::default_on")]
+    pub read_split: bool,
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            read_split: true,
+            consistency: Consistency::default(),
+        }
+    }
+}
+
+/// `[runtime]`: how many threads serve clients, nodes and the HTTP balancer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads; 0 = one per CPU this process may use (HAProxy's `nbthread`).
+    #[serde(default)]
+    pub worker_threads: usize,
+}
+
+impl RuntimeConfig {
+    /// The worker threads to start. Where the proxy shares a small machine with MariaDB
+    /// or PHP, fewer threads than CPUs can relay more (docs/performance.md).
+    pub fn threads(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// Defaults, named so that `config/ha.toml` and the code agree.
+mod defaults {
+    use std::time::Duration;
+    /// HAProxy's seed used `maxconn 20000` for HTTP; for MySQL clients a
+    /// few thousand is what one MariaDB pair serves comfortably.
+    pub fn max_connections() -> u32 {
+        4096
+    }
+    /// MariaDB's own default is 16 MiB; the proxy accepts up to 1 GiB (the
+    /// protocol's maximum) so the node, not the proxy, decides.
+    pub fn max_allowed_packet() -> u32 {
+        1 << 30
+    }
+    /// MariaDB's `net_read_timeout` default.
+    pub fn client_read_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn shutdown_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn max_idle() -> usize {
+        64
+    }
+    /// HAProxy `timeout connect` in the seed.
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    /// Long enough for any statement a shop runs; a node silent this long is dead.
+    pub fn read_timeout() -> Duration {
+        Duration::from_secs(3600)
+    }
+}

@@ -1,0 +1,98 @@
+//! The one place where a reply changes the session: the master's status
+//! flags (transactions), the last write's GTID, the schema, the replayed
+//! SETs, the multi-statement option and the pins, then the statement's
+//! totals. Everything a command may change is said up front as a
+//! [`Change`], applied only if the node accepted the command.
+
+use std::time::Instant;
+
+use super::{Nodes, Session};
+use crate::backend::RelayOutcome;
+use crate::router::{Route, Why};
+use crate::topology::NodeId;
+
+/// What a command changes in the session once its node accepted it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Change<'a> {
+    /// A session SET (its COM_QUERY payload), replayed on the session's
+    /// other connections from now on.
+    pub set: Option<&'a [u8]>,
+    /// Pins the session to the master, for this reason.
+    pub pin: Option<Why>,
+    /// COM_INIT_DB: the new schema.
+    pub schema: Option<&'a [u8]>,
+    /// COM_SET_OPTION: multi-statements on or off.
+    pub multi_statements: Option<bool>,
+}
+
+impl<N: Nodes> Session<N> {
+    /// Records what the reply of `node` changed; `home` is the master the
+    /// placement named for the session.
+    pub(super) fn apply(
+        &mut self,
+        node: NodeId,
+        home: Option<NodeId>,
+        out: &RelayOutcome,
+        change: Change<'_>,
+    ) {
+        let state = &mut self.state;
+        state.last_node = Some(node);
+        state.home = home;
+        if Some(node) == home {
+            if let Some(s) = out.status {
+                state.status = s;
+            }
+            self.count_transaction();
+        }
+        let state = &mut self.state;
+        if let Some(g) = out.last_gtid.as_deref().and_then(|g| g.parse().ok()) {
+            state.last_gtid = Some(g);
+        }
+        let mut synced = false;
+        if let Some(schema) = &out.schema {
+            state.setup.schema = Some(schema.clone());
+            synced = true;
+        }
+        if out.error.is_none() {
+            if let Some(db) = change.schema {
+                state.setup.schema = Some(db.to_vec());
+                synced = true;
+            }
+            if let Some(on) = change.multi_statements {
+                state.setup.multi_statements = on;
+                synced = true;
+            }
+            if let Some(set) = change.set {
+                if state.setup.record_set(set) {
+                    synced = true;
+                } else {
+                    state.pinned.get_or_insert(Why::Pinned);
+                }
+            }
+            if let Some(why) = change.pin {
+                if state.pinned.is_none() {
+                    tracing::debug!(why = %why, "session pinned to the master");
+                }
+                state.pinned.get_or_insert(why);
+            }
+        }
+        if synced {
+            self.nodes.mark_synced(node, &self.state.setup);
+        }
+    }
+
+    /// A statement's digest totals, once its reply is relayed.
+    pub(super) fn record(
+        &self,
+        digest: &str,
+        route: Route,
+        node: NodeId,
+        started: Instant,
+        out: &RelayOutcome,
+    ) {
+        let on_master = self.ctx.topology.current().master == Some(node);
+        self.ctx
+            .metrics
+            .statement(digest, route, on_master, started.elapsed(), out);
+    }
+}

@@ -1,0 +1,159 @@
+//! COM_QUERY (through the result cache when it is on) and the other
+//! text-protocol commands: COM_INIT_DB, COM_SET_OPTION, COM_FIELD_LIST.
+
+use std::time::Instant;
+
+use super::effects::Change;
+use super::exec::{Outcome, Rerun};
+use super::{Nodes, Session};
+use crate::backend::Job;
+use crate::frontend::FrontendError;
+use crate::protocol::response::Expect;
+use crate::router::{self, Request, Statement, StmtKind, Why};
+
+/// A text-protocol reply.
+pub(super) const TEXT: Expect = Expect::Results {
+    binary: false,
+    cursor: false,
+};
+
+impl<N: Nodes> Session<N> {
+    pub(super) async fn query(
+        &mut self,
+        payload: &[u8],
+        sql: &[u8],
+        seq: u8,
+    ) -> Result<(), FrontendError> {
+        let stmt = router::classify(sql);
+        let Some(cache) = self.ctx.cache.clone() else {
+            return self.query_routed(payload, &stmt, seq).await;
+        };
+        if let Some(plan) = self.cache_plan(&cache, &stmt, sql, None) {
+            return self
+                .cached_read(&cache, &plan, &stmt, payload, seq, TEXT)
+                .await;
+        }
+        let writes = cache.writes(&stmt, sql, self.state.setup.schema.as_deref());
+        self.cache_writes_begin(&cache, writes);
+        let res = self.query_routed(payload, &stmt, seq).await;
+        self.cache_writes_end(&cache).await?;
+        res
+    }
+
+    async fn query_routed(
+        &mut self,
+        payload: &[u8],
+        stmt: &Statement,
+        seq: u8,
+    ) -> Result<(), FrontendError> {
+        let job = Job::Plain {
+            payload,
+            expect: TEXT,
+        };
+        // A session SET (autocommit included) is replayed on the session's
+        // other connections, and on a new master's after a failover.
+        let replayed = matches!(stmt.kind, StmtKind::SetSession | StmtKind::SetAutocommit(_));
+        let set = (replayed && !stmt.multi).then_some(payload);
+        self.statement(Request::Statement(stmt), stmt, job, set, seq)
+            .await
+            .map(drop)
+    }
+
+    /// Places and runs one statement (text or prepared), then applies what
+    /// its reply changed and records its digest. Returns whether a node
+    /// replied (None: the statement id was unknown where it had to run).
+    pub(super) async fn statement(
+        &mut self,
+        request: Request<'_>,
+        stmt: &Statement,
+        job: Job<'_>,
+        set: Option<&[u8]>,
+        seq: u8,
+    ) -> Result<Option<bool>, FrontendError> {
+        let started = Instant::now();
+        let (placement, node, out) = match self.run_command(request, job, seq, None).await? {
+            Outcome::Replied(placement, node, out) => (placement, node, out),
+            Outcome::Failed => return Ok(Some(false)),
+            Outcome::UnknownStatement => return Ok(None),
+        };
+        tracing::debug!(node = %self.nodes.node_name(node), route = ?placement.route.target,
+            why = %placement.route.why, us = started.elapsed().as_micros() as u64,
+            digest = %stmt.digest, "statement");
+        let change = Change {
+            set,
+            pin: router::pins_session(stmt),
+            ..Change::default()
+        };
+        self.apply(node, placement.home, &out, change);
+        self.record(&stmt.digest, placement.route, node, started, &out);
+        Ok(Some(true))
+    }
+
+    pub(super) async fn init_db(
+        &mut self,
+        payload: &[u8],
+        db: &[u8],
+        seq: u8,
+    ) -> Result<(), FrontendError> {
+        let job = Job::Plain {
+            payload,
+            expect: Expect::Single,
+        };
+        let rerun = Some(Rerun::IfNoReply);
+        if let Outcome::Replied(placement, node, out) = self
+            .run_command(Request::Master(Why::Use), job, seq, rerun)
+            .await?
+        {
+            let change = Change {
+                schema: Some(db),
+                ..Change::default()
+            };
+            self.apply(node, placement.home, &out, change);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn set_option(
+        &mut self,
+        payload: &[u8],
+        opt: u16,
+        seq: u8,
+    ) -> Result<(), FrontendError> {
+        let job = Job::Plain {
+            payload,
+            expect: Expect::Single,
+        };
+        let rerun = Some(Rerun::IfNoReply);
+        if let Outcome::Replied(placement, node, out) = self
+            .run_command(Request::Master(Why::Set), job, seq, rerun)
+            .await?
+        {
+            // MYSQL_OPTION_MULTI_STATEMENTS_ON = 0, _OFF = 1
+            let change = Change {
+                multi_statements: Some(opt == 0),
+                ..Change::default()
+            };
+            self.apply(node, placement.home, &out, change);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn field_list(
+        &mut self,
+        payload: &[u8],
+        seq: u8,
+    ) -> Result<(), FrontendError> {
+        let job = Job::Plain {
+            payload,
+            expect: Expect::FieldList,
+        };
+        let rerun = Some(Rerun::IfNoReply);
+        if let Outcome::Replied(placement, node, out) = self
+            .run_command(Request::FieldList, job, seq, rerun)
+            .await?
+        {
+            self.apply(node, placement.home, &out, Change::default());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,575 @@
+//! The fault suite: one writer, whatever fails. Each node runs in its own
+//! network namespace (tests/common/netns.rs); a proxy with the shipped
+//! monitor and failover settings sits in front; four writers and four
+//! readers run through it while a fault is injected and healed. Checked from
+//! outside the proxy, for every scenario:
+//!
+//! - every acknowledged write is on the final master (a ledger of acks);
+//! - a sampler reading `@@read_only` of both nodes directly (over their unix
+//!   sockets) every 100 ms never sees two writable nodes;
+//! - no node is left diverged (only unacknowledged work was ever lost);
+//! - `CHECKSUM TABLE` is equal on both nodes once healed.
+//!
+//! Client errors are counted by code, and the time from the fault to the
+//! first write acknowledged after it is measured. The table goes to
+//! `target/fault-suite.md` (docs/failover.md shows a run's).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{isolated_cluster, Cluster, Proxy, MONITOR_PASSWORD, MONITOR_USER};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+
+const WRITERS: u64 = 4;
+const READERS: u64 = 4;
+/// Load before the fault, so the proxy and pools are warm.
+const WARM_UP: Duration = Duration::from_secs(2);
+/// Load after the fault is healed (or after its effect has passed).
+const SETTLE: Duration = Duration::from_secs(6);
+/// How long a healed cluster may take to be whole again before a scenario fails.
+const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a scenario found.
+#[derive(Debug, Default)]
+struct Report {
+    name: String,
+    acked: usize,
+    lost: usize,
+    two_writers: u64,
+    samples: u64,
+    errors: BTreeMap<String, u64>,
+    recovery: Option<Duration>,
+    diverged: bool,
+    /// Rows the diverged node holds that the master lacks, and how many of
+    /// them a client was told were committed (must be none).
+    extra_rows: usize,
+    extra_acked: usize,
+    checksums_equal: bool,
+    note: String,
+}
+
+/// The acknowledged writes and the errors the clients saw.
+#[derive(Default)]
+struct Ledger {
+    /// (writer, sequence, sent at, acknowledged at).
+    acked: Mutex<Vec<(u64, u64, Instant, Instant)>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Ledger {
+    fn error(&self, e: &mysql_async::Error) {
+        let kind = match e {
+            mysql_async::Error::Server(s) => format!("{}", s.code),
+            mysql_async::Error::Io(_) => "io".into(),
+            mysql_async::Error::Driver(_) => "driver".into(),
+            _ => "other".into(),
+        };
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry(kind).or_default() += 1;
+        }
+    }
+}
+
+/// Clients through the proxy until `stop`.
+async fn load(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (url, ledger, stop) = (url.clone(), Arc::clone(&ledger), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut conn: Option<Conn> = None;
+            while !stop.load(Ordering::Relaxed) {
+                if conn.is_none() {
+                    match Conn::from_url(url.as_str()).await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            ledger.error(&e);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                n += 1;
+                let sent = Instant::now();
+                // Half the writers run with autocommit off, committing each row.
+                let explicit = w % 2 == 1;
+                let written = if explicit {
+                    async {
+                        c.query_drop("SET autocommit = 0").await?;
+                        c.exec_drop("INSERT INTO ledger (w, n) VALUES (?, ?)", (w, n))
+                            .await?;
+                        c.query_drop("COMMIT").await
+                    }
+                    .await
+                } else {
+                    c.exec_drop("INSERT INTO ledger (w, n) VALUES (?, ?)", (w, n))
+                        .await
+                };
+                match written {
+                    Ok(()) => {
+                        if let Ok(mut a) = ledger.acked.lock() {
+                            a.push((w, n, sent, Instant::now()));
+                        }
+                    }
+                    Err(e) => {
+                        ledger.error(&e);
+                        // A new connection: whatever transaction was open is gone.
+                        conn = None;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for r in 0..READERS {
+        let (url, ledger, stop) = (url.clone(), Arc::clone(&ledger), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let mut conn: Option<Conn> = None;
+            while !stop.load(Ordering::Relaxed) {
+                if conn.is_none() {
+                    match Conn::from_url(url.as_str()).await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            ledger.error(&e);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let read: Result<Option<u64>, _> = c
+                    .exec_first("SELECT COUNT(*) FROM ledger WHERE w = ?", (r % WRITERS,))
+                    .await;
+                if let Err(e) = read {
+                    ledger.error(&e);
+                    if !matches!(e, mysql_async::Error::Server(_)) {
+                        conn = None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.ok();
+    }
+}
+
+/// Reads `@@read_only` of both nodes over their sockets every 100 ms.
+async fn sampler(
+    c: &'static Cluster,
+    stop: Arc<AtomicBool>,
+    two: Arc<AtomicU64>,
+    n: Arc<AtomicU64>,
+) {
+    let mut conns: Vec<Option<Conn>> = vec![None, None];
+    while !stop.load(Ordering::Relaxed) {
+        let mut writable = 0;
+        let mut seen = 0;
+        for (i, slot) in conns.iter_mut().enumerate() {
+            if slot.is_none() {
+                let opts = OptsBuilder::default()
+                    .socket(Some(c.nodes[i].socket().to_string_lossy().into_owned()))
+                    .user(Some(MONITOR_USER))
+                    .pass(Some(MONITOR_PASSWORD))
+                    .prefer_socket(true);
+                let connect = tokio::time::timeout(Duration::from_millis(200), Conn::new(opts));
+                *slot = connect.await.ok().and_then(Result::ok);
+            }
+            let Some(conn) = slot.as_mut() else { continue };
+            let ro = tokio::time::timeout(
+                Duration::from_millis(200),
+                conn.query_first::<u8, _>("SELECT @@GLOBAL.read_only"),
+            )
+            .await;
+            match ro {
+                Ok(Ok(Some(v))) => {
+                    seen += 1;
+                    if v == 0 {
+                        writable += 1;
+                    }
+                }
+                _ => *slot = None,
+            }
+        }
+        if seen == 2 {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        if writable > 1 {
+            two.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The proxy with the shipped monitor and failover settings (config/ha.toml).
+fn proxy(c: &Cluster) -> Proxy {
+    let mut config = c.config();
+    let shipped = sqlproxy::config::MonitorConfig::default();
+    config.monitor.interval = shipped.interval;
+    config.monitor.timeout = shipped.timeout;
+    config.monitor.rise = shipped.rise;
+    config.monitor.fall = shipped.fall;
+    Proxy::start(config)
+}
+
+fn master_of(p: &Proxy) -> Option<usize> {
+    p.context.topology.snapshot().master
+}
+
+async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let began = Instant::now();
+    while !ok() {
+        if began.elapsed() > limit {
+            eprintln!("gave up waiting for {what}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// Both nodes running and replicating both ways (a scenario may have left a
+/// node stopped, a link cut, or replication stopped by a failover).
+fn make_whole(c: &Cluster) {
+    for n in &c.nodes {
+        if !n.is_running() {
+            n.start(true).ok();
+        }
+    }
+    for n in &c.nodes {
+        n.sql("START SLAVE").ok();
+    }
+}
+
+/// What a fault does once injected; it is healed when the guard drops.
+type Heal = Box<dyn FnOnce() + Send>;
+
+/// A fault: given the cluster, the master's index and the running proxy.
+type Fault = fn(&'static Cluster, usize, &Proxy) -> Heal;
+
+/// Runs one scenario: load, inject `fault` on the master at T0, keep it for
+/// `hold`, heal, let things settle, check.
+async fn scenario(name: &str, hold: Duration, fault: Fault) -> Report {
+    // SQLPROXY_FAULTS=<words> runs only the scenarios whose name holds them.
+    if let Ok(only) = std::env::var("SQLPROXY_FAULTS") {
+        if !name.contains(only.as_str()) {
+            return Report {
+                name: name.into(),
+                note: "skipped (SQLPROXY_FAULTS)".into(),
+                ..Report::default()
+            };
+        }
+    }
+    let c = isolated_cluster();
+    make_whole(c);
+    c.wait_replicated();
+    let p = proxy(c);
+    let mut report = Report {
+        name: name.into(),
+        ..Report::default()
+    };
+    let ready = wait_until("a master", HEAL_TIMEOUT, || {
+        let s = p.context.topology.snapshot();
+        s.master.is_some()
+            && s.nodes
+                .iter()
+                .all(|n| n.state == sqlproxy::topology::NodeState::Up)
+    })
+    .await;
+    if !ready {
+        report.note = "no master named".into();
+        return report;
+    }
+    let db = c.fresh_db(&format!("fault_{name}"));
+    c.nodes[0]
+        .sql(&format!(
+            "CREATE TABLE `{db}`.ledger (w INT, n BIGINT, PRIMARY KEY (w, n))"
+        ))
+        .ok();
+    c.wait_replicated();
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (two, samples) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = tokio::spawn(load(
+        p.url(Some(&db)),
+        Arc::clone(&ledger),
+        Arc::clone(&stop),
+    ));
+    let sampling = tokio::spawn(sampler(
+        c,
+        Arc::clone(&stop),
+        Arc::clone(&two),
+        Arc::clone(&samples),
+    ));
+    tokio::time::sleep(WARM_UP).await;
+    let master = master_of(&p).unwrap_or(0);
+    let heal = fault(c, master, &p);
+    // From when the fault is in place (cutting a link takes a moment).
+    let t0 = Instant::now();
+    tokio::time::sleep(hold).await;
+    heal();
+    tokio::time::sleep(SETTLE).await;
+    // Recovered: both nodes up in the proxy's view, the old master back.
+    wait_until("both nodes up", HEAL_TIMEOUT, || {
+        let s = p.context.topology.snapshot();
+        s.master.is_some()
+            && s.nodes
+                .iter()
+                .all(|n| n.state == sqlproxy::topology::NodeState::Up)
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.ok();
+    sampling.await.ok();
+    let snap = p.context.topology.snapshot();
+    report.diverged = snap.nodes.iter().any(|n| n.diverged);
+    let final_master = snap.master.unwrap_or(0);
+    drop(p);
+    // Every acknowledged write is on the final master.
+    let acked = ledger.acked.lock().map(|a| a.clone()).unwrap_or_default();
+    report.acked = acked.len();
+    let rows_of = |i: usize| -> std::collections::HashSet<(u64, u64)> {
+        c.nodes[i]
+            .sql(&format!("SELECT w, n FROM `{db}`.ledger"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split('\t');
+                Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let present = rows_of(final_master);
+    report.lost = acked
+        .iter()
+        .filter(|(w, n, _, _)| !present.contains(&(*w, *n)))
+        .count();
+    if report.diverged {
+        let acked_set: std::collections::HashSet<(u64, u64)> =
+            acked.iter().map(|(w, n, _, _)| (*w, *n)).collect();
+        let extra: Vec<(u64, u64)> = rows_of(1 - final_master)
+            .difference(&present)
+            .copied()
+            .collect();
+        report.extra_rows = extra.len();
+        report.extra_acked = extra.iter().filter(|r| acked_set.contains(r)).count();
+    }
+    // The first write sent after the fault that was acknowledged.
+    report.recovery = acked
+        .iter()
+        .filter(|(_, _, sent, _)| *sent >= t0)
+        .map(|(_, _, _, at)| at.duration_since(t0))
+        .min();
+    report.two_writers = two.load(Ordering::Relaxed);
+    report.samples = samples.load(Ordering::Relaxed);
+    report.errors = ledger.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    make_whole(c);
+    if !report.diverged && c.try_wait_replicated().is_ok() {
+        let sum = |i: usize| {
+            c.nodes[i]
+                .sql(&format!("CHECKSUM TABLE `{db}`.ledger"))
+                .unwrap_or_default()
+        };
+        report.checksums_equal = sum(0) == sum(1);
+    }
+    report
+}
+
+fn kill_master(c: &'static Cluster, m: usize, _: &Proxy) -> Heal {
+    c.nodes[m].kill().ok();
+    Box::new(move || {
+        c.nodes[m].start(true).ok();
+    })
+}
+
+fn stop_master(c: &'static Cluster, m: usize, _: &Proxy) -> Heal {
+    c.nodes[m].signal("STOP").ok();
+    Box::new(move || {
+        c.nodes[m].signal("CONT").ok();
+    })
+}
+
+fn cut_master(c: &'static Cluster, m: usize, _: &Proxy) -> Heal {
+    let cut = c.network.as_ref().and_then(|n| n.cut(m).ok());
+    Box::new(move || drop(cut))
+}
+
+fn lossy_master(c: &'static Cluster, m: usize, _: &Proxy) -> Heal {
+    let lossy = c.network.as_ref().and_then(|n| n.lossy(m, 30).ok());
+    Box::new(move || drop(lossy))
+}
+
+fn delay_master(c: &'static Cluster, m: usize, _: &Proxy) -> Heal {
+    let delay = c.network.as_ref().and_then(|n| n.delay(m, 200).ok());
+    Box::new(move || drop(delay))
+}
+
+fn refuse_monitor(c: &'static Cluster, m: usize, _: &Proxy) -> Heal {
+    let node = &c.nodes[m];
+    node.sql(&format!(
+        "SET sql_log_bin = 0; ALTER USER '{MONITOR_USER}'@'%' IDENTIFIED BY 'rotated'; \
+         SELECT GROUP_CONCAT(CONCAT('KILL ', ID) SEPARATOR ';') FROM information_schema.PROCESSLIST \
+         WHERE USER = '{MONITOR_USER}' INTO @k; EXECUTE IMMEDIATE IF(@k IS NULL, 'DO 0', @k)"
+    ))
+    .ok();
+    Box::new(move || {
+        c.nodes[m]
+            .sql(&format!(
+                "SET sql_log_bin = 0; ALTER USER '{MONITOR_USER}'@'%' IDENTIFIED BY '{MONITOR_PASSWORD}'"
+            ))
+            .ok();
+    })
+}
+
+fn saturate_master(c: &'static Cluster, m: usize, _: &Proxy) -> Heal {
+    let before = c.nodes[m]
+        .value("SELECT @@max_connections")
+        .unwrap_or_else(|_| "151".into());
+    let open = c.nodes[m]
+        .value("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
+        .unwrap_or_else(|_| "10".into());
+    c.nodes[m]
+        .sql(&format!("SET GLOBAL max_connections = {open}"))
+        .ok();
+    Box::new(move || {
+        c.nodes[m]
+            .sql(&format!("SET GLOBAL max_connections = {before}"))
+            .ok();
+    })
+}
+
+fn kill_replica(c: &'static Cluster, m: usize, p: &Proxy) -> Heal {
+    kill_master(c, 1 - m, p)
+}
+
+/// A planned switchover to the other node while the writers run (half of
+/// them with autocommit off).
+fn switch_over(c: &'static Cluster, m: usize, p: &Proxy) -> Heal {
+    let failover = p.context.failover.clone();
+    let target = c.nodes[1 - m].name;
+    let done = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(failover.switchover(target, false))
+    });
+    if let Err(e) = done {
+        eprintln!("SWITCHOVER TO {target}: {e}");
+    }
+    Box::new(|| {})
+}
+
+fn table(reports: &[Report]) -> String {
+    let mut out = String::from(
+        "| scenario | acked writes | lost | two-writer samples (of) | recovery s | client errors by code | diverged (rows beyond the master, acked) | checksums equal |\n\
+         |---|---:|---:|---:|---:|---|---|---|\n",
+    );
+    for r in reports {
+        let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+        let _ = writeln!(
+            out,
+            "| {}{} | {} | {} | {} ({}) | {} | {} | {} | {} |",
+            r.name,
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.note)
+            },
+            r.acked,
+            r.lost,
+            r.two_writers,
+            r.samples,
+            r.recovery
+                .map_or("-".into(), |d| format!("{:.2}", d.as_secs_f64())),
+            if errors.is_empty() {
+                "none".into()
+            } else {
+                errors.join(", ")
+            },
+            if r.diverged {
+                format!("yes ({}, {} acked)", r.extra_rows, r.extra_acked)
+            } else {
+                "no".into()
+            },
+            if r.checksums_equal { "yes" } else { "no" },
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_writer_whatever_fails() {
+    let c = isolated_cluster();
+    let _g = c.exclusive().await;
+    let s = |secs| Duration::from_secs(secs);
+    let mut reports = vec![
+        scenario("kill -9 of the master", s(5), kill_master).await,
+        scenario("SIGSTOP of the master, 3 s", s(3), stop_master).await,
+        scenario("SIGSTOP of the master, 20 s", s(20), stop_master).await,
+        scenario("master's link cut, 3 s", s(3), cut_master).await,
+        scenario("master's link cut, 20 s", s(20), cut_master).await,
+        scenario("30 % packet loss to the master", s(10), lossy_master).await,
+        scenario(
+            "monitor account refused on the master",
+            s(10),
+            refuse_monitor,
+        )
+        .await,
+        scenario("master at max_connections", s(10), saturate_master).await,
+        scenario("replica killed and restarted", s(5), kill_replica).await,
+        scenario(
+            "SWITCHOVER under load, autocommit on and off",
+            s(2),
+            switch_over,
+        )
+        .await,
+    ];
+    if c.network.as_ref().is_some_and(|n| n.netem_available()) {
+        reports.push(scenario("200 ms delay to the master", s(10), delay_master).await);
+    } else {
+        reports.push(Report {
+            name: "200 ms delay to the master".into(),
+            note: "not run: this kernel has no tc netem".into(),
+            checksums_equal: true,
+            ..Report::default()
+        });
+    }
+    for cycle in 0..10 {
+        reports.push(
+            scenario(
+                &format!("kill/restart cycle {}", cycle + 1),
+                s(3),
+                kill_master,
+            )
+            .await,
+        );
+    }
+    let out = table(&reports);
+    eprintln!("{out}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-suite.md");
+    std::fs::write(path, &out).ok();
+    // A master cut off longer than rpl_semi_sync_master_timeout commits the
+    // writes in flight without an acknowledgement; it comes back diverged
+    // by those (never acknowledged) rows and is kept out (docs/failover.md).
+    let may_diverge = |r: &Report| r.name.starts_with("master's link cut") && r.extra_acked == 0;
+    let bad: Vec<&Report> = reports
+        .iter()
+        .filter(|r| {
+            r.note.is_empty()
+                && (r.lost > 0
+                    || r.two_writers > 0
+                    || r.extra_acked > 0
+                    || (r.diverged && !may_diverge(r))
+                    || (!r.diverged && !r.checksums_equal))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "scenarios that broke the guarantees:\n{out}"
+    );
+}
