@@ -30,7 +30,10 @@ pub use http::{
     BackendConfig, Balance, HealthCheck, HttpConfig, HttpConfigError, StatsConfig, StickyConfig,
     Timeouts,
 };
-pub use mysql::{Consistency, MysqlConfig, PoolConfig, RoutingConfig, RuntimeConfig};
+pub use mysql::{
+    Consistency, MysqlConfig, PoolConfig, RoutingConfig, RuntimeConfig, WAIT_TIMEOUT_MAX,
+    WAIT_TIMEOUT_MIN,
+};
 pub use nodes::{split_host_port, FailoverConfig, MonitorConfig, NodeConfig};
 pub use users::{parse_native_hash, UserConfig};
 
@@ -158,6 +161,27 @@ impl Config {
         }
         if self.mysql.max_connections == 0 {
             return Err(invalid("mysql.max_connections", "must be at least 1"));
+        }
+        if self.mysql.connect_timeout.is_zero() {
+            return Err(invalid("mysql.connect_timeout", "must be more than 0"));
+        }
+        for (key, t) in [
+            ("mysql.wait_timeout", self.mysql.wait_timeout),
+            ("mysql.interactive_timeout", self.mysql.interactive_timeout),
+        ] {
+            let secs = t.as_secs();
+            if !(mysql::WAIT_TIMEOUT_MIN..=mysql::WAIT_TIMEOUT_MAX).contains(&secs) {
+                return Err(invalid(key, "between 1s and 365 days (MariaDB's bounds)"));
+            }
+        }
+        if self.mysql.max_pending_logins == 0 {
+            return Err(invalid("mysql.max_pending_logins", "must be at least 1"));
+        }
+        if self.mysql.max_pending_logins_per_host == 0 {
+            return Err(invalid(
+                "mysql.max_pending_logins_per_host",
+                "must be at least 1",
+            ));
         }
         if self.runtime.worker_threads > 1024 {
             return Err(invalid(

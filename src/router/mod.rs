@@ -18,6 +18,7 @@
 pub mod analyze;
 pub mod classify;
 mod digest;
+pub mod idle;
 pub mod keywords;
 pub mod lexer;
 mod non_deterministic;
