@@ -445,3 +445,92 @@ async fn mysql_async_sees_an_idle_session_gone() {
     }
     still_serves(&proxy).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_max_allowed_packet_is_mariadbs_16_mib() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    let mut s = raw_login(&proxy, None).await;
+    // A full chunk (16 MiB - 1), then the header of two more bytes: 16 MiB + 1.
+    let mut first = vec![0xff, 0xff, 0xff, 0, 0x03];
+    first.extend(std::iter::repeat_n(b' ', 0xff_ffff - 1));
+    s.write_all(&first).await.unwrap();
+    s.write_all(&[2, 0, 0, 1]).await.unwrap();
+    let got = closed_after(&mut s).await;
+    let err = got.first().expect("an ERR before closing");
+    assert_eq!((err[0], u16::from_le_bytes([err[1], err[2]])), (0xff, 1153));
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_per_session_are_capped_with_1461() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut cfg = c.config();
+    cfg.mysql.max_prepared_statements = 3;
+    let proxy = Proxy::start(cfg);
+    let mut s = raw_login(&proxy, None).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            raw::prepare(&mut s, &format!("SELECT {i}"))
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    assert_eq!(raw::prepare(&mut s, "SELECT 4").await, Err(1461));
+    // Closing one makes room, and the session goes on.
+    let mut close = vec![0x19];
+    close.extend_from_slice(&ids[0].to_le_bytes());
+    raw::send(&mut s, &close).await;
+    assert!(raw::prepare(&mut s, "SELECT 5").await.is_ok());
+    send_query(&mut s, "SELECT 1").await;
+    assert_eq!(raw::read_result(&mut s).await.map(|r| r.len()), Ok(1));
+    // mysql_async sees MariaDB's own error and text.
+    let mut conn = connect(&proxy.url(None)).await;
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        kept.push(conn.prep(format!("SELECT {i} + ?")).await.unwrap());
+    }
+    match conn.prep("SELECT 99 + ?").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(
+            (e.code, e.state.as_str(), e.message.as_str()),
+            (
+                1461,
+                "42000",
+                "Can't create more than max_prepared_stmt_count statements (current value: 3)"
+            )
+        ),
+        other => panic!("expected 1461, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_log_past_its_byte_bound_pins_the_session_to_the_master() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    let mut conn = connect(&proxy.url(None)).await;
+    let master: Option<u32> = conn
+        .query_first("SELECT /* sqlproxy:master */ @@server_id")
+        .await
+        .unwrap();
+    // One SET longer than the replay log may hold (a long comment counts).
+    let filler = "x".repeat(70 * 1024);
+    conn.query_drop(format!(
+        "SET SESSION group_concat_max_len = 4096 /* {filler} */"
+    ))
+    .await
+    .unwrap();
+    // Not replayed elsewhere: every read stays where the SET ran.
+    for _ in 0..20 {
+        let (id, len): (u32, u64) = conn
+            .query_first("SELECT @@server_id, @@group_concat_max_len")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((Some(id), len), (master, 4096));
+    }
+}

@@ -192,6 +192,12 @@ impl Config {
         if self.mysql.max_allowed_packet < 1024 {
             return Err(invalid("mysql.max_allowed_packet", "must be at least 1024"));
         }
+        if self.mysql.max_allowed_packet > 1 << 30 {
+            return Err(invalid(
+                "mysql.max_allowed_packet",
+                "at most 1073741824 (1 GiB, the protocol's maximum)",
+            ));
+        }
         for (name, node) in &self.nodes {
             if name.is_empty()
                 || !name

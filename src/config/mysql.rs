@@ -23,6 +23,10 @@ pub struct MysqlConfig {
     /// Largest command a client may send (bytes); larger gets error 1153.
     #[serde(default = "defaults::max_allowed_packet")]
     pub max_allowed_packet: u32,
+    /// Prepared statements one session may keep open; one more gets MariaDB's
+    /// 1461 (ER_MAX_PREPARED_STMT_COUNT_REACHED), as past `max_prepared_stmt_count`.
+    #[serde(default = "defaults::max_prepared_statements")]
+    pub max_prepared_statements: u32,
     /// LOAD DATA LOCAL INFILE is refused unless enabled (the file is the client's, relayed).
     #[serde(default)]
     pub local_infile: bool,
@@ -136,10 +140,16 @@ mod defaults {
     pub fn max_connections() -> u32 {
         4096
     }
-    /// MariaDB's own default is 16 MiB; the proxy accepts up to 1 GiB (the
-    /// protocol's maximum) so the node, not the proxy, decides.
+    /// MariaDB 10.11's own default: each client may make the proxy hold
+    /// one command this large, so a thousand clients cannot ask for a
+    /// terabyte. Raise it (up to 1 GiB) together with the nodes' own.
     pub fn max_allowed_packet() -> u32 {
-        1 << 30
+        16 << 20
+    }
+    /// MariaDB's `max_prepared_stmt_count` default: one session through the
+    /// proxy may keep as many as a node would let it.
+    pub fn max_prepared_statements() -> u32 {
+        16_382
     }
     /// MariaDB's own `connect_timeout` default.
     pub fn connect_timeout_client() -> Duration {
