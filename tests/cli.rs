@@ -182,3 +182,34 @@ async fn logs_to_a_pipe_have_no_colour_codes_and_json_is_one_object_per_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SQLPROXY_LOG_FORMAT"));
 }
+
+#[test]
+fn config_errors_never_echo_a_password() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ha.toml");
+    // An all-digit password from the environment is a password, not a number.
+    let out = Command::new(BIN)
+        .args(["--check", "--config", example])
+        .env("SQLPROXY_USERS__PRESTASHOP__PASSWORD", "987654321")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A password of the wrong type in the file: the key is named, the value is not.
+    let text = std::fs::read_to_string(example).unwrap();
+    let (head, rest) = text.split_once("[users.prestashop]").unwrap();
+    let rest = rest.replacen("password = \"", "password = 987654321 #\"", 1);
+    let f = write_config(&format!("{head}[users.prestashop]{rest}"));
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg("--config")
+        .arg(f.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("password"), "{err}");
+    assert!(!err.contains("987654321"), "{err}");
+}

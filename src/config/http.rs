@@ -221,7 +221,7 @@ impl Default for HealthCheck {
 }
 
 /// HAProxy's `stats uri` + `stats auth user:password`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StatsConfig {
     /// Own listener for the stats page, `/metrics` and control; absent =
@@ -422,6 +422,13 @@ mod d {
     }
     pub fn sticky_cookie() -> String {
         DEFAULT_STICKY_COOKIE.into()
+    }
+}
+
+/// Redacted: the password never reaches a log line.
+impl std::fmt::Debug for StatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::debug_redacted("StatsConfig", self, f)
     }
 }
 

@@ -23,6 +23,7 @@ pub mod keywords;
 pub mod lexer;
 mod non_deterministic;
 pub mod place;
+pub mod redact;
 pub mod route;
 mod set;
 mod stmt_scan;
