@@ -57,6 +57,7 @@ pub const SECTIONS: &[HelpSection] = &[
         entries: &[
             ("SQLPROXY_<SECTION>__<KEY>", "Overrides a key of the file, e.g. SQLPROXY_MYSQL__LISTEN=0.0.0.0:3306, SQLPROXY_NODES__CN2__WEIGHT=5, SQLPROXY_ADMIN__PASSWORD=... (keeps secrets out of the file)."),
             ("SQLPROXY_LOG", "Log filter (tracing syntax): info (default), debug (each statement's node, route and reason), warn."),
+            ("SQLPROXY_LOG_FORMAT", "text (default; colours only on a terminal, never under NO_COLOR) or json (one JSON object per line, for log shippers)."),
             ("NOTIFY_SOCKET", "Set by systemd: READY=1 is sent once every listener is bound and the first topology discovery is done; RELOADING=1 and STOPPING=1 follow reloads and shutdown."),
             ("WATCHDOG_USEC", "Set by systemd's WatchdogSec=: the runtime pings the watchdog at half that interval. Without it, no pings."),
         ],

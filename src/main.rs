@@ -18,19 +18,7 @@ use sqlproxy::systemd;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SQLPROXY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Under systemd stdout goes to the journal, which stamps each line
-    // itself and shows colour codes as garbage.
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let log = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    if journal {
-        log.without_time().init();
-    } else {
-        log.init();
-    }
+    init_logging()?;
 
     if let Some(Command::ImportHaproxy { path }) = &cli.command {
         return import_haproxy(path);
@@ -99,6 +87,32 @@ fn import_haproxy(path: &Path) -> anyhow::Result<()> {
 
 /// Each SIGHUP reloads the config exactly as admin `RELOAD CONFIG` does
 /// and logs what changed (passwords masked) or why nothing did.
+/// Logs go to stdout: text (colours only on a terminal, and not under
+/// NO_COLOR), or one JSON object per line with `SQLPROXY_LOG_FORMAT=json`
+/// for log shippers.
+fn init_logging() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SQLPROXY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match std::env::var("SQLPROXY_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("") | Ok("text") => false,
+        Ok("json") => true,
+        Ok(other) => anyhow::bail!("SQLPROXY_LOG_FORMAT: expected text or json, got {other:?}"),
+    };
+    // Under systemd stdout goes to the journal, which stamps each line
+    // itself and shows colour codes as garbage.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi && !json);
+    match (json, journal) {
+        (true, _) => log.json().init(),
+        (false, true) => log.without_time().init(),
+        (false, false) => log.init(),
+    }
+    Ok(())
+}
+
 async fn reload_on_sighup(admin: std::sync::Arc<sqlproxy::admin::AdminContext>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {

@@ -697,3 +697,42 @@ async fn metrics_endpoint_exports_what_show_stats_shows() {
         .unwrap();
     assert!(status.contains("404"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_digests_never_show_password_literals() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let p = start();
+    let mut app = connect(&p.url(None)).await;
+    let running = tokio::spawn(async move {
+        let r: Option<(i64, String)> = app
+            .query_first("SELECT SLEEP(3), PASSWORD('hunter2-secret')")
+            .await
+            .unwrap();
+        (app, r)
+    });
+    let mut admin = admin(&p).await;
+    let mut seen = None;
+    for _ in 0..300 {
+        let all = rows(&mut admin, "SHOW SESSIONS").await;
+        if let Some(r) = all.iter().find(|r| text(r, "info").contains("SLEEP")) {
+            seen = Some(text(r, "info").to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let info = seen.expect("the running statement shows in SHOW SESSIONS");
+    assert!(!info.contains("hunter2"), "{info}");
+    let (mut app, r) = running.await.unwrap();
+    assert!(r.is_some());
+    // A statement that fails on the node (no such user) is counted too.
+    let failed = app
+        .query_drop("ALTER USER 'no_such_user_sec'@'%' IDENTIFIED BY 'hunter2-secret'")
+        .await;
+    assert!(failed.is_err(), "no such user");
+    for row in rows(&mut admin, "SHOW QUERY DIGEST").await {
+        for v in row.values().flatten() {
+            assert!(!v.contains("hunter2"), "{row:?}");
+        }
+    }
+}

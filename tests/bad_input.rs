@@ -154,3 +154,383 @@ async fn vanished_clients_leak_no_node_connection() {
     assert_eq!(n, Some(0));
     still_serves(&proxy).await;
 }
+
+/// A socket that connected, read the greeting and says nothing more.
+async fn silent_socket(addr: std::net::SocketAddr, from: [u8; 4]) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind((std::net::Ipv4Addr::from(from), 0).into())
+        .expect("bind a loopback source address");
+    let mut s = sock.connect(addr).await.expect("connect");
+    read_packet(&mut s).await.expect("greeting");
+    s
+}
+
+/// Logs in as a real client (mysql_async) and runs a statement.
+async fn real_client_serves(proxy: &Proxy) {
+    let conn = tokio::time::timeout(
+        Duration::from_secs(60),
+        mysql_async::Conn::from_url(proxy.url(None)),
+    )
+    .await
+    .expect("login hung");
+    let mut conn = conn.expect("a real client is refused while silent sockets are pending");
+    let v: Option<i32> = conn.query_first("SELECT 41 + 1").await.unwrap();
+    assert_eq!(v, Some(42));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_before_login_do_not_lock_out_clients() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut cfg = c.config();
+    cfg.mysql.max_connections = 20;
+    cfg.mysql.connect_timeout = Duration::from_secs(2);
+    let proxy = Proxy::start(cfg);
+    // As many silent sockets as max_connections allows sessions.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(silent_socket(proxy.addr, [127, 0, 0, 1]).await);
+    }
+    real_client_serves(&proxy).await;
+    // Each silent socket is cut at the login deadline, with nothing sent.
+    for s in &mut silent {
+        assert!(closed_after(s).await.is_empty());
+    }
+    // Authenticated sessions still count against max_connections.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect(&proxy.url(None)).await);
+    }
+    match mysql_async::Conn::from_url(proxy.url(None)).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1040),
+        other => panic!(
+            "expected 1040 past max_connections, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+/// Sends a login packet's header, then one byte at a time, each well within
+/// `client_read_timeout`, until the proxy closes the connection.
+async fn drip_until_closed(addr: std::net::SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    read_packet(&mut s).await.expect("greeting");
+    s.write_all(&[0x00, 0x20, 0x00, 1]).await.unwrap();
+    let drip = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if s.write_all(b"x").await.is_err() {
+                break;
+            }
+            let mut b = [0u8; 64];
+            match tokio::time::timeout(Duration::from_millis(1), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                _ => {}
+            }
+        }
+    };
+    // 8 KiB at 5 bytes a second would take half an hour: only a deadline
+    // on the whole login ends it before the hang guard.
+    tokio::time::timeout(Duration::from_secs(90), drip)
+        .await
+        .expect("a drip-fed login was never cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drip_fed_login_is_cut_at_the_login_deadline() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut cfg = c.config();
+    cfg.mysql.connect_timeout = Duration::from_secs(2);
+    cfg.mysql.client_read_timeout = Duration::from_secs(30);
+    cfg.admin = Some(sqlproxy::config::AdminConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        user: "admin".into(),
+        password: "admin-secret".into(),
+    });
+    let proxy = Proxy::start(cfg);
+    drip_until_closed(proxy.addr).await;
+    drip_until_closed(proxy.admin_addr.expect("admin port")).await;
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_logins_are_bounded_per_host_and_in_total() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut cfg = c.config();
+    cfg.mysql.max_pending_logins = 6;
+    cfg.mysql.max_pending_logins_per_host = 3;
+    let proxy = Proxy::start(cfg);
+    // One host past its own share: refused at once with 1040.
+    let mut one_host = Vec::new();
+    for _ in 0..3 {
+        one_host.push(silent_socket(proxy.addr, [127, 0, 0, 2]).await);
+    }
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(([127, 0, 0, 2], 0).into()).unwrap();
+    let mut refused = sock.connect(proxy.addr).await.unwrap();
+    let got = closed_after(&mut refused).await;
+    let err = got.first().expect("an ERR before closing");
+    assert_eq!((err[0], u16::from_le_bytes([err[1], err[2]])), (0xff, 1040));
+    // Other hosts fill the rest; a real client still gets in (the oldest
+    // pending login makes room for it) and is served.
+    let mut others = Vec::new();
+    for i in 0..3u8 {
+        others.push(silent_socket(proxy.addr, [127, 0, 1, i]).await);
+    }
+    real_client_serves(&proxy).await;
+    let oldest = closed_after(&mut one_host[0]).await;
+    assert!(oldest.is_empty(), "evicted without a word: {oldest:?}");
+}
+
+/// A node's own address (straight to MariaDB, no proxy).
+fn node_addr(node: usize) -> std::net::SocketAddr {
+    let n = &cluster().nodes[node];
+    format!("{}:{}", n.host, n.port)
+        .parse()
+        .expect("node address")
+}
+
+/// Logs in at `addr`, sets its own `wait_timeout` to 1 s, then only waits:
+/// what arrives before the close (nothing, on MariaDB).
+async fn idle_past_own_wait_timeout(addr: std::net::SocketAddr) -> Vec<Vec<u8>> {
+    let mut s = raw::login(addr, None).await;
+    send_query(&mut s, "SET SESSION wait_timeout = 1").await;
+    assert_eq!(raw::read_result(&mut s).await, Ok(Vec::new()));
+    closed_after(&mut s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_session_is_cut_at_its_own_wait_timeout_as_on_the_node() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    let on_node = idle_past_own_wait_timeout(node_addr(0)).await;
+    let through_proxy = idle_past_own_wait_timeout(proxy.addr).await;
+    assert_eq!(through_proxy, on_node);
+    assert!(
+        on_node.is_empty(),
+        "MariaDB closes an idle session silently"
+    );
+    still_serves(&proxy).await;
+}
+
+/// Logs in with or without CLIENT_INTERACTIVE and returns the socket.
+async fn raw_login_caps(addr: std::net::SocketAddr, interactive: bool) -> TcpStream {
+    use sqlproxy::protocol::{caps, handshake};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let greeting = read_packet(&mut s).await.expect("greeting");
+    let hello = handshake::parse_greeting(&greeting).expect("greeting");
+    let token = handshake::NativeSecret::from_password(common::APP_PASSWORD)
+        .scramble(&hello.nonce)
+        .expect("scramble");
+    let mut flags = raw::CLIENT_CAPS;
+    if interactive {
+        flags |= caps::INTERACTIVE;
+    }
+    let resp = handshake::backend_response(
+        flags,
+        45,
+        common::APP_USER.as_bytes(),
+        &token,
+        handshake::NATIVE_PLUGIN,
+    );
+    raw::send_seq(&mut s, 1, &resp).await;
+    let ok = read_packet(&mut s).await.expect("login reply");
+    assert_eq!(ok[0], 0, "login OK: {ok:?}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_idle_timeouts_apply_to_plain_and_interactive_clients() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut cfg = c.config();
+    cfg.mysql.wait_timeout = Duration::from_secs(3600);
+    cfg.mysql.interactive_timeout = Duration::from_secs(1);
+    let proxy = Proxy::start(cfg);
+    let mut plain = raw_login_caps(proxy.addr, false).await;
+    let mut interactive = raw_login_caps(proxy.addr, true).await;
+    assert!(closed_after(&mut interactive).await.is_empty());
+    // The plain client idled as long and is still served.
+    send_query(&mut plain, "SELECT 1").await;
+    assert_eq!(raw::read_result(&mut plain).await.map(|r| r.len()), Ok(1));
+
+    let mut cfg = c.config();
+    cfg.mysql.wait_timeout = Duration::from_secs(1);
+    let proxy = Proxy::start(cfg);
+    let mut plain = raw_login_caps(proxy.addr, false).await;
+    assert!(closed_after(&mut plain).await.is_empty());
+    // A session may lengthen its own: SET wait_timeout governs it.
+    let mut longer = raw_login_caps(proxy.addr, false).await;
+    let mut short = raw_login_caps(proxy.addr, false).await;
+    send_query(&mut longer, "SET @@session.wait_timeout = 3600").await;
+    assert_eq!(raw::read_result(&mut longer).await, Ok(Vec::new()));
+    assert!(closed_after(&mut short).await.is_empty());
+    send_query(&mut longer, "SELECT @@wait_timeout").await;
+    let rows = raw::read_result(&mut longer).await.expect("a row");
+    assert_eq!(rows, vec![b"\x043600".to_vec()]);
+}
+
+/// PyMySQL's own `test_connection_gone_away`: wait_timeout=1, sleep, and
+/// the next query fails with "gone away"; the error code it reports.
+fn pymysql_gone_away(host: &str, port: u16) -> String {
+    let script = format!(
+        r#"
+import time, pymysql
+c = pymysql.connect(host="{host}", port={port}, user="{user}", password="{password}")
+cur = c.cursor()
+cur.execute("SET wait_timeout=1")
+time.sleep(3)
+try:
+    cur.execute("SELECT 1")
+    print("still connected")
+except pymysql.err.OperationalError as e:
+    print(e.args[0])
+"#,
+        user = common::APP_USER,
+        password = common::APP_PASSWORD,
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run python3 (python3-pymysql)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymysql_connection_gone_away_as_on_the_node() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    let node = node_addr(0);
+    let addr = proxy.addr;
+    let (on_node, through_proxy) = tokio::task::spawn_blocking(move || {
+        (
+            pymysql_gone_away(&node.ip().to_string(), node.port()),
+            pymysql_gone_away(&addr.ip().to_string(), addr.port()),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        on_node == "2006" || on_node == "2013",
+        "the node: {on_node}"
+    );
+    assert_eq!(through_proxy, on_node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_async_sees_an_idle_session_gone() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    let mut conn = connect(&proxy.url(None)).await;
+    conn.query_drop("SET wait_timeout = 1").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    match conn.query_drop("SELECT 1").await {
+        Err(mysql_async::Error::Server(e)) => {
+            panic!("a server error instead of a closed connection: {e}")
+        }
+        Err(_) => {}
+        Ok(()) => panic!("the idle session was not closed"),
+    }
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_max_allowed_packet_is_mariadbs_16_mib() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    let mut s = raw_login(&proxy, None).await;
+    // A full chunk (16 MiB - 1), then the header of two more bytes: 16 MiB + 1.
+    let mut first = vec![0xff, 0xff, 0xff, 0, 0x03];
+    first.extend(std::iter::repeat_n(b' ', 0xff_ffff - 1));
+    s.write_all(&first).await.unwrap();
+    s.write_all(&[2, 0, 0, 1]).await.unwrap();
+    let got = closed_after(&mut s).await;
+    let err = got.first().expect("an ERR before closing");
+    assert_eq!((err[0], u16::from_le_bytes([err[1], err[2]])), (0xff, 1153));
+    still_serves(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_per_session_are_capped_with_1461() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut cfg = c.config();
+    cfg.mysql.max_prepared_statements = 3;
+    let proxy = Proxy::start(cfg);
+    let mut s = raw_login(&proxy, None).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            raw::prepare(&mut s, &format!("SELECT {i}"))
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    assert_eq!(raw::prepare(&mut s, "SELECT 4").await, Err(1461));
+    // Closing one makes room, and the session goes on.
+    let mut close = vec![0x19];
+    close.extend_from_slice(&ids[0].to_le_bytes());
+    raw::send(&mut s, &close).await;
+    assert!(raw::prepare(&mut s, "SELECT 5").await.is_ok());
+    send_query(&mut s, "SELECT 1").await;
+    assert_eq!(raw::read_result(&mut s).await.map(|r| r.len()), Ok(1));
+    // mysql_async sees MariaDB's own error and text.
+    let mut conn = connect(&proxy.url(None)).await;
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        kept.push(conn.prep(format!("SELECT {i} + ?")).await.unwrap());
+    }
+    match conn.prep("SELECT 99 + ?").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(
+            (e.code, e.state.as_str(), e.message.as_str()),
+            (
+                1461,
+                "42000",
+                "Can't create more than max_prepared_stmt_count statements (current value: 3)"
+            )
+        ),
+        other => panic!("expected 1461, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_log_past_its_byte_bound_pins_the_session_to_the_master() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    let mut conn = connect(&proxy.url(None)).await;
+    let master: Option<u32> = conn
+        .query_first("SELECT /* sqlproxy:master */ @@server_id")
+        .await
+        .unwrap();
+    // One SET longer than the replay log may hold (a long comment counts).
+    let filler = "x".repeat(70 * 1024);
+    conn.query_drop(format!(
+        "SET SESSION group_concat_max_len = 4096 /* {filler} */"
+    ))
+    .await
+    .unwrap();
+    // Not replayed elsewhere: every read stays where the SET ran.
+    for _ in 0..20 {
+        let (id, len): (u32, u64) = conn
+            .query_first("SELECT @@server_id, @@group_concat_max_len")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((Some(id), len), (master, 4096));
+    }
+}

@@ -61,7 +61,8 @@ async fn clients_past_max_connections_get_1040() {
     let mut a = connect(&p.url(None)).await;
     let _b = connect(&p.url(None)).await;
     match mysql_async::Conn::from_url(p.url(None)).await {
-        // Sent before the handshake, like MariaDB's: no SQLSTATE marker yet.
+        // Sent once the client has logged in: sockets that never log in
+        // cannot take the slots (bad_input.rs).
         Err(mysql_async::Error::Server(e)) => {
             assert_eq!((e.code, e.message.as_str()), (1040, "Too many connections"))
         }

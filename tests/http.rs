@@ -420,12 +420,41 @@ async fn forwarded_headers_and_hop_by_hop() {
         "{reply}"
     );
     let h = w.state.last_headers.lock().unwrap().clone().unwrap();
-    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    // An untrusted client cannot choose the address PrestaShop reads first.
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "shop.example");
     assert_eq!(h["host"], "shop.example");
     assert_eq!(h["via"], "1.1 sqlproxy");
     assert!(!h.contains_key("x-hop") && !h.contains_key("keep-alive"));
+}
+
+#[tokio::test]
+async fn forwarded_for_is_kept_only_from_trusted_proxies() {
+    let w = Worker::start("wa1").await;
+    let req = "GET /p HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\r\n";
+    let last = |w: &Worker| w.state.last_headers.lock().unwrap().clone().unwrap();
+    // The balancer's clients come from 127.0.0.1: trusted, their header is extended.
+    let bal = Balancer::start(config(
+        "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.0/8\"]",
+        "",
+        &[(&w, 1)],
+    ))
+    .await;
+    assert!(raw(bal.addr, req.as_bytes())
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let h = last(&w);
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    // Not in the list: replaced.
+    let bal = Balancer::start(config("trusted_proxies = [\"10.0.0.0/8\"]", "", &[(&w, 1)])).await;
+    assert!(raw(bal.addr, req.as_bytes())
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let h = last(&w);
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
 }
 
 #[tokio::test]

@@ -95,7 +95,11 @@ async fn drain_ready_maint_through_the_stats_listener() {
     } else {
         ("wa2", "wa1")
     };
-    let drain = bal.stats_url(&format!("/stats/backends/{busy}/drain"));
+    let token = bal.stats_json().await["control_token"]
+        .as_str()
+        .expect("a control token")
+        .to_string();
+    let drain = bal.stats_url(&format!("/stats/backends/{busy}/drain?token={token}"));
     assert_eq!(send(&c, Method::POST, &drain, None, "").await.status, 401);
     let r = send(&c, Method::POST, &drain, Some(STATS_AUTH), "").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -109,7 +113,7 @@ async fn drain_ready_maint_through_the_stats_listener() {
         (StatusCode::OK, busy),
         "in-flight request finished"
     );
-    let ready = bal.stats_url(&format!("/stats/backends/{busy}/ready"));
+    let ready = bal.stats_url(&format!("/stats/backends/{busy}/ready?token={token}"));
     assert_eq!(
         send(&c, Method::POST, &ready, Some(STATS_AUTH), "")
             .await
@@ -117,7 +121,7 @@ async fn drain_ready_maint_through_the_stats_listener() {
         200
     );
     assert_eq!(count_workers(&c, &bal, 20).await[busy], 10);
-    let maint = bal.stats_url(&format!("/stats/backends/{busy}/maint"));
+    let maint = bal.stats_url(&format!("/stats/backends/{busy}/maint?token={token}"));
     assert_eq!(
         send(&c, Method::POST, &maint, Some(STATS_AUTH), "")
             .await
@@ -125,7 +129,7 @@ async fn drain_ready_maint_through_the_stats_listener() {
         200
     );
     assert_eq!(bal.backend(busy).await["state"], "MAINT");
-    let bad = bal.stats_url("/stats/backends/nope/drain");
+    let bad = bal.stats_url(&format!("/stats/backends/nope/drain?token={token}"));
     assert_eq!(
         send(&c, Method::POST, &bad, Some(STATS_AUTH), "")
             .await
@@ -240,4 +244,64 @@ async fn global_maxconn_holds_extra_clients_in_the_backlog() {
     assert!(first.await.unwrap().starts_with("HTTP/1.1 200"));
     assert!(second.await.unwrap().starts_with("HTTP/1.1 200"));
     assert_eq!(w.gets(), 2);
+}
+
+#[tokio::test]
+async fn stats_controls_refuse_cross_site_posts_and_the_page_is_not_framed() {
+    let w = Worker::start("wa1").await;
+    let bal = Balancer::start(config("", "", &[(&w, 1)])).await;
+    let c = client();
+    let page = send(
+        &c,
+        Method::GET,
+        &bal.stats_url("/stats"),
+        Some(STATS_AUTH),
+        "",
+    )
+    .await;
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    let token = bal.stats_json().await["control_token"]
+        .as_str()
+        .expect("a control token")
+        .to_string();
+    assert!(
+        page.body.contains(&format!("?token={token}")),
+        "the page's forms carry it"
+    );
+    let addr = bal.stats.expect("a stats listener");
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(STATS_AUTH)
+    };
+    let post = |query: &str, origin: &str| {
+        format!(
+            "POST /stats/backends/wa1/maint{query} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n{origin}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // What a page on another site can make a logged-in browser send.
+    for req in [
+        post("", ""),
+        post("?token=wrong", ""),
+        post(
+            &format!("?token={token}"),
+            "Origin: http://evil.example\r\n",
+        ),
+        post(
+            &format!("?token={token}"),
+            "Referer: http://evil.example/x\r\n",
+        ),
+        post(&format!("?token={token}"), "Sec-Fetch-Site: cross-site\r\n"),
+    ] {
+        let reply = raw(addr, req.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 403"), "{req}\n{reply}");
+    }
+    assert_eq!(bal.backend("wa1").await["state"], "UP");
+    // The page itself (same origin, with its token) may.
+    let own = post(
+        &format!("?token={token}"),
+        &format!("Origin: http://{addr}\r\n"),
+    );
+    let reply = raw(addr, own.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(bal.backend("wa1").await["state"], "MAINT");
 }

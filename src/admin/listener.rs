@@ -16,7 +16,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::{wire, AdminContext, Reply};
-use crate::frontend::login;
+use crate::frontend::pending::{PendingLogin, PendingLogins};
+use crate::frontend::{login, login_within, refuse_pre_handshake};
 use crate::net::{NetError, PacketIo};
 use crate::protocol::caps;
 use crate::protocol::command::Command;
@@ -29,6 +30,11 @@ pub const MAX_PACKET: usize = 1024 * 1024;
 /// Concurrent admin connections; more get error 1040. Operators and a
 /// scraper or two, not an application.
 const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// Admin connections still logging in, in total and per source address;
+/// counted apart so silent sockets cannot lock operators out.
+const MAX_ADMIN_PENDING: usize = 32;
+const MAX_ADMIN_PENDING_PER_HOST: usize = 8;
 
 /// The version string of the admin greeting: `5.5.5-` makes MySQL clients
 /// read it as MariaDB, the rest says where they are.
@@ -46,31 +52,41 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let pending = PendingLogins::new(MAX_ADMIN_PENDING, MAX_ADMIN_PENDING_PER_HOST);
     let next_id = AtomicU32::new(1);
     let stop = shutdown.clone();
     crate::listener::accept_loop(listener, "admin", stop, tracker, move |stream, peer| {
         let id = next_id.fetch_add(1, Relaxed);
-        let permit = Arc::clone(&limit).try_acquire_owned();
+        let admitted = pending.admit(peer.ip());
+        let limit = Arc::clone(&limit);
         let admin = Arc::clone(&admin);
         let stop = shutdown.clone();
         let span = tracing::info_span!("admin", admin_session = id, %peer);
         async move {
             let mut io = PacketIo::new(stream);
-            let Ok(_permit) = permit else {
-                io.queue(0, &ProxyError::too_many_connections().to_payload());
-                if let Err(e) = io.flush().await {
-                    tracing::debug!(error = %e, "could not send 1040");
+            let pending = match admitted {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::info!(error = %e, "admin connection refused before login");
+                    refuse_pre_handshake(&mut io).await;
+                    return;
                 }
-                return;
             };
-            session(&admin, io, id, stop).await;
+            session(&admin, io, id, stop, pending, limit).await;
         }
         .instrument(span)
     })
     .await;
 }
 
-async fn session(admin: &AdminContext, mut io: PacketIo, id: u32, shutdown: CancellationToken) {
+async fn session(
+    admin: &AdminContext,
+    mut io: PacketIo,
+    id: u32,
+    shutdown: CancellationToken,
+    pending: PendingLogin,
+    limit: Arc<Semaphore>,
+) {
     let nonce = handshake::new_nonce();
     let timeout = admin.proxy.config.mysql.client_read_timeout;
     let users = admin.users();
@@ -83,16 +99,29 @@ async fn session(admin: &AdminContext, mut io: PacketIo, id: u32, shutdown: Canc
         ADMIN_CAPS,
         timeout,
     );
+    let deadline = admin.proxy.config.mysql.connect_timeout;
     let login = tokio::select! {
         _ = shutdown.cancelled() => return,
-        l = login => l,
+        l = login_within(deadline, &pending, login) => l,
     };
+    drop(pending);
     let login = match login {
-        Ok(l) => l,
-        Err(e) => {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
             tracing::info!(error = %e, "admin login refused");
             return;
         }
+        None => return,
+    };
+    let Ok(_permit) = limit.try_acquire_owned() else {
+        io.queue(
+            login.next_seq,
+            &ProxyError::too_many_connections().to_payload(),
+        );
+        if let Err(e) = io.flush().await {
+            tracing::debug!(error = %e, "could not send 1040");
+        }
+        return;
     };
     tracing::info!(user = %login.creds.user, "admin logged in");
     let caps = login.caps;

@@ -11,12 +11,18 @@ use crate::protocol::com;
 /// ones is pinned to the master instead of replaying an ever longer list.
 pub const MAX_SET_LOG: usize = 256;
 
+/// Bound on the bytes of remembered SET statements, for the same reason: a
+/// session's SETs may each be as long as a command (comments included).
+pub const MAX_SET_LOG_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionSetup {
     /// Current schema (from the handshake, COM_INIT_DB or session tracking).
     pub schema: Option<Vec<u8>>,
     /// Session-variable SETs, as COM_QUERY payloads, in the order they ran.
     pub set_log: Vec<Vec<u8>>,
+    /// Bytes in `set_log`.
+    pub set_log_bytes: usize,
     /// COM_SET_OPTION multi-statements state.
     pub multi_statements: bool,
 }
@@ -26,6 +32,7 @@ impl SessionSetup {
         SessionSetup {
             schema,
             set_log: Vec::new(),
+            set_log_bytes: 0,
             multi_statements,
         }
     }
@@ -37,9 +44,12 @@ impl SessionSetup {
         if self.set_log.last().is_some_and(|s| s == payload) {
             return true;
         }
-        if self.set_log.len() >= MAX_SET_LOG {
+        if self.set_log.len() >= MAX_SET_LOG
+            || self.set_log_bytes + payload.len() > MAX_SET_LOG_BYTES
+        {
             return false;
         }
+        self.set_log_bytes += payload.len();
         self.set_log.push(payload.to_vec());
         true
     }
@@ -94,5 +104,15 @@ mod tests {
             assert!(s.record_set(format!("SET @@x={i}").as_bytes()));
         }
         assert!(!s.record_set(b"one more"));
+    }
+
+    #[test]
+    fn set_log_is_bounded_in_bytes() {
+        let mut s = SessionSetup::new(None, false);
+        let big = vec![b' '; MAX_SET_LOG_BYTES / 2];
+        assert!(s.record_set(&big));
+        assert!(!s.record_set(&[&big[..], b"more"].concat()));
+        assert!(s.record_set(b"SET NAMES utf8"));
+        assert_eq!(s.set_log.len(), 2);
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 /// `[admin]`: the operators' SQL port (see docs/admin.md).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "super::default_on")]
@@ -43,5 +43,12 @@ mod defaults {
     /// mysqld_exporter's port: dashboards built for it look here.
     pub fn metrics_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9104))
+    }
+}
+
+/// Redacted: the password never reaches a log line.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::debug_redacted("AdminConfig", self, f)
     }
 }

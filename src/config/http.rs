@@ -5,7 +5,7 @@
 //! constants with the reason for their value; [`HttpConfig::validate`] checks
 //! what serde cannot and names the key in every error.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,12 @@ pub struct HttpConfig {
     /// trusted TLS terminator); otherwise they are overwritten.
     #[serde(default)]
     pub trust_forwarded: bool,
+    /// Clients (CIDRs, or single addresses) whose `X-Forwarded-For`,
+    /// `-Proto` and `-Host` are kept (a TLS terminator or CDN in front).
+    /// Any other client's `X-Forwarded-For` is replaced by its own address,
+    /// so it cannot choose the IP the shop reads first.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Event loops (threads) serving clients, HAProxy's `nbthread`; each
     /// has its own listener socket and its own keep-alive pools.
     /// 0 = one per CPU.
@@ -221,7 +227,7 @@ impl Default for HealthCheck {
 }
 
 /// HAProxy's `stats uri` + `stats auth user:password`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StatsConfig {
     /// Own listener for the stats page, `/metrics` and control; absent =
@@ -264,6 +270,10 @@ impl HttpConfig {
         }
         if self.maxconn == 0 {
             return Err(invalid("http.maxconn", "must be at least 1"));
+        }
+        for (i, c) in self.trusted_proxies.iter().enumerate() {
+            Cidr::parse(c)
+                .map_err(|reason| invalid(format!("http.trusted_proxies[{i}]"), reason))?;
         }
         if self.max_header_size < MIN_HEADER_SIZE {
             return Err(invalid(
@@ -425,6 +435,66 @@ mod d {
     }
 }
 
+/// Redacted: the password never reaches a log line.
+impl std::fmt::Debug for StatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::debug_redacted("StatsConfig", self, f)
+    }
+}
+
+/// An address block of `http.trusted_proxies`: `10.0.0.0/8`, `::1/128`, or
+/// one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an address or a CIDR block"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +570,26 @@ mod tests {
                 DEFAULT_POOL_MAX_IDLE
             )
         );
+    }
+
+    #[test]
+    fn cidrs_match_their_block_only() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.200.1.2".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let one = Cidr::parse("192.0.2.7").unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("shop").is_err());
     }
 
     #[test]

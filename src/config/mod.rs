@@ -33,7 +33,10 @@ pub use http::{
     BackendConfig, Balance, HealthCheck, HttpConfig, HttpConfigError, StatsConfig, StickyConfig,
     Timeouts,
 };
-pub use mysql::{Consistency, MysqlConfig, PoolConfig, RoutingConfig, RuntimeConfig};
+pub use mysql::{
+    Consistency, MysqlConfig, PoolConfig, RoutingConfig, RuntimeConfig, WAIT_TIMEOUT_MAX,
+    WAIT_TIMEOUT_MIN,
+};
 pub use nodes::{split_host_port, FailoverConfig, MonitorConfig, NodeConfig};
 pub use users::{parse_native_hash, UserConfig};
 
@@ -56,8 +59,74 @@ pub enum ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
-        ConfigError::Load(Box::new(e))
+        ConfigError::Load(Box::new(redact(e)))
     }
+}
+
+/// `Debug` for config sections that hold secrets: the section as its
+/// serialized form with every secret key's value replaced, so `{:?}` in a
+/// log line can never print a password.
+pub(crate) fn debug_redacted<T: Serialize>(
+    name: &str,
+    value: &T,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if is_secret_key(k) && !v.is_null() {
+                        *v = serde_json::Value::from("<redacted>");
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(value).map_err(|_| std::fmt::Error)?;
+    walk(&mut v);
+    write!(f, "{name} {v}")
+}
+
+/// Keys whose values are secrets: never echoed in an error or a log.
+fn is_secret_key(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last.contains("password") || last.contains("secret") || last.contains("token")
+}
+
+/// figment shows the offending value in a type error (`found unsigned int
+/// `12345``); for a secret key that would print the password. The key and
+/// what was expected are kept.
+fn redact(e: figment::Error) -> figment::Error {
+    use figment::error::{Actual, Kind};
+    let hidden = || Actual::Other("a value (not shown: secret)".into());
+    let mut errors: Vec<figment::Error> = e
+        .into_iter()
+        .map(|mut e| {
+            if e.path.last().is_some_and(|k| is_secret_key(k)) {
+                e.kind = match e.kind {
+                    Kind::InvalidType(_, exp) => Kind::InvalidType(hidden(), exp),
+                    Kind::InvalidValue(_, exp) => Kind::InvalidValue(hidden(), exp),
+                    Kind::Unsupported(_) => Kind::Unsupported(hidden()),
+                    Kind::Message(_) => Kind::Message("invalid value (not shown: secret)".into()),
+                    other => other,
+                };
+            }
+            e
+        })
+        .collect();
+    // into_iter gives the newest first; chain rebuilds from the oldest.
+    let mut chained = match errors.pop() {
+        Some(oldest) => oldest,
+        None => return figment::Error::from("invalid configuration".to_string()),
+    };
+    while let Some(newer) = errors.pop() {
+        chained = chained.chain(newer);
+    }
+    chained
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -150,8 +219,12 @@ impl Config {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
-            let value: figment::value::Value =
-                v.parse().unwrap_or(figment::value::Value::from(v.clone()));
+            // A secret is always a string: an all-digit password stays one.
+            let value: figment::value::Value = if is_secret_key(&key) {
+                figment::value::Value::from(v)
+            } else {
+                v.parse().unwrap_or(figment::value::Value::from(v.clone()))
+            };
             fig = fig.merge((key, value));
         }
         let cfg: Config = fig.extract()?;
@@ -166,6 +239,27 @@ impl Config {
         if self.mysql.max_connections == 0 {
             return Err(invalid("mysql.max_connections", "must be at least 1"));
         }
+        if self.mysql.connect_timeout.is_zero() {
+            return Err(invalid("mysql.connect_timeout", "must be more than 0"));
+        }
+        for (key, t) in [
+            ("mysql.wait_timeout", self.mysql.wait_timeout),
+            ("mysql.interactive_timeout", self.mysql.interactive_timeout),
+        ] {
+            let secs = t.as_secs();
+            if !(mysql::WAIT_TIMEOUT_MIN..=mysql::WAIT_TIMEOUT_MAX).contains(&secs) {
+                return Err(invalid(key, "between 1s and 365 days (MariaDB's bounds)"));
+            }
+        }
+        if self.mysql.max_pending_logins == 0 {
+            return Err(invalid("mysql.max_pending_logins", "must be at least 1"));
+        }
+        if self.mysql.max_pending_logins_per_host == 0 {
+            return Err(invalid(
+                "mysql.max_pending_logins_per_host",
+                "must be at least 1",
+            ));
+        }
         if self.runtime.worker_threads > 1024 {
             return Err(invalid(
                 "runtime.worker_threads",
@@ -174,6 +268,12 @@ impl Config {
         }
         if self.mysql.max_allowed_packet < 1024 {
             return Err(invalid("mysql.max_allowed_packet", "must be at least 1024"));
+        }
+        if self.mysql.max_allowed_packet > 1 << 30 {
+            return Err(invalid(
+                "mysql.max_allowed_packet",
+                "at most 1073741824 (1 GiB, the protocol's maximum)",
+            ));
         }
         for (name, node) in &self.nodes {
             if name.is_empty()
@@ -297,6 +397,52 @@ impl Config {
         let mut v: Vec<(&String, &NodeConfig)> = self.nodes.iter().collect();
         v.sort_by(|a, b| a.1.priority.cmp(&b.1.priority).then(a.0.cmp(b.0)));
         v.into_iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    const BASE: &str = "[mysql]\nlisten = \"127.0.0.1:0\"\n[nodes.cn1]\naddress = \"127.0.0.1:3306\"\n[monitor]\nuser = \"m\"\npassword = \"pw-monitor\"\n";
+
+    #[test]
+    fn an_all_digit_password_from_the_environment_is_a_string() {
+        let toml = format!("{BASE}[users.app]\npassword = \"x\"\n");
+        let env = [(
+            "SQLPROXY_USERS__APP__PASSWORD".to_string(),
+            "987654321".to_string(),
+        )];
+        let cfg = Config::from_toml_str(&toml, env).expect("loads");
+        assert_eq!(cfg.users["app"].password.as_deref(), Some("987654321"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let toml = format!(
+            "{BASE}[users.app]\npassword = \"pw-user\"\n[admin]\npassword = \"pw-admin\"\n"
+        );
+        let cfg = Config::from_toml_str(&toml, []).expect("loads");
+        let shown = format!("{cfg:?}");
+        for secret in ["pw-user", "pw-admin", "pw-monitor"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("<redacted>") && shown.contains("127.0.0.1:3306"));
+        let creds = crate::protocol::handshake::NativeSecret::from_password("pw-user");
+        assert!(!format!("{creds:?}").contains(&format!("{:?}", creds.stage2)));
+    }
+
+    #[test]
+    fn type_errors_on_secret_keys_do_not_show_the_value() {
+        let toml = format!("{BASE}[users.app]\npassword = 987654321\n");
+        let err = Config::from_toml_str(&toml, []).unwrap_err().to_string();
+        assert!(!err.contains("987654321"), "{err}");
+        assert!(err.contains("password"), "the key is named: {err}");
+        // Other keys still show what was found.
+        let toml =
+            format!("{BASE}[users.app]\npassword = \"x\"\n[runtime]\nworker_threads = \"many\"\n");
+        let err = Config::from_toml_str(&toml, []).unwrap_err().to_string();
+        assert!(err.contains("many"), "{err}");
     }
 }
 

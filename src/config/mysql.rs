@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// MariaDB's bounds on `wait_timeout` (seconds); a session's values outside
+/// are clamped (with a warning), as the node does.
+pub const WAIT_TIMEOUT_MIN: u64 = 1;
+pub const WAIT_TIMEOUT_MAX: u64 = 31_536_000;
+
 /// The client-facing MySQL listener.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -18,9 +23,33 @@ pub struct MysqlConfig {
     /// Largest command a client may send (bytes); larger gets error 1153.
     #[serde(default = "defaults::max_allowed_packet")]
     pub max_allowed_packet: u32,
+    /// Prepared statements one session may keep open; one more gets MariaDB's
+    /// 1461 (ER_MAX_PREPARED_STMT_COUNT_REACHED), as past `max_prepared_stmt_count`.
+    #[serde(default = "defaults::max_prepared_statements")]
+    pub max_prepared_statements: u32,
     /// LOAD DATA LOCAL INFILE is refused unless enabled (the file is the client's, relayed).
     #[serde(default)]
     pub local_infile: bool,
+    /// The whole login (greeting to final OK) must finish within this, however
+    /// the client paces its bytes (MariaDB's `connect_timeout`).
+    #[serde(default = "defaults::connect_timeout_client", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Connections still logging in, all sources together. Past it the
+    /// oldest pending login is dropped to make room, so a real client always
+    /// gets its turn. Logged-in sessions count against `max_connections` only.
+    #[serde(default = "defaults::max_pending_logins")]
+    pub max_pending_logins: u32,
+    /// Connections still logging in from one source address; more get 1040.
+    #[serde(default = "defaults::max_pending_logins_per_host")]
+    pub max_pending_logins_per_host: u32,
+    /// A logged-in client idle this long between commands is disconnected
+    /// (MariaDB's `wait_timeout`); a session's own `SET wait_timeout` wins.
+    #[serde(default = "defaults::wait_timeout", with = "humantime_serde")]
+    pub wait_timeout: Duration,
+    /// The same for clients that log in with CLIENT_INTERACTIVE (the mariadb
+    /// CLI), as MariaDB's `interactive_timeout`.
+    #[serde(default = "defaults::wait_timeout", with = "humantime_serde")]
+    pub interactive_timeout: Duration,
     /// A client that sends part of a packet and then stalls is cut after this.
     #[serde(default = "defaults::client_read_timeout", with = "humantime_serde")]
     pub client_read_timeout: Duration,
@@ -111,10 +140,33 @@ mod defaults {
     pub fn max_connections() -> u32 {
         4096
     }
-    /// MariaDB's own default is 16 MiB; the proxy accepts up to 1 GiB (the
-    /// protocol's maximum) so the node, not the proxy, decides.
+    /// MariaDB 10.11's own default: each client may make the proxy hold
+    /// one command this large, so a thousand clients cannot ask for a
+    /// terabyte. Raise it (up to 1 GiB) together with the nodes' own.
     pub fn max_allowed_packet() -> u32 {
-        1 << 30
+        16 << 20
+    }
+    /// MariaDB's `max_prepared_stmt_count` default: one session through the
+    /// proxy may keep as many as a node would let it.
+    pub fn max_prepared_statements() -> u32 {
+        16_382
+    }
+    /// MariaDB's own `connect_timeout` default.
+    pub fn connect_timeout_client() -> Duration {
+        Duration::from_secs(10)
+    }
+    /// A login takes a round trip or two; hundreds at once means a burst of
+    /// PHP workers starting, thousands means someone is holding sockets open.
+    pub fn max_pending_logins() -> u32 {
+        512
+    }
+    /// One PHP host opens a few dozen connections at once at most.
+    pub fn max_pending_logins_per_host() -> u32 {
+        64
+    }
+    /// MariaDB's `wait_timeout` and `interactive_timeout` default: 8 hours.
+    pub fn wait_timeout() -> Duration {
+        Duration::from_secs(28_800)
     }
     /// MariaDB's `net_read_timeout` default.
     pub fn client_read_timeout() -> Duration {

@@ -20,7 +20,7 @@ pub struct NodeConfig {
 }
 
 /// Health checks (HAProxy `inter`, `rise`, `fall`, `timeout check`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     #[serde(default = "defaults::monitor_user")]
@@ -176,5 +176,12 @@ mod defaults {
     /// for 4 s (it runs every second): 6 s leaves a margin.
     pub fn fence_lease() -> Duration {
         Duration::from_secs(6)
+    }
+}
+
+/// Redacted: the password never reaches a log line.
+impl std::fmt::Debug for MonitorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::debug_redacted("MonitorConfig", self, f)
     }
 }

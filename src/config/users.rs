@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// Plain password: used to check clients and to log in to nodes.
@@ -31,4 +31,11 @@ pub fn parse_native_hash(s: &str) -> Result<[u8; 20], String> {
         out[i] = u8::from_str_radix(txt, 16).map_err(|_| "not hex".to_string())?;
     }
     Ok(out)
+}
+
+/// Redacted: the password never reaches a log line.
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::debug_redacted("UserConfig", self, f)
+    }
 }

@@ -170,7 +170,7 @@ impl SessionHandle {
         a.info.clear();
         if let Command::Query(sql) | Command::StmtPrepare(sql) = cmd {
             let sql = &sql[..sql.len().min(MAX_INFO)];
-            a.info.push_str(&String::from_utf8_lossy(sql));
+            a.info.push_str(&crate::router::redact::redact_secrets(sql));
         }
     }
 

@@ -5,6 +5,8 @@
 //! as [`SessionFacts`]; `session/effects.rs` is the one place that changes
 //! them after a reply.
 
+use std::time::Duration;
+
 use crate::backend::SessionSetup;
 use crate::protocol::status;
 use crate::router::{SessionFacts, Why};
@@ -25,6 +27,9 @@ pub struct SessionState {
     pub home: Option<NodeId>,
     /// Node of the previous statement: SHOW WARNINGS and friends go there.
     pub last_node: Option<NodeId>,
+    /// The session's own `SET wait_timeout`, once it ran one (otherwise the
+    /// timeout from login applies).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl SessionState {
@@ -36,6 +41,7 @@ impl SessionState {
             last_gtid: None,
             home: None,
             last_node: None,
+            idle_timeout: None,
         }
     }
 

@@ -145,6 +145,8 @@ pub struct ClientInfo<'a> {
     pub forwarded_for: &'a HeaderValue,
     /// `http` (the balancer has no TLS of its own).
     pub proto: &'static str,
+    /// The client is a trusted proxy: its `X-Forwarded-*` headers are kept
+    /// (and `X-Forwarded-For` extended); otherwise they are replaced.
     pub trust_forwarded: bool,
     pub sticky_cookie: Option<&'a str>,
 }
@@ -167,7 +169,13 @@ pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo<'_>, upgr
             h.insert(header::HOST, v);
         }
     }
-    append_list(h, X_FORWARDED_FOR, client.forwarded_for);
+    if client.trust_forwarded {
+        append_list(h, X_FORWARDED_FOR, client.forwarded_for);
+    } else {
+        // A client could otherwise choose the first entry, the one
+        // PrestaShop takes as the visitor's address.
+        h.insert(X_FORWARDED_FOR, client.forwarded_for.clone());
+    }
     if !(client.trust_forwarded && h.contains_key(&X_FORWARDED_PROTO)) {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
     }
@@ -329,7 +337,10 @@ mod tests {
         for gone in ["connection", "x-secret", "keep-alive", "te", "upgrade"] {
             assert!(!h.contains_key(gone), "{gone} must be stripped");
         }
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(
+            h["x-forwarded-for"], "192.0.2.7",
+            "untrusted client value replaced"
+        );
         assert_eq!(
             h["x-forwarded-proto"], "http",
             "untrusted client value overwritten"
@@ -368,7 +379,11 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        prepare_request(&mut p, &info(), false);
+        let trusted = ClientInfo {
+            trust_forwarded: true,
+            ..info()
+        };
+        prepare_request(&mut p, &trusted, false);
         assert_eq!(
             p.headers["x-forwarded-for"],
             "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"

@@ -58,6 +58,7 @@ pub fn json(stats: &Stats) -> Value {
     let f = &stats.frontend;
     let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     json!({
+        "control_token": stats.control_token(),
         "frontend": {
             "requests": l(&f.requests),
             "connections": f.connections.load(Ordering::Relaxed),
@@ -140,10 +141,11 @@ pub fn html(stats: &Stats, uri: &str) -> String {
             ));
             for action in ["drain", "ready", "maint"] {
                 o.push_str(&format!(
-                    "<form method=\"post\" action=\"{}/backends/{}/{action}\" style=\"display:inline\">\
+                    "<form method=\"post\" action=\"{}/backends/{}/{action}?token={}\" style=\"display:inline\">\
                      <button>{action}</button></form>",
                     esc(uri),
-                    esc(name)
+                    esc(name),
+                    esc(stats.control_token())
                 ));
             }
             o.push_str("</td></tr>");

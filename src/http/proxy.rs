@@ -26,6 +26,7 @@ use super::idle::InFlight;
 use super::pool::{self, Conn, UpBody};
 use super::stats::FrontendStats;
 use super::upstream::{Lease, Upstreams};
+use crate::config::http::Cidr;
 use crate::config::{HttpConfig, Timeouts};
 
 /// What the proxy needs from the config, plus the shared state. There is
@@ -37,6 +38,8 @@ pub struct Proxy {
     timeouts: Timeouts,
     max_body: u64,
     trust_forwarded: bool,
+    /// `http.trusted_proxies`, parsed (validated at load).
+    trusted_proxies: Vec<Cidr>,
     sticky: Option<String>,
     pub frontend: Arc<FrontendStats>,
 }
@@ -93,6 +96,11 @@ impl Proxy {
             timeouts: cfg.timeouts.clone(),
             max_body: cfg.max_body_size,
             trust_forwarded: cfg.trust_forwarded,
+            trusted_proxies: cfg
+                .trusted_proxies
+                .iter()
+                .filter_map(|c| Cidr::parse(c).ok())
+                .collect(),
             sticky: cfg.sticky.as_ref().map(|s| s.cookie.clone()),
             frontend,
         }
@@ -152,7 +160,11 @@ impl Proxy {
         let info = ClientInfo {
             forwarded_for: &client.forwarded_for,
             proto: "http",
-            trust_forwarded: self.trust_forwarded,
+            trust_forwarded: self.trust_forwarded
+                || self
+                    .trusted_proxies
+                    .iter()
+                    .any(|c| c.contains(client.addr.ip())),
             sticky_cookie: self.sticky.as_deref(),
         };
         headers::prepare_request(&mut parts, &info, upgrade);

@@ -49,6 +49,10 @@ pub struct Stats {
     uri: String,
     /// `Basic base64(user:password)`, compared in constant time.
     expected_auth: Vec<u8>,
+    /// Required on control POSTs (`?token=`): only a page or client that
+    /// could read the authenticated stats knows it, so another site cannot
+    /// make an operator's browser post a control action (CSRF).
+    control_token: String,
     registry: Registry,
 }
 
@@ -62,6 +66,51 @@ impl Stats {
             frontend,
             uri: cfg.uri.trim_end_matches('/').to_string(),
             expected_auth: format!("Basic {token}").into_bytes(),
+            control_token: {
+                use rand::Rng;
+                let bytes: [u8; 16] = rand::rng().random();
+                bytes.iter().map(|b| format!("{b:02x}")).collect()
+            },
+        }
+    }
+
+    /// The token control POSTs carry (shown to authenticated readers only).
+    pub fn control_token(&self) -> &str {
+        &self.control_token
+    }
+
+    /// A control POST is made by the stats page itself or a client that
+    /// read it: the token matches, and a browser's `Origin`/`Referer`/
+    /// `Sec-Fetch-Site` does not name another site.
+    fn control_allowed<B>(&self, req: &Request<B>) -> bool {
+        let h = req.headers();
+        let token = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .unwrap_or("");
+        if !constant_time_eq(token.as_bytes(), self.control_token.as_bytes()) {
+            return false;
+        }
+        if h.get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() != b"same-origin" && v.as_bytes() != b"none")
+        {
+            return false;
+        }
+        let host = h.get(header::HOST).map(|v| v.as_bytes());
+        let from = h.get(header::ORIGIN).or_else(|| h.get(header::REFERER));
+        match from {
+            None => true,
+            Some(v) => {
+                let authority = v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.parse::<http::Uri>().ok())
+                    .and_then(|u| u.authority().map(|a| a.as_str().as_bytes().to_vec()));
+                authority.is_some() && authority.as_deref() == host
+            }
         }
     }
 
@@ -75,6 +124,18 @@ impl Stats {
 
     /// Serves one stats request. `metrics` enables `/metrics` (dedicated listener).
     pub fn handle<B>(&self, req: &Request<B>, metrics: bool) -> Response<RespBody> {
+        let mut r = self.route(req, metrics);
+        // The page has control buttons: never inside another site's frame.
+        r.headers_mut()
+            .insert("x-frame-options", HeaderValue::from_static("DENY"));
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+        r
+    }
+
+    fn route<B>(&self, req: &Request<B>, metrics: bool) -> Response<RespBody> {
         let path = req.uri().path();
         if metrics && path == "/metrics" {
             return match super::metrics::render(&self.registry) {
@@ -108,6 +169,10 @@ impl Stats {
             (&Method::GET | &Method::HEAD, ".json" | ";json" | "/json") => {
                 json_response(StatusCode::OK, &page::json(self))
             }
+            (&Method::POST, _) if !self.control_allowed(req) => error_page(
+                StatusCode::FORBIDDEN,
+                "Control actions need the page's token and must come from the stats page itself.",
+            ),
             (&Method::POST, control) => self.control(control),
             _ => error_page(StatusCode::NOT_FOUND, "No such page."),
         }

@@ -57,6 +57,17 @@ impl ProxyError {
     }
 
     /// 1243 ER_UNKNOWN_STMT_HANDLER.
+    /// 1461 ER_MAX_PREPARED_STMT_COUNT_REACHED, with MariaDB's own text.
+    pub fn too_many_prepared_statements(limit: u32) -> Self {
+        Self::new(
+            1461,
+            "42000",
+            format!(
+                "Can't create more than max_prepared_stmt_count statements (current value: {limit})"
+            ),
+        )
+    }
+
     pub fn unknown_stmt_handler(id: u32, func: &str) -> Self {
         Self::new(
             1243,

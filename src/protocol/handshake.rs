@@ -117,7 +117,7 @@ fn plugin_data_len_ok(payload: &[u8]) -> bool {
 }
 
 /// A client's HandshakeResponse41.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientHello {
     pub capabilities: u32,
     pub collation: u8,
@@ -190,7 +190,7 @@ pub fn parse_auth_switch(payload: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// A client's COM_CHANGE_USER.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ChangeUser {
     pub user: Vec<u8>,
     pub auth: Vec<u8>,
@@ -239,7 +239,7 @@ fn split_nul(b: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// A user's secret as mysql_native_password knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct NativeSecret {
     /// SHA1(SHA1(password)), what `mysql.user` stores (hex, after `*`).
     pub stage2: [u8; 20],
@@ -301,6 +301,48 @@ impl NativeSecret {
         }
         let stage1 = self.stage1?;
         Some(xor(&stage1, &sha1(&[nonce, &self.stage2])).to_vec())
+    }
+}
+
+// Scrambles and password hashes never reach a log line through `{:?}`.
+impl std::fmt::Debug for ClientHello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHello")
+            .field("capabilities", &self.capabilities)
+            .field("collation", &self.collation)
+            .field("user", &String::from_utf8_lossy(&self.user))
+            .field("auth", &"<redacted>")
+            .field("db", &self.db.as_deref().map(String::from_utf8_lossy))
+            .field(
+                "plugin",
+                &self.plugin.as_deref().map(String::from_utf8_lossy),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ChangeUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeUser")
+            .field("user", &String::from_utf8_lossy(&self.user))
+            .field("auth", &"<redacted>")
+            .field("db", &self.db.as_deref().map(String::from_utf8_lossy))
+            .field("charset", &self.charset)
+            .field(
+                "plugin",
+                &self.plugin.as_deref().map(String::from_utf8_lossy),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NativeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeSecret")
+            .field("stage2", &"<redacted>")
+            .field("stage1", &self.stage1.map(|_| "<redacted>"))
+            .field("empty", &self.empty)
+            .finish()
     }
 }
 

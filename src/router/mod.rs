@@ -18,10 +18,12 @@
 pub mod analyze;
 pub mod classify;
 mod digest;
+pub mod idle;
 pub mod keywords;
 pub mod lexer;
 mod non_deterministic;
 pub mod place;
+pub mod redact;
 pub mod route;
 mod set;
 mod stmt_scan;

@@ -4,10 +4,11 @@
 //! totals. Everything a command may change is said up front as a
 //! [`Change`], applied only if the node accepted the command.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Nodes, Session};
 use crate::backend::RelayOutcome;
+use crate::router::idle::IdleSet;
 use crate::router::{Route, Why};
 use crate::topology::NodeId;
 
@@ -65,6 +66,14 @@ impl<N: Nodes> Session<N> {
                 synced = true;
             }
             if let Some(set) = change.set {
+                let sql = set.get(1..).unwrap_or_default();
+                match crate::router::idle::session_wait_timeout(sql) {
+                    Some(IdleSet::Secs(s)) => state.idle_timeout = Some(Duration::from_secs(s)),
+                    Some(IdleSet::Default) => {
+                        state.idle_timeout = Some(self.ctx.config.mysql.wait_timeout)
+                    }
+                    None => {}
+                }
                 if state.setup.record_set(set) {
                     synced = true;
                 } else {

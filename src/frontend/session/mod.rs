@@ -23,13 +23,14 @@ mod tests;
 mod user;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::login::{self, Login};
+use super::pending::PendingLogin;
 use super::state::SessionState;
-use super::FrontendError;
+use super::{login_within, FrontendError};
 use crate::backend::{BackendError, ConnKey, NodeConns, Tap};
 use crate::cache::WriteSet;
 use crate::context::{ProxyContext, SessionHandle};
@@ -42,12 +43,20 @@ use crate::protocol::{caps, status};
 use crate::router::Why;
 pub use nodes::Nodes;
 
-/// Runs a client from greeting to goodbye.
-pub async fn run(ctx: Arc<ProxyContext>, mut io: PacketIo, id: u32, shutdown: CancellationToken) {
+/// Runs a client from greeting to goodbye. The login counts as `pending`
+/// until it is done; only then does the session take one of the
+/// `max_connections` slots.
+pub async fn run(
+    ctx: Arc<ProxyContext>,
+    mut io: PacketIo,
+    id: u32,
+    shutdown: CancellationToken,
+    pending: PendingLogin,
+) {
     let nonce = handshake::new_nonce();
     let version = ctx.server_version.load_full();
     let timeout = ctx.config.mysql.client_read_timeout;
-    let login = match login::login(
+    let attempt = login::login(
         &mut io,
         &ctx.users,
         id,
@@ -55,17 +64,38 @@ pub async fn run(ctx: Arc<ProxyContext>, mut io: PacketIo, id: u32, shutdown: Ca
         &version,
         ctx.server_caps,
         timeout,
-    )
-    .await
-    {
-        Ok(l) => l,
-        Err(e) => {
+    );
+    let outcome = login_within(ctx.config.mysql.connect_timeout, &pending, attempt).await;
+    drop(pending);
+    let login = match outcome {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
             tracing::debug!(error = %e, "login failed");
             ctx.metrics
                 .login_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
+        None => {
+            ctx.metrics
+                .login_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+    };
+    let Some(_slot) = ctx.session_slot() else {
+        ctx.metrics
+            .sessions_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!("logged in past max_connections: 1040");
+        io.queue(
+            login.next_seq,
+            &ProxyError::too_many_connections().to_payload(),
+        );
+        if let Err(e) = io.flush().await {
+            tracing::debug!(error = %e, "could not send 1040");
+        }
+        return;
     };
     tracing::debug!(user = %login.creds.user, "logged in");
     let (peer, db) = (io.peer_addr().ok(), login.hello.db.as_deref());
@@ -108,6 +138,9 @@ pub(crate) struct Session<N: Nodes> {
     tx_counted: bool,
     /// This session's entry in admin SHOW SESSIONS.
     activity: SessionHandle,
+    /// Idle limit between commands unless the session set its own:
+    /// `wait_timeout`, or `interactive_timeout` for CLIENT_INTERACTIVE clients.
+    login_idle: Duration,
     /// Capture / held flush for the reply being relayed (result cache).
     tap: Option<Tap>,
     /// Tables written by the open transaction: invalidated when it ends.
@@ -144,9 +177,16 @@ impl<N: Nodes> Session<N> {
             caps,
             next_seq,
         } = login;
+        let mysql = &ctx.config.mysql;
+        let login_idle = if hello.capabilities & caps::INTERACTIVE != 0 {
+            mysql.interactive_timeout
+        } else {
+            mysql.wait_timeout
+        };
         Session {
             client,
             caps,
+            login_idle,
             user: creds.user,
             collation: hello.collation,
             nonce,
@@ -183,9 +223,10 @@ impl<N: Nodes> Session<N> {
         let max = self.ctx.config.mysql.max_allowed_packet as usize;
         let timeout = Some(self.ctx.config.mysql.client_read_timeout);
         loop {
+            let idle = self.state.idle_timeout.unwrap_or(self.login_idle);
             let pkt = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                p = self.client.read_packet(max, None, timeout) => p,
+                p = self.client.read_packet(max, Some(idle), timeout) => p,
             };
             let pkt = match pkt {
                 Ok(p) => p,
@@ -194,6 +235,13 @@ impl<N: Nodes> Session<N> {
                     if let Err(e) = self.reply_err(1, ProxyError::packet_too_large()).await {
                         tracing::debug!(error = %e, "could not send 1153");
                     }
+                    break;
+                }
+                Err(NetError::Timeout(_)) if self.client.rbuf.is_empty() => {
+                    // As MariaDB does past wait_timeout: no message, and a
+                    // reset, so the client's next write fails ("gone away").
+                    tracing::info!(?idle, "idle session closed (wait_timeout)");
+                    self.client.reset_on_close();
                     break;
                 }
                 Err(e) => {

@@ -36,6 +36,12 @@ impl<N: Nodes> Session<N> {
         sql: &[u8],
         seq: u8,
     ) -> Result<(), FrontendError> {
+        let limit = self.ctx.config.mysql.max_prepared_statements;
+        if self.prepared.len() >= limit as usize {
+            // Each one costs the proxy its text and facts, and a node handle.
+            let err = ProxyError::too_many_prepared_statements(limit);
+            return self.reply_err(seq, err).await;
+        }
         let stmt = router::classify(sql);
         let id = self.nodes.next_statement_id();
         let job = Job::Prepare { payload };

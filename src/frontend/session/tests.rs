@@ -239,6 +239,7 @@ async fn session(fake: FakeNodes) -> (Session<FakeNodes>, TcpStream) {
         nodes: fake,
         prepared: stmt::PreparedFacts::default(),
         login_seq: 2,
+        login_idle: std::time::Duration::from_secs(28800),
         tx_counted: false,
         activity,
         tap: None,
