@@ -110,6 +110,9 @@ async fn session(
         s.lease_alive_until = Some(Instant::now() + alive_for);
         s.holder = None;
         s.instances.clear();
+        // What etcd holds now is the truth, even an older epoch (an etcd
+        // restored from a backup): the topology keeps its master meanwhile.
+        s.writer = None;
     }
     let mut writer_seen = false;
     let mut operators_seen = Vec::new();
@@ -121,7 +124,7 @@ async fn session(
         }
     }
     if !writer_seen {
-        coord.state().writer = None;
+        tracing::warn!("no writer record in etcd yet: the holder records the master it reads back from the nodes");
     }
     reset_operators_not_in(coord, &operators_seen);
     let mut watch = bounded(
