@@ -392,7 +392,15 @@ fn apply_operator(coord: &Coordinator, node: &str, record: &OperatorRecord) {
     let admin = match record.admin.as_deref() {
         Some("offline") => AdminState::Offline,
         Some("drain") => AdminState::Drain,
-        _ => AdminState::Online,
+        Some("online") | None => AdminState::Online,
+        Some(other) => {
+            tracing::warn!(
+                node,
+                state = other,
+                "unknown operator state in etcd: online"
+            );
+            AdminState::Online
+        }
     };
     let weight = record
         .weight
@@ -413,18 +421,18 @@ fn apply_operator(coord: &Coordinator, node: &str, record: &OperatorRecord) {
 /// Nodes with no operator key get the config's values back (a key deleted
 /// while this instance was away from etcd).
 fn reset_operators_not_in(coord: &Coordinator, present: &[String]) {
-    let names: Vec<String> = coord.base_weights.keys().cloned().collect();
-    let mut s_operator_removed = Vec::new();
-    for name in names.iter().filter(|n| !present.contains(n)) {
-        s_operator_removed.push(name.clone());
-    }
+    let absent: Vec<&String> = coord
+        .base_weights
+        .keys()
+        .filter(|n| !present.contains(n))
+        .collect();
     {
         let mut s = coord.state();
-        for n in &s_operator_removed {
-            s.operator.remove(n);
+        for n in &absent {
+            s.operator.remove(n.as_str());
         }
     }
-    for n in &s_operator_removed {
+    for n in absent {
         apply_operator(coord, n, &OperatorRecord::default());
     }
 }
