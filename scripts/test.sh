@@ -11,6 +11,8 @@
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo test --all-targets
+#   5. a short run of every fuzz target from its committed seeds
+#      (FUZZ_SECONDS each, 4 by default; FUZZ_SECONDS=0 skips the step)
 # Starts no database itself: each integration test binary starts its own
 # two-node cluster on free loopback ports (tests/common). CI runs this as
 # root in a clean clone, through .ci/run, with CI=true.
@@ -42,6 +44,7 @@ apt_install_missing \
     strip:binutils \
     ip:iproute2 \
     nft:nftables \
+    g++:g++ \
     etcd:etcd-server \
     etcdctl:etcd-client \
     protoc:protobuf-compiler
@@ -65,5 +68,30 @@ info "$(cargo deb --version), $(promtool --version 2>&1 | head -n 1)"
 run cargo fmt --all -- --check
 run cargo clippy --all-targets -- -D warnings
 run cargo test --all-targets
+
+# The fuzz targets (fuzz/, docs/FUZZING.md). cargo-fuzz wants nightly flags;
+# RUSTC_BOOTSTRAP=1 unlocks them on the stable toolchain, and libfuzzer-sys
+# builds libFuzzer with g++. The default build (optimised, with overflow
+# checks and AddressSanitizer) is what the long runs use; each target then
+# runs from a scratch copy of its seeds, so the clone stays clean. A crash
+# fails the suite and leaves its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS=${FUZZ_SECONDS:-4}
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    step "fuzz targets, ${FUZZ_SECONDS}s each"
+    fuzz_began=$SECONDS
+    if ! command -v cargo-fuzz >/dev/null 2>&1; then
+        run cargo install cargo-fuzz --locked
+    fi
+    run env RUSTC_BOOTSTRAP=1 cargo fuzz build
+    corpus=$(mktemp -d)
+    trap 'rm -rf "$corpus"' EXIT
+    for target in $(cargo fuzz list); do
+        [ -d "fuzz/seeds/$target" ] || die "fuzz target $target has no fuzz/seeds/$target"
+        cp -r "fuzz/seeds/$target" "$corpus/$target"
+        run env RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus/$target" -- \
+            -max_total_time="$FUZZ_SECONDS"
+    done
+    info "fuzz targets: $((SECONDS - fuzz_began))s in all"
+fi
 
 step "all checks passed in $(($(date +%s) - began))s"

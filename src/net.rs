@@ -12,7 +12,7 @@ use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::protocol::codec::{self, Header, MAX_CHUNK};
+use crate::protocol::codec::{self, Chunk, Header};
 
 /// Flush queued output once it grows past this, so a large result streams
 /// instead of piling up in memory.
@@ -101,6 +101,8 @@ impl PacketIo {
     }
 
     /// Reads one logical packet, joining split chunks, refusing more than `limit` bytes.
+    /// The size is checked from each chunk's header, before its body is buffered
+    /// (`codec::next_chunk` decides; this only reads and joins).
     pub async fn read_packet(
         &mut self,
         limit: usize,
@@ -110,34 +112,28 @@ impl PacketIo {
         let mut payload: Option<BytesMut> = None;
         let mut expected: Option<u8> = None;
         loop {
-            let t = if payload.is_some() {
-                timeout
-            } else {
-                first_timeout
+            let joined = payload.as_ref().map_or(0, |p| p.len());
+            let h = match codec::next_chunk(&self.rbuf, joined, expected, limit) {
+                Chunk::Ready(h) => h,
+                Chunk::NeedHeader => {
+                    // `first_timeout` only while nothing of the packet has arrived.
+                    let wait = if payload.is_none() && self.rbuf.is_empty() {
+                        first_timeout
+                    } else {
+                        timeout
+                    };
+                    self.fill(wait).await?;
+                    continue;
+                }
+                Chunk::NeedBody(_) => {
+                    self.fill(timeout).await?;
+                    continue;
+                }
+                Chunk::TooLarge { size } => return Err(NetError::TooLarge { size, limit }),
+                Chunk::OutOfOrder { expected, got } => {
+                    return Err(NetError::Sequence { expected, got })
+                }
             };
-            // Check the announced size before buffering the body.
-            while self.rbuf.len() < 4 {
-                let wait = if self.rbuf.is_empty() { t } else { timeout };
-                self.fill(wait).await?;
-            }
-            if let Some(h) = Header::parse(&self.rbuf) {
-                let so_far = payload.as_ref().map_or(0, |p| p.len());
-                if so_far + h.len > limit {
-                    return Err(NetError::TooLarge {
-                        size: so_far + h.len,
-                        limit,
-                    });
-                }
-            }
-            let h = self.physical(timeout, timeout).await?;
-            if let Some(e) = expected {
-                if h.seq != e {
-                    return Err(NetError::Sequence {
-                        expected: e,
-                        got: h.seq,
-                    });
-                }
-            }
             let mut chunk = self.rbuf.split_to(4 + h.len);
             chunk.advance(4);
             let joined = match payload.take() {
@@ -147,7 +143,7 @@ impl PacketIo {
                     p
                 }
             };
-            if h.len < MAX_CHUNK {
+            if !h.continues() {
                 return Ok(Packet {
                     seq: h.seq,
                     payload: joined,

@@ -187,13 +187,19 @@ pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo<'_>, upgr
     }
     // HTTP/1 clients send the origin form already; HTTP/2 ones (and
     // absolute-form HTTP/1 requests) are cut down to it.
+    // Rebuilt from `path()` and `query()`: `http://host?q` has `?q` as its
+    // path-and-query, which does not parse alone. The authority form
+    // (`host:port`) has no path at all.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        if let Ok(u) = pq.parse::<Uri>() {
+        let path = match parts.uri.path() {
+            "" => "/",
+            p => p,
+        };
+        let origin = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        if let Ok(u) = origin.parse::<Uri>() {
             parts.uri = u;
         }
     }
@@ -333,6 +339,22 @@ mod tests {
         assert_eq!(h["via"], "1.1 sqlproxy");
         assert_eq!(h["cookie"], "a=1; b=2");
         assert_eq!(p.uri, "/index.php?id=3");
+    }
+
+    #[test]
+    fn absolute_form_without_a_path_becomes_origin_form() {
+        // Found by the http_headers fuzz target: `http` keeps the path-and-query
+        // of `http://host?query` as `?query`, which is no URI on its own, and the
+        // absolute form went to the worker unchanged.
+        let mut p = parts(Request::get("http://shop.example?id=3").body(()).unwrap());
+        prepare_request(&mut p, &info(), false);
+        assert_eq!(p.uri, "/?id=3");
+        assert_eq!(p.headers["host"], "shop.example");
+        for target in ["http://shop.example", "shop.example:80"] {
+            let mut p = parts(Request::get(target).body(()).unwrap());
+            prepare_request(&mut p, &info(), false);
+            assert_eq!(p.uri, "/", "{target}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@
 
 mod body;
 mod error;
-mod headers;
+pub mod headers;
 mod health;
 mod idle;
 mod metrics;

@@ -35,6 +35,51 @@ pub fn complete_packet(buf: &[u8]) -> Option<Header> {
     (buf.len() >= 4 + h.len).then_some(h)
 }
 
+/// Where reading one logical packet stands, from the bytes buffered so far:
+/// what [`next_chunk`] tells the reader to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// Fewer than 4 bytes: read until the header is here.
+    NeedHeader,
+    /// The header is here and within the limit, the body is not: read more.
+    NeedBody(Header),
+    /// The packet would pass the limit with this chunk: `size` is the earlier
+    /// chunks' bytes plus the length this header announces. Decided from the
+    /// header alone, so an oversized body is never buffered.
+    TooLarge { size: usize },
+    /// A continuation chunk whose sequence id is not the one that follows
+    /// the previous chunk's.
+    OutOfOrder { expected: u8, got: u8 },
+    /// A whole physical packet (header and `len` bytes) is buffered; the
+    /// logical packet ends with it unless [`Header::continues`].
+    Ready(Header),
+}
+
+/// The next step of reading a logical packet of at most `limit` bytes from
+/// `buf`, after `joined` bytes of earlier chunks. `expected` is the sequence
+/// id the chunk must carry (`None` for a packet's first chunk). Checks come in
+/// this order: header, size limit, body, sequence.
+pub fn next_chunk(buf: &[u8], joined: usize, expected: Option<u8>, limit: usize) -> Chunk {
+    let Some(h) = Header::parse(buf) else {
+        return Chunk::NeedHeader;
+    };
+    if joined + h.len > limit {
+        return Chunk::TooLarge {
+            size: joined + h.len,
+        };
+    }
+    if buf.len() < 4 + h.len {
+        return Chunk::NeedBody(h);
+    }
+    match expected {
+        Some(e) if h.seq != e => Chunk::OutOfOrder {
+            expected: e,
+            got: h.seq,
+        },
+        _ => Chunk::Ready(h),
+    }
+}
+
 /// Appends `payload` framed as packets starting at `seq`; returns the next seq.
 /// Splits at 0xFFFFFF and adds the empty trailer when the payload is an exact
 /// multiple of it, as the protocol requires.
@@ -77,6 +122,64 @@ mod tests {
         assert_eq!(
             Header::parse(&out[4 + MAX_CHUNK..]).unwrap(),
             Header { len: 0, seq: 1 }
+        );
+    }
+
+    #[test]
+    fn next_chunk_checks_header_then_size_then_body_then_sequence() {
+        let mut out = Vec::new();
+        write_packet(&mut out, 5, b"hello");
+        let h = Header { len: 5, seq: 5 };
+        assert_eq!(next_chunk(&[], 0, None, 100), Chunk::NeedHeader);
+        assert_eq!(next_chunk(&out[..3], 0, None, 100), Chunk::NeedHeader);
+        assert_eq!(next_chunk(&out[..4], 0, None, 100), Chunk::NeedBody(h));
+        assert_eq!(next_chunk(&out[..8], 0, None, 5), Chunk::NeedBody(h));
+        assert_eq!(next_chunk(&out, 0, None, 5), Chunk::Ready(h));
+        // The limit is checked from the header alone, counting earlier chunks.
+        assert_eq!(
+            next_chunk(&out[..4], 0, None, 4),
+            Chunk::TooLarge { size: 5 }
+        );
+        assert_eq!(
+            next_chunk(&out[..4], 96, None, 100),
+            Chunk::TooLarge { size: 101 }
+        );
+        // A continuation's sequence id is checked once its body is here.
+        assert_eq!(next_chunk(&out, 1, Some(5), 100), Chunk::Ready(h));
+        assert_eq!(next_chunk(&out[..6], 1, Some(9), 100), Chunk::NeedBody(h));
+        assert_eq!(
+            next_chunk(&out, 1, Some(9), 100),
+            Chunk::OutOfOrder {
+                expected: 9,
+                got: 5
+            }
+        );
+    }
+
+    #[test]
+    fn next_chunk_walks_a_split_packet() {
+        let payload = vec![3u8; MAX_CHUNK + 10];
+        let mut out = Vec::new();
+        write_packet(&mut out, 254, &payload);
+        let first = Header {
+            len: MAX_CHUNK,
+            seq: 254,
+        };
+        assert_eq!(
+            next_chunk(&out, 0, None, usize::MAX / 2),
+            Chunk::Ready(first)
+        );
+        assert!(first.continues());
+        let rest = &out[4 + MAX_CHUNK..];
+        assert_eq!(
+            next_chunk(rest, MAX_CHUNK, Some(255), usize::MAX / 2),
+            Chunk::Ready(Header { len: 10, seq: 255 })
+        );
+        assert_eq!(
+            next_chunk(rest, MAX_CHUNK, Some(255), MAX_CHUNK + 9),
+            Chunk::TooLarge {
+                size: MAX_CHUNK + 10
+            }
         );
     }
 

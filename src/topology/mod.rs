@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+mod acked;
 mod check;
 mod events;
 pub mod failover;

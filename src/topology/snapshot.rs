@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use super::acked::AckedCommits;
 use super::check::{CheckError, CheckErrorKind, Observation, SemiSync};
 use super::gtid::{self, Gtid, GtidPos};
 use super::health::ChangeReason;
@@ -223,6 +224,7 @@ pub struct Topology {
     current: ArcSwap<TopologySnapshot>,
     names: Vec<String>,
     signals: Signals,
+    acked: AckedCommits,
 }
 
 impl Topology {
@@ -252,6 +254,7 @@ impl Topology {
         };
         Arc::new(Topology {
             signals: Signals::new(names.len()),
+            acked: AckedCommits::default(),
             current: ArcSwap::from_pointee(snapshot),
             names,
         })
@@ -267,6 +270,22 @@ impl Topology {
     /// session shares.
     pub fn current(&self) -> arc_swap::Guard<Arc<TopologySnapshot>> {
         self.current.load()
+    }
+
+    /// A client got an OK for the commit `gtid` (see acked.rs).
+    pub fn record_acked(&self, gtid: &Gtid) {
+        self.acked.record(gtid);
+    }
+
+    /// A forced failover gave up what the new master lacks.
+    pub fn forget_acked(&self) {
+        self.acked.forget();
+    }
+
+    /// The first acknowledged commit that `pos` lacks: a node at `pos`
+    /// must not become the master.
+    pub fn acked_missing_from(&self, pos: &GtidPos) -> Option<Gtid> {
+        self.acked.missing_from(pos)
     }
 
     /// A session saw `node` fail on the data path (refused, reset): the

@@ -321,6 +321,13 @@ impl Node {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// How many lines of the node's error log hold `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.log_path())
+            .map(|log| log.lines().filter(|l| l.contains(needle)).count())
+            .unwrap_or(0)
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.join("error.log")
     }

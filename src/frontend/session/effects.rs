@@ -46,6 +46,8 @@ impl<N: Nodes> Session<N> {
         }
         let state = &mut self.state;
         if let Some(g) = out.last_gtid.as_deref().and_then(|g| g.parse().ok()) {
+            // Relayed to the client by now: an acknowledged commit.
+            self.ctx.topology.record_acked(&g);
             state.last_gtid = Some(g);
         }
         let mut synced = false;

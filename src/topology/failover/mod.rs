@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::TopologyEvent;
+use super::gtid::GtidPos;
 use super::snapshot::{Topology, TopologySnapshot};
 use super::{CheckErrorKind, NodeId, NodeState};
 use crate::config::Config;
@@ -56,6 +57,8 @@ pub enum FailoverError {
     CatchUpTimeout { node: String, after: Duration },
     #[error("'{node}' did not apply all it received from the failed master within {after:?}; not promoted (FAILOVER TO '{node}' forces it)")]
     NotCaughtUp { node: String, after: Duration },
+    #[error("'{node}' lacks a commit a client got an OK for (domain and sequence of {gtid}); not promoted (FAILOVER TO '{node}' forces it)")]
+    LacksAcknowledged { node: String, gtid: String },
     #[error("control statement on '{node}' failed: {error}")]
     Control { node: String, error: String },
     #[error("the failover controller is not running")]
@@ -421,6 +424,20 @@ async fn promote(
             return Err(FailoverError::NotCaughtUp {
                 node: control.name(to),
                 after: t,
+            });
+        }
+    }
+    // Semi-sync may not have covered every commit (a replica still
+    // reconnecting, a timeout that switched it off): the proxy itself knows
+    // what it acknowledged.
+    let held: Option<String> = control
+        .value(to, "SELECT @@GLOBAL.gtid_current_pos", t)
+        .await?;
+    if let Some(pos) = held.and_then(|p| p.parse::<GtidPos>().ok()) {
+        if let Some(gtid) = topology.acked_missing_from(&pos) {
+            return Err(FailoverError::LacksAcknowledged {
+                node: control.name(to),
+                gtid: gtid.to_string(),
             });
         }
     }

@@ -112,6 +112,9 @@ async fn forced(
         control.set_read_only(new, false).await?;
         topology.record_read_only(new, false);
     }
+    // The operator chose to give up what `new` lacks: from here on, only
+    // what the new master acknowledges counts.
+    topology.forget_acked();
     topology.set_master(new);
     Ok(Done {
         message: format!("forced failover to {to}"),

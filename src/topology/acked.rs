@@ -1,0 +1,153 @@
+//! The highest commit, per GTID domain, that a client got an OK for. The
+//! failover controller never promotes a node whose position is behind it:
+//! whatever the nodes' semi-sync state was when the master died (replica
+//! still reconnecting, semi-sync switched off by a timeout), no acknowledged
+//! commit is lost by a promotion. Sessions record every OK that carried a
+//! `last_gtid` from the node that wrote it.
+//!
+//! Every write records, so the common path takes no lock shared by all
+//! sessions: a few slots of atomics, one per domain (a cluster has one
+//! domain per node that ever was master), and a locked map only past them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::gtid::{Gtid, GtidPos};
+
+/// Domains tracked without a lock.
+const SLOTS: usize = 8;
+/// Marks a free slot. `gtid_domain_id` may be this value too (it is
+/// unheard of); such a domain is kept in the locked map.
+const FREE: u32 = u32::MAX;
+
+#[derive(Debug)]
+pub struct AckedCommits {
+    domains: [AtomicU32; SLOTS],
+    highest: [AtomicU64; SLOTS],
+    more: Mutex<BTreeMap<u32, u64>>,
+}
+
+impl Default for AckedCommits {
+    fn default() -> Self {
+        AckedCommits {
+            domains: std::array::from_fn(|_| AtomicU32::new(FREE)),
+            highest: std::array::from_fn(|_| AtomicU64::new(0)),
+            more: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl AckedCommits {
+    pub fn record(&self, gtid: &Gtid) {
+        let slotted = gtid.domain != FREE;
+        for (domain, highest) in self.domains.iter().zip(&self.highest).filter(|_| slotted) {
+            let owner = match domain.compare_exchange(
+                FREE,
+                gtid.domain,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => gtid.domain,
+                Err(owner) => owner,
+            };
+            if owner == gtid.domain {
+                highest.fetch_max(gtid.seq, Ordering::AcqRel);
+                return;
+            }
+        }
+        // A poisoned lock only means another thread panicked mid-insert of
+        // a number: the map is still a valid map.
+        let mut more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = more.entry(gtid.domain).or_insert(0);
+        *seq = (*seq).max(gtid.seq);
+    }
+
+    pub fn forget(&self) {
+        for highest in &self.highest {
+            highest.store(0, Ordering::Release);
+        }
+        self.more.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The first acknowledged commit `pos` does not hold, if any. Sequence
+    /// numbers grow per domain whichever server wrote them, so the server
+    /// id is not compared.
+    pub fn missing_from(&self, pos: &GtidPos) -> Option<Gtid> {
+        let slots = self
+            .domains
+            .iter()
+            .zip(&self.highest)
+            .map(|(d, h)| (d.load(Ordering::Acquire), h.load(Ordering::Acquire)))
+            .filter(|&(d, _)| d != FREE);
+        let more: Vec<(u32, u64)> = self
+            .more
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(&d, &s)| (d, s))
+            .collect();
+        slots.chain(more).find_map(|(domain, seq)| {
+            let held = pos.get(domain).map_or(0, |g| g.seq);
+            (held < seq).then_some(Gtid {
+                domain,
+                server: 0,
+                seq,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_behind_in_any_domain_misses_acknowledged_commits() {
+        let acked = AckedCommits::default();
+        assert_eq!(acked.missing_from(&"".parse().unwrap()), None);
+        for g in ["0-1-5", "0-1-3", "1-2-7"] {
+            acked.record(&g.parse().unwrap());
+        }
+        let rows: &[(&str, Option<(u32, u64)>)] = &[
+            ("0-1-5,1-2-7", None),
+            ("0-2-9,1-1-8", None),
+            ("0-1-4,1-2-7", Some((0, 5))),
+            ("0-1-5", Some((1, 7))),
+            ("", Some((0, 5))),
+        ];
+        for &(pos, want) in rows {
+            let got = acked
+                .missing_from(&pos.parse().unwrap())
+                .map(|g| (g.domain, g.seq));
+            assert_eq!(got, want, "{pos}");
+        }
+        acked.forget();
+        assert_eq!(acked.missing_from(&"".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn domains_beyond_the_slots_are_kept_too() {
+        let acked = AckedCommits::default();
+        for d in 0..(SLOTS as u32 + 3) {
+            acked.record(&Gtid {
+                domain: d,
+                server: 1,
+                seq: 10 + u64::from(d),
+            });
+        }
+        let all: String = (0..(SLOTS as u32 + 3))
+            .map(|d| format!("{d}-1-{}", 10 + d))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(acked.missing_from(&all.parse().unwrap()), None);
+        let last = SLOTS as u32 + 2;
+        let short = all.replace(&format!("{last}-1-{}", 10 + last), &format!("{last}-1-1"));
+        assert_eq!(
+            acked
+                .missing_from(&short.parse().unwrap())
+                .map(|g| (g.domain, g.seq)),
+            Some((last, 10 + u64::from(last)))
+        );
+    }
+}
