@@ -99,11 +99,14 @@ fn index_of(node: &str) -> usize {
 
 /// Writes a row tagged `tag` through `inst`; which node ran it.
 fn write(inst: &Instance, db: &str, tag: &str) -> Result<u32, String> {
-    inst.sql(
+    // One session: its read sees its own write (a new session's read may
+    // go to a replica that has not applied it yet).
+    let rows = inst.sql(
         Some(db),
-        &format!("INSERT INTO w VALUES ('{tag}', @@server_id)"),
+        &format!(
+            "INSERT INTO w VALUES ('{tag}', @@server_id); SELECT node FROM w WHERE tag = '{tag}'"
+        ),
     )?;
-    let rows = inst.sql(Some(db), &format!("SELECT node FROM w WHERE tag = '{tag}'"))?;
     rows.first()
         .and_then(|r| r.get("node"))
         .and_then(|n| n.parse().ok())
