@@ -99,11 +99,14 @@ fn index_of(node: &str) -> usize {
 
 /// Writes a row tagged `tag` through `inst`; which node ran it.
 fn write(inst: &Instance, db: &str, tag: &str) -> Result<u32, String> {
-    inst.sql(
+    // One session: its read sees its own write (a new session's read may
+    // go to a replica that has not applied it yet).
+    let rows = inst.sql(
         Some(db),
-        &format!("INSERT INTO w VALUES ('{tag}', @@server_id)"),
+        &format!(
+            "INSERT INTO w VALUES ('{tag}', @@server_id); SELECT node FROM w WHERE tag = '{tag}'"
+        ),
     )?;
-    let rows = inst.sql(Some(db), &format!("SELECT node FROM w WHERE tag = '{tag}'"))?;
     rows.first()
         .and_then(|r| r.get("node"))
         .and_then(|n| n.parse().ok())
@@ -132,6 +135,33 @@ fn number(inst: &Instance, item: &str) -> u64 {
     inst.coordination_value(item)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{}: no number for {item}", inst.name))
+}
+
+/// Runs `f` while sampling `@@read_only` on both nodes (the two-writers
+/// sampler); fails if both were ever writable at the same time.
+fn never_two_writers<T>(c: &Cluster, f: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let stop = AtomicBool::new(false);
+    let (samples, both) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let out = thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(SeqCst) {
+                let ro = |i: usize| c.nodes[i].value("SELECT @@GLOBAL.read_only").ok();
+                if ro(0).as_deref() == Some("0") && ro(1).as_deref() == Some("0") {
+                    both.fetch_add(1, SeqCst);
+                }
+                samples.fetch_add(1, SeqCst);
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        stop.store(true, SeqCst);
+        out
+    });
+    let out = out.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert!(samples.load(SeqCst) > 0, "the sampler ran");
+    assert_eq!(both.load(SeqCst), 0, "both nodes were writable at once");
+    out
 }
 
 #[test]
@@ -289,33 +319,35 @@ fn an_instance_cut_off_from_the_master_alone_never_causes_a_promotion() {
     assert!(p1.holds(), "p1 still holds");
     assert_eq!(write(&p1, &db, "p1-before"), Ok(c.nodes[master].server_id));
 
-    relays[master].cut();
-    // p1 sees the master down; p2 still sees it up, so p1 refuses.
-    wait_until("p1 to refuse a failover (a veto)", || {
-        let now = p1.writer();
-        assert_eq!(now, Some((writer.clone(), epoch)), "p1 promoted a node");
-        (number(&p1, "vetoes") > 0).then_some(())
+    never_two_writers(c, || {
+        relays[master].cut();
+        // p1 sees the master down; p2 still sees it up, so p1 refuses.
+        wait_until("p1 to refuse a failover (a veto)", || {
+            let now = p1.writer();
+            assert_eq!(now, Some((writer.clone(), epoch)), "p1 promoted a node");
+            (number(&p1, "vetoes") > 0).then_some(())
+        });
+        assert_eq!(
+            p1.writer(),
+            Some((writer.clone(), epoch)),
+            "p1 promoted nothing"
+        );
+        assert_eq!(
+            p2.writer(),
+            Some((writer.clone(), epoch)),
+            "p2 follows the same writer"
+        );
+        assert_eq!(read_only(c, master), "0", "the master keeps its role");
+        assert_eq!(read_only(c, 1 - master), "1", "the other node stays fenced");
+        // The others carry on; the cut-off instance's writes fail, never land elsewhere.
+        assert_eq!(write(&p2, &db, "p2-during"), Ok(c.nodes[master].server_id));
+        let cut_write = write(&p1, &db, "p1-during");
+        assert!(
+            cut_write.is_err(),
+            "a write through the cut-off instance: {cut_write:?}"
+        );
+        assert_eq!(p1.writer(), Some((writer, epoch)), "still no promotion");
     });
-    assert_eq!(
-        p1.writer(),
-        Some((writer.clone(), epoch)),
-        "p1 promoted nothing"
-    );
-    assert_eq!(
-        p2.writer(),
-        Some((writer.clone(), epoch)),
-        "p2 follows the same writer"
-    );
-    assert_eq!(read_only(c, master), "0", "the master keeps its role");
-    assert_eq!(read_only(c, 1 - master), "1", "the other node stays fenced");
-    // The others carry on; the cut-off instance's writes fail, never land elsewhere.
-    assert_eq!(write(&p2, &db, "p2-during"), Ok(c.nodes[master].server_id));
-    let cut_write = write(&p1, &db, "p1-during");
-    assert!(
-        cut_write.is_err(),
-        "a write through the cut-off instance: {cut_write:?}"
-    );
-    assert_eq!(p1.writer(), Some((writer, epoch)), "still no promotion");
     drop(p1);
     drop(p2);
     heal(c);
@@ -616,38 +648,40 @@ fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
         (n != "0").then_some(())
     });
     // Asked on the follower, run by the holder, which dies meanwhile.
-    let asked = thread::scope(|s| {
-        let p2 = &p2;
-        let request = s.spawn(move || p2.try_admin(&format!("SWITCHOVER TO '{target}'")));
-        thread::sleep(Duration::from_millis(800));
-        p1.kill();
-        request
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    });
-    tx.kill().ok();
-    tx.wait().ok();
-    let err = asked.expect_err("the holder died before answering");
-    assert!(err.contains("'p1'"), "the error names the holder: {err}");
+    never_two_writers(c, || {
+        let asked = thread::scope(|s| {
+            let p2 = &p2;
+            let request = s.spawn(move || p2.try_admin(&format!("SWITCHOVER TO '{target}'")));
+            thread::sleep(Duration::from_millis(800));
+            p1.kill();
+            request
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        });
+        tx.kill().ok();
+        tx.wait().ok();
+        let err = asked.expect_err("the holder died before answering");
+        assert!(err.contains("'p1'"), "the error names the holder: {err}");
 
-    wait_until("p2 to take the election", || p2.holds().then_some(()));
-    // Rolled back, not half-done: the record, the roles on the nodes and
-    // the writes all agree on one writer.
-    assert_eq!(p2.writer(), Some((writer.clone(), epoch)));
-    wait_until("exactly the recorded writer writable", || {
-        (read_only(c, master) == "0" && read_only(c, 1 - master) == "1").then_some(())
+        wait_until("p2 to take the election", || p2.holds().then_some(()));
+        // Rolled back, not half-done: the record, the roles on the nodes and
+        // the writes all agree on one writer.
+        assert_eq!(p2.writer(), Some((writer.clone(), epoch)));
+        wait_until("exactly the recorded writer writable", || {
+            (read_only(c, master) == "0" && read_only(c, 1 - master) == "1").then_some(())
+        });
+        let ran = wait_until("a write through p2", || write(&p2, &db, "p2-after").ok());
+        assert_eq!(ran, c.nodes[master].server_id);
+        // And the new holder can finish the change.
+        let done = p2.admin(&format!("SWITCHOVER TO '{target}'"));
+        assert!(
+            done.first()
+                .and_then(|r| r.get("result"))
+                .is_some_and(|r| r.starts_with("switched over")),
+            "{done:?}"
+        );
+        assert_eq!(p2.writer(), Some((target.to_string(), epoch + 1)));
     });
-    let ran = wait_until("a write through p2", || write(&p2, &db, "p2-after").ok());
-    assert_eq!(ran, c.nodes[master].server_id);
-    // And the new holder can finish the change.
-    let done = p2.admin(&format!("SWITCHOVER TO '{target}'"));
-    assert!(
-        done.first()
-            .and_then(|r| r.get("result"))
-            .is_some_and(|r| r.starts_with("switched over")),
-        "{done:?}"
-    );
-    assert_eq!(p2.writer(), Some((target.to_string(), epoch + 1)));
     drop(p2);
     heal(c);
 }

@@ -161,6 +161,33 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_example_in_ha_toml_parses() {
+        // config/ha.toml ships the section commented out; uncommented, it
+        // must load as it stands.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ha.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line.starts_with("# [coordination]") {
+                inside = true;
+            } else if inside && !line.starts_with("# ") {
+                inside = false;
+            }
+            match line.strip_prefix("# ").filter(|_| inside) {
+                Some(l) => out.push_str(l),
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        let c = Config::from_toml_str(&out, Vec::new()).unwrap();
+        let co = c.coordination.expect("the example's section");
+        assert_eq!(co.etcd.len(), 3);
+        assert_eq!(co.cluster, "shop");
+        assert_eq!(co.lease_ttl, std::time::Duration::from_secs(3));
+    }
+
+    #[test]
     fn every_bad_key_is_named() {
         let rows = [
             ("etcd = []\ncluster = \"s\"", "coordination.etcd"),

@@ -110,6 +110,9 @@ async fn session(
         s.lease_alive_until = Some(Instant::now() + alive_for);
         s.holder = None;
         s.instances.clear();
+        // What etcd holds now is the truth, even an older epoch (an etcd
+        // restored from a backup): the topology keeps its master meanwhile.
+        s.writer = None;
     }
     let mut writer_seen = false;
     let mut operators_seen = Vec::new();
@@ -121,7 +124,7 @@ async fn session(
         }
     }
     if !writer_seen {
-        coord.state().writer = None;
+        tracing::warn!("no writer record in etcd yet: the holder records the master it reads back from the nodes");
     }
     reset_operators_not_in(coord, &operators_seen);
     let mut watch = bounded(
@@ -389,7 +392,15 @@ fn apply_operator(coord: &Coordinator, node: &str, record: &OperatorRecord) {
     let admin = match record.admin.as_deref() {
         Some("offline") => AdminState::Offline,
         Some("drain") => AdminState::Drain,
-        _ => AdminState::Online,
+        Some("online") | None => AdminState::Online,
+        Some(other) => {
+            tracing::warn!(
+                node,
+                state = other,
+                "unknown operator state in etcd: online"
+            );
+            AdminState::Online
+        }
     };
     let weight = record
         .weight
@@ -410,18 +421,18 @@ fn apply_operator(coord: &Coordinator, node: &str, record: &OperatorRecord) {
 /// Nodes with no operator key get the config's values back (a key deleted
 /// while this instance was away from etcd).
 fn reset_operators_not_in(coord: &Coordinator, present: &[String]) {
-    let names: Vec<String> = coord.base_weights.keys().cloned().collect();
-    let mut s_operator_removed = Vec::new();
-    for name in names.iter().filter(|n| !present.contains(n)) {
-        s_operator_removed.push(name.clone());
-    }
+    let absent: Vec<&String> = coord
+        .base_weights
+        .keys()
+        .filter(|n| !present.contains(n))
+        .collect();
     {
         let mut s = coord.state();
-        for n in &s_operator_removed {
-            s.operator.remove(n);
+        for n in &absent {
+            s.operator.remove(n.as_str());
         }
     }
-    for n in &s_operator_removed {
+    for n in absent {
         apply_operator(coord, n, &OperatorRecord::default());
     }
 }

@@ -268,6 +268,21 @@ pub async fn run_failover(
             Standing::Alone => {}
             // Fencing, failover and rejoin are the holder's alone.
             Standing::Follower { .. } => continue,
+            Standing::Holder {
+                writer_recorded: false,
+                ..
+            } => {
+                // The record is gone (etcd restored empty) while this
+                // instance kept its master: record that one, nothing moves.
+                if let Some(m) = snap.master {
+                    let n = &snap.nodes[m];
+                    let gtid = n.gtid_current_pos.clone().unwrap_or_default();
+                    if let Err(reason) = authority.record_writer(&n.name, &gtid, None).await {
+                        tracing::warn!(master = %n.name, %reason, "could not record the master");
+                    }
+                }
+                continue;
+            }
             Standing::Holder { previous, .. } => {
                 // A holder that took over learns from the record which node
                 // lost the role last: it is checked before it may rejoin.
