@@ -4,8 +4,9 @@
 # Runs PyMySQL 0.10.1's own test suite (the last release that ships it)
 # against HOST:PORT, a sqlproxy or a node, so the two runs can be compared
 # (docs/compatibility.md lists what differs and why). Needs python3 and the
-# databases test1 and test2 on the cluster (the script creates them through
-# HOST:PORT). The source is downloaded once into target/pymysql-suite/.
+# PYTHON (default python3) with PyMySQL and pytest importable; the
+# databases test1 and test2 are created through HOST:PORT. The source is
+# downloaded once into target/pymysql-suite/.
 #
 #   scripts/cluster.sh up; sqlproxy --config ...;  # then
 #   scripts/pymysql-suite.sh 127.0.0.1 3307 > proxy.txt
@@ -37,7 +38,6 @@ JSON
 for db in test1 test2; do
     "$PY" - "$HOST" "$PORT" "$USER" "$PASSWORD" "$db" <<'PYTHON'
 import sys
-sys.path.insert(0, sys.argv[0] if False else ".")
 import pymysql
 host, port, user, password, db = sys.argv[1:6]
 c = pymysql.connect(host=host, port=int(port), user=user, password=password)
