@@ -19,6 +19,14 @@ use crate::protocol::{caps, com};
 /// that negotiated session tracking still get what a direct connection gives.
 const TRACK_GTID: &[u8] = b"\x03SET SESSION session_track_system_variables = CONCAT_WS(',', NULLIF(@@global.session_track_system_variables, ''), 'last_gtid')";
 
+/// How long to look for a node's last words after a write failed: the ERR,
+/// if any, was sent before the close that failed the write, so it is
+/// already here or never comes.
+const PARTING_WAIT: Duration = Duration::from_millis(500);
+
+/// An ERR packet is small; anything bigger is not one.
+const MAX_PARTING_ERR: usize = 64 * 1024;
+
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What distinguishes interchangeable pooled connections.
@@ -264,6 +272,16 @@ impl BackendConn {
                 Err(BackendError::Protocol("expected OK or ERR"))
             }
         }
+    }
+
+    /// After a failed write: the ERR the node sent before it closed, if one
+    /// is readable (its sequence id and payload). The connection is done
+    /// either way.
+    pub async fn parting_error(&mut self) -> Option<(u8, Vec<u8>)> {
+        self.broken = true;
+        let t = Some(PARTING_WAIT);
+        let p = self.io.read_packet(MAX_PARTING_ERR, t, t).await.ok()?;
+        (p.payload.first() == Some(&0xff)).then(|| (p.seq, p.payload.to_vec()))
     }
 
     /// Like [`BackendConn::simple`], but an ERR is an error.

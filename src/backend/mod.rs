@@ -10,6 +10,7 @@
 //! * `connection`: [`BackendConn`], one authenticated node connection.
 //! * `pool`: [`Pools`], idle connections per node; where connections change hands.
 //! * `relay`: copies one reply to the client, packet by packet.
+//! * `threads`: [`HeldThreads`], the node threads a session holds (for KILL).
 
 pub mod connection;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod pool;
 pub mod relay;
 pub mod setup;
 mod statements;
+pub mod threads;
 
 pub use connection::{BackendConn, ConnKey, Credentials, SimpleReply};
 pub use error::BackendError;
@@ -25,3 +27,4 @@ pub use node_conns::{Abandon, ClientSink, Job, NodeConns, Ran};
 pub use pool::Pools;
 pub use relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};
 pub use setup::SessionSetup;
+pub use threads::{HeldThreads, KillTargets, ThreadOwners};

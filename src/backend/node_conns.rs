@@ -16,6 +16,7 @@ use super::pool::Pools;
 use super::relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};
 use super::setup::{mark_synced, sync, SessionSetup};
 use super::statements::Statements;
+use super::threads::{HeldThreads, ThreadOwners};
 use crate::net::{NetError, PacketIo};
 use crate::protocol::com;
 use crate::protocol::execute::with_statement_id;
@@ -36,6 +37,8 @@ pub struct ClientSink<'a> {
     pub caps: u32,
     /// Capture / held flush for the result cache.
     pub tap: Option<&'a mut Tap>,
+    /// For a statement that reads a process list: who holds which thread.
+    pub owners: Option<&'a ThreadOwners>,
 }
 
 /// A command to run on a node.
@@ -92,6 +95,8 @@ pub struct NodeConns {
     creds: Credentials,
     conns: Vec<Option<BackendConn>>,
     statements: Statements,
+    /// The node threads held, for a KILL naming this session.
+    threads: Arc<HeldThreads>,
 }
 
 impl Drop for NodeConns {
@@ -110,7 +115,14 @@ impl NodeConns {
             creds,
             conns: (0..nodes).map(|_| None).collect(),
             statements: Statements::default(),
+            threads: Arc::default(),
         }
+    }
+
+    /// The node threads this session holds (the session registry keeps it,
+    /// so a KILL naming the session finds them).
+    pub fn threads(&self) -> Arc<HeldThreads> {
+        Arc::clone(&self.threads)
     }
 
     /// Which nodes the session holds a connection to.
@@ -147,14 +159,22 @@ impl NodeConns {
     pub fn drop_conn(&mut self, node: NodeId) {
         if let Some(slot) = self.conns.get_mut(node) {
             *slot = None;
+            self.threads.set(node, None);
         }
     }
 
     /// Gives every connection back to its pool (which resets it, or closes
     /// it if it cannot change hands) and forgets the prepared statements.
+    /// While a KILL naming this session is being sent, they are closed
+    /// instead: its thread ids must not reach another session.
     pub fn release_all(&mut self) {
+        let close = self.threads.release_all();
         for c in self.conns.iter_mut().filter_map(Option::take) {
-            self.pools.checkin(c);
+            if close {
+                tracing::debug!(node = %c.node_name, "a kill is in flight; connection closed");
+            } else {
+                self.pools.checkin(c);
+            }
         }
         self.statements.clear();
     }
@@ -195,11 +215,14 @@ impl NodeConns {
             .is_some_and(|c| c.idle_for() > IDLE_RECHECK && !c.can_change_hands())
         {
             *slot = None;
+            self.threads.set(node, None);
         }
         if slot.is_none() {
             let mut key = self.key.clone();
             key.schema.clone_from(&setup.schema);
-            *slot = Some(self.pools.checkout(node, &key, &self.creds).await?);
+            let conn = self.pools.checkout(node, &key, &self.creds).await?;
+            self.threads.set(node, Some(conn.thread_id));
+            *slot = Some(conn);
         }
         let Some(conn) = slot.as_mut() else {
             return Err(BackendError::Protocol("connection vanished"));
@@ -207,6 +230,7 @@ impl NodeConns {
         if let Err(e) = sync(conn, setup).await {
             if e.is_disconnect() || conn.broken {
                 *slot = None;
+                self.threads.set(node, None);
             }
             return Err(e);
         }
@@ -290,7 +314,26 @@ impl NodeConns {
         };
         let conn_id = conn.id;
         if let Err(e) = conn.send(&payload).await {
+            // A node refuses a command over its max_allowed_packet before
+            // reading all of it (1153), then closes: the write fails, but
+            // its ERR is readable and is the client's answer.
+            let parting = conn.parting_error().await;
             self.drop_conn(node);
+            if let Some((seq, err)) = parting {
+                client.io.queue(seq, &err);
+                client.io.flush().await?;
+                let outcome = RelayOutcome {
+                    error: crate::protocol::response::parse_err(&err).map(|e| e.0),
+                    next_seq: seq.wrapping_add(1),
+                    ..RelayOutcome::default()
+                };
+                return Ok(Ran::Replied {
+                    node,
+                    outcome,
+                    took: started.elapsed(),
+                    fell_back_from: None,
+                });
+            }
             return Ok(Ran::Lost {
                 node,
                 delivered: false,
@@ -305,6 +348,7 @@ impl NodeConns {
             caps: client.caps,
             stmt,
             tap: client.tap.as_deref_mut(),
+            owners: client.owners,
         };
         let relayed = match abandon {
             None => relay(conn, sink, expect).await,
@@ -474,6 +518,39 @@ impl NodeConns {
         };
         self.statements.prepared_on(id, node, conn_id, stmt_id);
         Ok(Some(stmt_id))
+    }
+
+    /// Runs `sql` on the session's own connection to `node`, its reply read
+    /// and dropped (what it said is in the outcome): the proxy's own
+    /// statements on the session's behalf, such as the KILL that carries
+    /// out a `KILL <session id>`.
+    pub async fn side_query(
+        &mut self,
+        node: NodeId,
+        setup: &SessionSetup,
+        sql: &str,
+    ) -> Result<RelayOutcome, BackendError> {
+        let conn = self.open(node, setup).await?;
+        let mut payload = Vec::with_capacity(1 + sql.len());
+        payload.push(com::QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        if let Err(e) = conn.send(&payload).await {
+            self.drop_conn(node);
+            return Err(e.into());
+        }
+        let text = Expect::Results {
+            binary: false,
+            cursor: false,
+        };
+        match relay(conn, Sink::Discard, text).await {
+            Ok(out) => Ok(out),
+            Err(_) => {
+                self.drop_conn(node);
+                Err(BackendError::Protocol(
+                    "connection lost during the proxy's statement",
+                ))
+            }
+        }
     }
 
     /// COM_STMT_SEND_LONG_DATA for the client's statement `id`, to `node`

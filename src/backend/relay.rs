@@ -7,9 +7,11 @@
 use bytes::Buf;
 
 use super::connection::BackendConn;
+use super::threads::ThreadOwners;
 use crate::net::{NetError, PacketIo, FLUSH_THRESHOLD};
 use crate::protocol::codec::{self, MAX_CHUNK};
 use crate::protocol::err::err_renaming_statement;
+use crate::protocol::processlist;
 use crate::protocol::response::{
     eof_status, parse_err, parse_ok, strip_session_track, Expect, PacketKind, ResponseTracker,
 };
@@ -97,6 +99,9 @@ pub enum Sink<'a> {
         stmt: Option<StmtIds>,
         /// Capture / deferred flush for the cache.
         tap: Option<&'a mut Tap>,
+        /// A process list's thread ids shown as the client sessions holding
+        /// them (a statement that reads one).
+        owners: Option<&'a ThreadOwners>,
     },
     /// Read and drop (a transparent re-prepare, a replayed SET).
     Discard,
@@ -118,6 +123,10 @@ pub async fn relay(
         Sink::Client { io, .. } => io.wbuf.len(),
         Sink::Discard => 0,
     };
+    let node = conn.node;
+    // The process list's thread id column of the current result set.
+    let mut columns = 0usize;
+    let mut id_column = None;
     loop {
         while let Some(h) = codec::complete_packet(&conn.io.rbuf) {
             let total = 4 + h.len;
@@ -133,6 +142,7 @@ pub async fn relay(
             continuing = h.continues();
             let payload = &conn.io.rbuf[4..total];
             let len = if continuing { MAX_CHUNK } else { h.len };
+            let (at_column, at_row) = (tracker.at_column(), tracker.at_row());
             let kind = tracker.on_packet(payload, len);
             let mut infile = false;
             match &mut sink {
@@ -141,11 +151,42 @@ pub async fn relay(
                     io,
                     caps: ccaps,
                     stmt,
+                    owners,
                     ..
                 } => {
                     let strip = *ccaps & caps::SESSION_TRACK == 0;
                     note(kind, payload, &mut tracker, &mut out);
+                    if owners.is_some() && kind == PacketKind::Data && !continuing {
+                        if at_column {
+                            if id_column.is_none() && processlist::is_id_column(payload, columns) {
+                                id_column = Some(columns);
+                            }
+                            columns += 1;
+                        } else if !at_row {
+                            // A column count: a new result set begins.
+                            (columns, id_column) = (0, None);
+                        }
+                    }
+                    let owned = match (owners, id_column) {
+                        (Some(o), Some(i)) if at_row && kind == PacketKind::Data && !continuing => {
+                            session_holding(o, node, payload, i)
+                        }
+                        _ => None,
+                    };
                     match kind {
+                        PacketKind::Data if owned.is_some() => {
+                            scratch.clear();
+                            if let Some((field, session)) = owned {
+                                let id = session.to_string();
+                                processlist::replace_field(
+                                    payload,
+                                    field,
+                                    id.as_bytes(),
+                                    &mut scratch,
+                                );
+                            }
+                            io.queue(h.seq, &scratch);
+                        }
                         PacketKind::Ok if strip => {
                             scratch.clear();
                             match strip_session_track(payload, &mut scratch) {
@@ -249,6 +290,22 @@ pub async fn relay(
             });
         }
     }
+}
+
+/// A process-list row whose thread id (field `column`) is a node thread a
+/// client session holds: the field and that session's id.
+fn session_holding(
+    owners: &ThreadOwners,
+    node: usize,
+    row: &[u8],
+    column: usize,
+) -> Option<(processlist::Field, u32)> {
+    let field = processlist::text_field(row, column)?;
+    let thread: u32 = std::str::from_utf8(row.get(field.start..field.end)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((field, owners.owner(node, thread)?))
 }
 
 /// Records what a packet tells the proxy.

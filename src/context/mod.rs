@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::coordination::Coordinator;
 use crate::metrics::Metrics;
 use crate::topology::{FailoverHandle, Topology};
-pub use sessions::{SessionHandle, SessionRegistry, SessionView};
+pub use sessions::{KillTarget, SessionHandle, SessionRegistry, SessionView};
 pub use users::Users;
 
 /// Version announced until a node's own greeting is known.

@@ -3,7 +3,8 @@
 //! once after login and holds a [`SessionHandle`]; dropping the handle
 //! unregisters it, so no exit path can leave a ghost. Per command the session
 //! updates its own entry under its own (uncontended) lock; only the admin
-//! reads across entries.
+//! reads across entries. A `KILL <session id>` finds its target here: the
+//! node threads it holds and the signal that ends it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{HeldThreads, ThreadOwners};
 use crate::protocol::command::Command;
 
 /// Statement text kept per session for `SHOW SESSIONS` (as `SHOW PROCESSLIST`
@@ -52,6 +56,19 @@ struct Entry {
     peer: String,
     connected: SystemTime,
     activity: Mutex<Activity>,
+    /// The node threads the session holds.
+    threads: Arc<HeldThreads>,
+    /// Cancelled by `KILL [CONNECTION] <id>`: the session ends.
+    killed: CancellationToken,
+}
+
+/// What a KILL needs of the session it names.
+#[derive(Debug, Clone)]
+pub struct KillTarget {
+    pub user: String,
+    pub threads: Arc<HeldThreads>,
+    /// Cancel to end the session.
+    pub killed: CancellationToken,
 }
 
 /// Every live client session.
@@ -76,11 +93,14 @@ impl SessionRegistry {
         user: &str,
         peer: Option<SocketAddr>,
         schema: Option<&[u8]>,
+        threads: Arc<HeldThreads>,
     ) -> SessionHandle {
         let entry = Arc::new(Entry {
             id,
             peer: peer.map(|p| p.to_string()).unwrap_or_default(),
             connected: SystemTime::now(),
+            threads,
+            killed: CancellationToken::new(),
             activity: Mutex::new(Activity {
                 user: user.to_string(),
                 schema: schema.map(|s| String::from_utf8_lossy(s).into_owned()),
@@ -118,6 +138,26 @@ impl SessionRegistry {
         let mut out: Vec<SessionView> = entries.iter().map(|e| e.view()).collect();
         out.sort_by_key(|v| v.id);
         out
+    }
+
+    /// The live session `id`, for a KILL naming it.
+    pub fn kill_target(&self, id: u32) -> Option<KillTarget> {
+        let entry = self.lock().get(&id).cloned()?;
+        let user = entry.lock().user.clone();
+        Some(KillTarget {
+            user,
+            threads: Arc::clone(&entry.threads),
+            killed: entry.killed.clone(),
+        })
+    }
+
+    /// Which session holds each node thread now (for a process list).
+    pub fn thread_owners(&self) -> ThreadOwners {
+        let entries: Vec<Arc<Entry>> = self.lock().values().cloned().collect();
+        entries
+            .iter()
+            .flat_map(|e| e.threads.held().into_iter().map(move |t| (t, e.id)))
+            .collect()
     }
 
     /// Connections sessions hold to each node (index = node id), `nodes` long.
@@ -162,6 +202,16 @@ impl Entry {
 }
 
 impl SessionHandle {
+    /// The session's id: its connection id, as the client sees it.
+    pub fn id(&self) -> u32 {
+        self.entry.id
+    }
+
+    /// Cancelled once a KILL ended this session.
+    pub fn killed(&self) -> &CancellationToken {
+        &self.entry.killed
+    }
+
     /// A command starts: its name and, for text statements, the text (cut).
     pub fn begin(&self, cmd: &Command<'_>) {
         let mut a = self.entry.lock();
@@ -210,8 +260,14 @@ mod tests {
     #[test]
     fn register_update_and_drop() {
         let r = Arc::new(SessionRegistry::default());
-        let a = r.register(7, "shop", "127.0.0.1:5000".parse().ok(), Some(b"db1"));
-        let b = r.register(9, "other", None, None);
+        let a = r.register(
+            7,
+            "shop",
+            "127.0.0.1:5000".parse().ok(),
+            Some(b"db1"),
+            Arc::default(),
+        );
+        let b = r.register(9, "other", None, None, Arc::default());
         assert_eq!((r.len(), r.total()), (2, 2));
         a.begin(&Command::Query(b"SELECT 1"));
         let v = r.list();
@@ -228,7 +284,11 @@ mod tests {
         assert_eq!(v[0].schema.as_deref(), Some("db2"));
         assert_eq!(v[0].nodes, vec![1, 2]);
         assert_eq!(r.in_use(3), vec![0, 2, 1]);
+        let target = r.kill_target(7).map(|t| t.user);
+        assert_eq!(target.as_deref(), Some("shop"));
+        assert!(r.kill_target(8).is_none());
         drop(a);
+        assert!(r.kill_target(7).is_none());
         assert_eq!((r.len(), r.total()), (1, 2));
         assert_eq!(r.list()[0].id, 9);
         drop(b);
@@ -238,7 +298,7 @@ mod tests {
     #[test]
     fn long_statements_are_cut() {
         let r = Arc::new(SessionRegistry::default());
-        let h = r.register(1, "u", None, None);
+        let h = r.register(1, "u", None, None, Arc::default());
         let sql = "x".repeat(5000);
         h.begin(&Command::Query(sql.as_bytes()));
         assert_eq!(r.list()[0].info.as_ref().map(String::len), Some(MAX_INFO));

@@ -2,6 +2,9 @@
 //! MariaDB's code, SQLSTATE and wording. A node's own errors never pass
 //! through here: they are relayed byte for byte.
 
+/// ER_NET_PACKET_TOO_LARGE: a node sends it, then closes the connection.
+pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
+
 /// A proxy-made error, ready to be encoded for a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyError {
@@ -47,10 +50,32 @@ impl ProxyError {
         )
     }
 
+    /// 1094 ER_NO_SUCH_THREAD: a KILL names no live session.
+    pub fn no_such_thread(id: u64) -> Self {
+        Self::new(1094, "HY000", format!("Unknown thread id: {id}"))
+    }
+
+    /// 1095 ER_KILL_DENIED_ERROR: another user's session, without
+    /// CONNECTION ADMIN or SUPER.
+    pub fn kill_denied(id: u64) -> Self {
+        Self::new(1095, "HY000", format!("You are not owner of thread {id}"))
+    }
+
+    /// 1317 ER_QUERY_INTERRUPTED: `KILL QUERY` of the session's own id
+    /// interrupts the KILL itself.
+    pub fn query_interrupted() -> Self {
+        Self::new(1317, "70100", "Query execution was interrupted")
+    }
+
+    /// 1927 ER_CONNECTION_KILLED: `KILL` of the session's own id.
+    pub fn connection_killed() -> Self {
+        Self::new(1927, "70100", "Connection was killed")
+    }
+
     /// 1153 ER_NET_PACKET_TOO_LARGE.
     pub fn packet_too_large() -> Self {
         Self::new(
-            1153,
+            ER_NET_PACKET_TOO_LARGE,
             "08S01",
             "Got a packet bigger than 'max_allowed_packet' bytes",
         )

@@ -10,6 +10,7 @@ pub mod command;
 pub mod err;
 pub mod execute;
 pub mod handshake;
+pub mod processlist;
 pub mod response;
 
 /// Capability flags (protocol constants, see MariaDB's `mysql_com.h`).

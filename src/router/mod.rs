@@ -14,9 +14,12 @@
 //!   master or read, by what the statement is and the session's state.
 //! * `place`: [`place()`], the one decider of the node: a [`Placement`] from
 //!   a [`PlaceInput`] (the request, the session's facts, the topology).
+//! * `connection_id`: [`rewrite_connection_id`], `CONNECTION_ID()` made the
+//!   session's id in the text sent to a node (the one rewrite of SQL text).
 
 pub mod analyze;
 pub mod classify;
+mod connection_id;
 mod digest;
 pub mod idle;
 pub mod keywords;
@@ -29,6 +32,7 @@ mod set;
 mod stmt_scan;
 
 pub use classify::{classify, Hint, LexMode, Statement, StmtKind};
+pub use connection_id::{reads_processlist, rewrite_connection_id};
 pub use place::{place, PlaceError, PlaceInput, Placement, Request, SessionFacts, Settings};
 pub use route::{pins_session, route, Route, RouterContext, Target, Why};
 

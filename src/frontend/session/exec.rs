@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{Nodes, Session};
 use crate::backend::{Abandon, BackendError, ClientSink, Job, Ran, RelayOutcome};
 use crate::frontend::FrontendError;
-use crate::protocol::err::ProxyError;
+use crate::protocol::err::{ProxyError, ER_NET_PACKET_TOO_LARGE};
 use crate::protocol::status;
 use crate::router::{place, PlaceError, PlaceInput, Placement, Request, Settings, Target, Why};
 use crate::topology::failover::WritePass;
@@ -149,6 +150,10 @@ impl<N: Nodes> Session<N> {
                 Err(e) => return Err(FrontendError::Rejected(refusal(e))),
             };
             let ran = self.run_once(&placement, job).await?;
+            if self.activity.killed().is_cancelled() {
+                // KILL: whatever the node said, the session ends now.
+                return Err(FrontendError::Closed);
+            }
             let rerun = rerun.unwrap_or_else(|| Rerun::for_placement(&placement));
             if holding && rerun.allows(&ran) {
                 if let Ran::Lost { node, .. } | Ran::Unavailable { node, .. } = ran {
@@ -175,13 +180,15 @@ impl<N: Nodes> Session<N> {
             io: &mut self.client,
             caps: self.caps,
             tap: self.tap.as_mut(),
+            owners: self.owners.as_ref(),
         };
         // A command placed on the master must not have its reply relayed
         // once that node is no longer the master (a late OK of a write).
         let topology = &self.ctx.topology;
         let on_master =
             placement.route.target == Target::Master && topology.master() == Some(placement.node);
-        let abandon = on_master.then(|| lost_master_role(topology, placement.node));
+        let lost_role = on_master.then(|| lost_master_role(topology, placement.node));
+        let abandon = Some(abandon_when(lost_role, self.activity.killed().clone()));
         let ran = self
             .nodes
             .run(
@@ -220,6 +227,12 @@ impl<N: Nodes> Session<N> {
                 ..
             } => {
                 metrics.node_reply(node, took, outcome.error.is_some());
+                if outcome.error == Some(ER_NET_PACKET_TOO_LARGE) {
+                    // The node closed its connection after this error; the
+                    // client's ends the same way.
+                    tracing::info!(node = %self.nodes.node_name(node), "command over the node's max_allowed_packet; session closed");
+                    return Err(FrontendError::Closed);
+                }
                 Ok(Outcome::Replied(placement, node, outcome))
             }
             Ran::Lost {
@@ -323,6 +336,20 @@ fn refusal(e: PlaceError) -> ProxyError {
         PlaceError::NoMaster => ProxyError::no_node("writes (no master)"),
         PlaceError::MasterChanged => ProxyError::master_changed(),
     }
+}
+
+/// Resolves when a running command's reply must no longer be relayed: the
+/// session was killed, or (`lost_role`) its node lost the master role.
+fn abandon_when(lost_role: Option<Abandon>, killed: CancellationToken) -> Abandon {
+    Box::pin(async move {
+        match lost_role {
+            Some(lost) => tokio::select! {
+                () = lost => {}
+                () = killed.cancelled() => {}
+            },
+            None => killed.cancelled().await,
+        }
+    })
 }
 
 /// Resolves once `node` is no longer the topology's master.

@@ -10,11 +10,13 @@
 //! * `stmt.rs`: prepared-statement commands.
 //! * `cache_hooks.rs`: the result cache's lookups, stores and invalidation.
 //! * `user.rs`: COM_CHANGE_USER and COM_RESET_CONNECTION.
+//! * `kill.rs`: KILL and COM_PROCESS_KILL naming a client session.
 //! * `nodes.rs`: the [`Nodes`] seam, so the loop is unit-tested with a fake.
 
 mod cache_hooks;
 mod effects;
 mod exec;
+mod kill;
 mod nodes;
 mod query;
 mod stmt;
@@ -31,7 +33,7 @@ use super::login::{self, Login};
 use super::pending::PendingLogin;
 use super::state::SessionState;
 use super::{login_within, FrontendError};
-use crate::backend::{BackendError, ConnKey, NodeConns, Tap};
+use crate::backend::{BackendError, ConnKey, NodeConns, Tap, ThreadOwners};
 use crate::cache::WriteSet;
 use crate::context::{ProxyContext, SessionHandle};
 use crate::net::{NetError, PacketIo};
@@ -99,7 +101,6 @@ pub async fn run(
     };
     tracing::debug!(user = %login.creds.user, "logged in");
     let (peer, db) = (io.peer_addr().ok(), login.hello.db.as_deref());
-    let activity = ctx.sessions.register(id, &login.creds.user, peer, db);
     let key = ConnKey {
         user: Arc::clone(&login.creds.user),
         caps: login.caps & caps::RESULT_AFFECTING,
@@ -112,6 +113,9 @@ pub async fn run(
         key,
         login.creds.clone(),
     );
+    let activity = ctx
+        .sessions
+        .register(id, &login.creds.user, peer, db, nodes.threads());
     let mut s = Session::new(ctx, io, login, nonce, activity, nodes);
     s.serve(shutdown).await;
 }
@@ -145,6 +149,8 @@ pub(crate) struct Session<N: Nodes> {
     tap: Option<Tap>,
     /// Tables written by the open transaction: invalidated when it ends.
     cache_pending: WriteSet,
+    /// While a statement reads a process list: who holds which node thread.
+    owners: Option<ThreadOwners>,
 }
 
 impl<N: Nodes> Drop for Session<N> {
@@ -198,6 +204,7 @@ impl<N: Nodes> Session<N> {
             activity,
             tap: None,
             cache_pending: WriteSet::default(),
+            owners: None,
             ctx,
         }
     }
@@ -226,6 +233,11 @@ impl<N: Nodes> Session<N> {
             let idle = self.state.idle_timeout.unwrap_or(self.login_idle);
             let pkt = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                // KILL: closed without a word, as a node closes a killed connection.
+                _ = self.activity.killed().cancelled() => {
+                    self.close_killed().await;
+                    break;
+                }
                 p = self.client.read_packet(max, Some(idle), timeout) => p,
             };
             let pkt = match pkt {
@@ -302,9 +314,8 @@ impl<N: Nodes> Session<N> {
             Command::StmtFetch { id } => self.fetch(payload, id, seq).await?,
             Command::SetOption(opt) => self.set_option(payload, opt, seq).await?,
             Command::FieldList => self.field_list(payload, seq).await?,
-            Command::Statistics | Command::ProcessKill(_) => {
-                self.on_master_command(payload, Why::Command, seq).await?
-            }
+            Command::Statistics => self.on_master_command(payload, Why::Command, seq).await?,
+            Command::ProcessKill(id) => self.kill(false, id.into(), seq).await?,
             Command::ChangeUser => return self.change_user(payload, seq).await,
             Command::ResetConnection => {
                 self.reset_session(self.state.setup.schema.clone());

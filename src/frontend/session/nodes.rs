@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::backend::{
-    Abandon, BackendError, ClientSink, Credentials, Job, NodeConns, Ran, SessionSetup,
+    Abandon, BackendError, ClientSink, Credentials, Job, NodeConns, Ran, RelayOutcome, SessionSetup,
 };
 use crate::net::NetError;
 use crate::topology::NodeId;
@@ -39,6 +39,15 @@ pub trait Nodes: Send {
         payload: &[u8],
         setup: &SessionSetup,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Runs the proxy's own `sql` on the session's connection to `node`;
+    /// the reply is not relayed.
+    fn side_query(
+        &mut self,
+        node: NodeId,
+        setup: &SessionSetup,
+        sql: &str,
+    ) -> impl Future<Output = Result<RelayOutcome, BackendError>> + Send;
 
     fn close_statement(&mut self, id: u32) -> impl Future<Output = ()> + Send;
 
@@ -87,6 +96,15 @@ impl Nodes for NodeConns {
         setup: &SessionSetup,
     ) -> impl Future<Output = Result<(), BackendError>> + Send {
         NodeConns::send_long_data(self, node, id, payload, setup)
+    }
+
+    fn side_query(
+        &mut self,
+        node: NodeId,
+        setup: &SessionSetup,
+        sql: &str,
+    ) -> impl Future<Output = Result<RelayOutcome, BackendError>> + Send {
+        NodeConns::side_query(self, node, setup, sql)
     }
 
     fn close_statement(&mut self, id: u32) -> impl Future<Output = ()> + Send {

@@ -8,6 +8,8 @@ use super::exec::{Outcome, Rerun};
 use super::{Nodes, Session};
 use crate::backend::Job;
 use crate::frontend::FrontendError;
+use crate::protocol::com;
+use crate::protocol::err::ProxyError;
 use crate::protocol::response::Expect;
 use crate::router::{self, Request, Statement, StmtKind, Why};
 
@@ -24,7 +26,25 @@ impl<N: Nodes> Session<N> {
         sql: &[u8],
         seq: u8,
     ) -> Result<(), FrontendError> {
+        // A process list shows the sessions' ids for the node threads they hold.
+        self.owners = router::reads_processlist(sql).then(|| self.ctx.sessions.thread_owners());
+        let res = self.text_query(payload, sql, seq).await;
+        self.owners = None;
+        res
+    }
+
+    async fn text_query(
+        &mut self,
+        payload: &[u8],
+        sql: &[u8],
+        seq: u8,
+    ) -> Result<(), FrontendError> {
         let stmt = router::classify(sql);
+        if let Some(done) = self.kill_statement(&stmt, seq).await {
+            return done;
+        }
+        let rewritten = self.with_connection_id(com::QUERY, sql);
+        let payload = rewritten.as_deref().unwrap_or(payload);
         let Some(cache) = self.ctx.cache.clone() else {
             return self.query_routed(payload, &stmt, seq).await;
         };
@@ -38,6 +58,41 @@ impl<N: Nodes> Session<N> {
         let res = self.query_routed(payload, &stmt, seq).await;
         self.cache_writes_end(&cache).await?;
         res
+    }
+
+    /// The command (`cmd`, then `sql`) with each `CONNECTION_ID()` made
+    /// this session's id, so it is the same wherever the statement runs;
+    /// None when there is none.
+    pub(super) fn with_connection_id(&self, cmd: u8, sql: &[u8]) -> Option<Vec<u8>> {
+        let sql = router::rewrite_connection_id(sql, self.activity.id())?;
+        let mut p = Vec::with_capacity(1 + sql.len());
+        p.push(cmd);
+        p.extend_from_slice(&sql);
+        Some(p)
+    }
+
+    /// A KILL naming a session is the proxy's to carry out (`kill.rs`);
+    /// None for any other statement.
+    async fn kill_statement(
+        &mut self,
+        stmt: &Statement,
+        seq: u8,
+    ) -> Option<Result<(), FrontendError>> {
+        let is_kill = |k: &StmtKind| matches!(k, StmtKind::Kill { .. });
+        if stmt.multi && (is_kill(&stmt.kind) || stmt.rest.iter().any(is_kill)) {
+            // Sent on, it would reach whichever node thread has that number.
+            let err = ProxyError::not_supported_yet(
+                "KILL inside a multi-statement is not supported by sqlproxy",
+            );
+            return Some(self.reply_err(seq, err).await);
+        }
+        match stmt.kind {
+            StmtKind::Kill {
+                query,
+                id: Some(id),
+            } => Some(self.kill(query, id, seq).await),
+            _ => None,
+        }
     }
 
     async fn query_routed(

@@ -44,6 +44,8 @@ impl<N: Nodes> Session<N> {
         }
         let stmt = router::classify(sql);
         let id = self.nodes.next_statement_id();
+        let rewritten = self.with_connection_id(crate::protocol::com::STMT_PREPARE, sql);
+        let payload = rewritten.as_deref().unwrap_or(payload);
         let job = Job::Prepare { payload };
         let rerun = Some(Rerun::IfNoReply);
         let request = Request::Master(Why::Prepare);

@@ -133,6 +133,15 @@ impl Nodes for FakeNodes {
         Ok(())
     }
 
+    async fn side_query(
+        &mut self,
+        _: NodeId,
+        _: &SessionSetup,
+        _: &str,
+    ) -> Result<crate::backend::RelayOutcome, BackendError> {
+        Err(BackendError::Protocol("no side queries in the fake"))
+    }
+
     async fn send_long_data(
         &mut self,
         _: NodeId,
@@ -227,7 +236,7 @@ async fn session(fake: FakeNodes) -> (Session<FakeNodes>, TcpStream) {
         .await
         .expect("connect");
     let (server, _) = listener.accept().await.expect("accept");
-    let activity = ctx.sessions.register(1, "app", None, None);
+    let activity = ctx.sessions.register(1, "app", None, None, Arc::default());
     let user: Arc<str> = Arc::from("app");
     let session = Session {
         client: PacketIo::new(server),
@@ -244,6 +253,7 @@ async fn session(fake: FakeNodes) -> (Session<FakeNodes>, TcpStream) {
         activity,
         tap: None,
         cache_pending: WriteSet::default(),
+        owners: None,
         ctx,
     };
     (session, client)

@@ -97,6 +97,16 @@ impl ResponseTracker {
         self.state == State::Done
     }
 
+    /// The next packet is a result set's column definition.
+    pub fn at_column(&self) -> bool {
+        matches!(self.state, State::Columns { .. })
+    }
+
+    /// The next packet is a row (or the rows' terminator).
+    pub fn at_row(&self) -> bool {
+        self.state == State::Rows
+    }
+
     fn is_terminator(&self, first: u8, len: usize) -> bool {
         first == 0xfe
             && if self.deprecate_eof {
