@@ -300,7 +300,8 @@ async fn oversized_command_gets_the_nodes_error_then_the_connection_closes() {
     let _small = SmallPackets::set();
     // New connections (the proxy's too) take the small limit.
     let proxy = Proxy::start(c.config());
-    let size = (2 * SMALL_PACKET).to_string();
+    // Just over the node's limit.
+    let size = (SMALL_PACKET + 1024).to_string();
     let run = |port: u16| {
         run_python(
             "packet.py",
@@ -315,6 +316,20 @@ async fn oversized_command_gets_the_nodes_error_then_the_connection_closes() {
     };
     let direct = run(c.nodes[0].port);
     let through = run(proxy.addr.port());
+    if direct.get("wire_end").map(String::as_str) == Some("reset_on_write") {
+        // The node's reset overtook its ERR (the client was still writing):
+        // nothing to compare byte for byte. Through the proxy the client
+        // must still get the node's error or a closed connection, never the
+        // proxy's "lost during the query".
+        let error = through.get("error").map(String::as_str).unwrap_or("");
+        assert!(
+            error.starts_with("1153:") || error.starts_with("2006:") || error.starts_with("2013:"),
+            "{through:?}"
+        );
+        let then = through.get("then").map(String::as_str).unwrap_or("");
+        assert!(then.starts_with("gone 20"), "{through:?}");
+        return;
+    }
     assert_eq!(
         direct.get("error").map(String::as_str),
         Some("1153:Got a packet bigger than 'max_allowed_packet' bytes"),
