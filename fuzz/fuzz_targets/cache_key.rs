@@ -16,8 +16,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sqlproxy::cache::key::{execute_key, execute_params, normalize, text_key, KeyParts, KEY_CAPS};
-use sqlproxy::frontend::prepared::{execute_layout, with_types};
+use sqlproxy::cache::key::{
+    execute_key, execute_params, normalize_into, text_key, KeyParts, KEY_CAPS,
+};
+use sqlproxy::protocol::execute::{execute_layout, with_types};
+
+fn normalize(sql: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    normalize_into(sql, &mut out);
+    out
+}
 
 struct Input<'a>(&'a [u8]);
 

@@ -182,7 +182,9 @@ fn check_request(
         let want: Vec<HeaderValue> = match name.as_str() {
             "connection" if upgrade => vec![HeaderValue::from_static("upgrade")],
             "host" => host.clone(),
-            "x-forwarded-for" => merged(&before, &xff),
+            // A trusted proxy's list is extended; anyone else's replaced.
+            "x-forwarded-for" if trust => merged(&before, &xff),
+            "x-forwarded-for" => vec![xff.clone()],
             "x-forwarded-proto" if !(trust && !before.is_empty()) => {
                 vec![HeaderValue::from_static("http")]
             }

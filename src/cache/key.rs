@@ -104,7 +104,7 @@ fn push_lp(k: &mut Vec<u8>, b: &[u8]) {
     k.extend_from_slice(b);
 }
 
-fn normalize_into(sql: &[u8], out: &mut Vec<u8>) {
+pub fn normalize_into(sql: &[u8], out: &mut Vec<u8>) {
     if sql.contains(&b'\\') {
         out.extend_from_slice(sql);
         return;
