@@ -114,13 +114,7 @@ async fn session(
         None => return,
     };
     let Ok(_permit) = limit.try_acquire_owned() else {
-        io.queue(
-            login.next_seq,
-            &ProxyError::too_many_connections().to_payload(),
-        );
-        if let Err(e) = io.flush().await {
-            tracing::debug!(error = %e, "could not send 1040");
-        }
+        login::refuse_past_limit(&mut io, login.next_seq).await;
         return;
     };
     tracing::info!(user = %login.creds.user, "admin logged in");

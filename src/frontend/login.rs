@@ -24,6 +24,15 @@ pub struct Login {
     pub next_seq: u8,
 }
 
+/// A client logged in past a connection limit: MariaDB's 1040, after the
+/// login as a node sends it, then the connection ends.
+pub async fn refuse_past_limit(io: &mut PacketIo, next_seq: u8) {
+    io.queue(next_seq, &ProxyError::too_many_connections().to_payload());
+    if let Err(e) = io.flush().await {
+        tracing::debug!(error = %e, "could not send 1040");
+    }
+}
+
 /// Runs the connection phase up to (not including) the final OK.
 pub async fn login(
     io: &mut PacketIo,

@@ -90,13 +90,7 @@ pub async fn run(
             .sessions_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!("logged in past max_connections: 1040");
-        io.queue(
-            login.next_seq,
-            &ProxyError::too_many_connections().to_payload(),
-        );
-        if let Err(e) = io.flush().await {
-            tracing::debug!(error = %e, "could not send 1040");
-        }
+        super::login::refuse_past_limit(&mut io, login.next_seq).await;
         return;
     };
     tracing::debug!(user = %login.creds.user, "logged in");
