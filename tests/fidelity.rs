@@ -115,7 +115,7 @@ async fn pymysql_kill_by_connection_id_works_as_on_a_node() {
     let through = run(&port);
     assert_eq!(
         direct.get("kill_query_victim").map(String::as_str),
-        Some("1317:Query execution was interrupted"),
+        Some("interrupted"),
         "the node itself: {direct:?}"
     );
     let norm = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
