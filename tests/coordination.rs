@@ -20,6 +20,7 @@ use common::daemon::wait_until;
 use common::etcd::Etcd;
 use common::instance::{Instance, ADMIN_PASSWORD};
 use common::relay::Relay;
+use common::writers::WriterProbe;
 use common::{cluster, Cluster};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -139,20 +140,30 @@ fn number(inst: &Instance, item: &str) -> u64 {
 
 /// Runs `f` while sampling `@@read_only` on both nodes (the two-writers
 /// sampler); fails if both were ever writable at the same time.
-fn never_two_writers<T>(c: &Cluster, f: impl FnOnce() -> T) -> T {
+fn never_two_writers<T>(c: &'static Cluster, f: impl FnOnce() -> T) -> T {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
     let stop = AtomicBool::new(false);
     let (samples, both) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let out = thread::scope(|s| {
         s.spawn(|| {
-            while !stop.load(SeqCst) {
-                let ro = |i: usize| c.nodes[i].value("SELECT @@GLOBAL.read_only").ok();
-                if ro(0).as_deref() == Some("0") && ro(1).as_deref() == Some("0") {
-                    both.fetch_add(1, SeqCst);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the sampler");
+            rt.block_on(async {
+                let mut probe = WriterProbe::new(c);
+                while !stop.load(SeqCst) {
+                    let sample = probe.sample().await;
+                    if sample.two_writers {
+                        both.fetch_add(1, SeqCst);
+                        eprintln!("both nodes writable: {sample:?}");
+                    }
+                    if sample.complete() {
+                        samples.fetch_add(1, SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                samples.fetch_add(1, SeqCst);
-                thread::sleep(Duration::from_millis(50));
-            }
+            });
         });
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         stop.store(true, SeqCst);
@@ -592,11 +603,7 @@ fn etcd_member_and_instance_restarts_keep_the_writer_and_the_other_instances_ser
     heal(c);
 }
 
-// Known defect, kept out of the suite until fixed: one run of 2026-12-04
-// saw both nodes writable in this scenario (docs/coordination.md, "Known
-// defect"). `cargo test --test coordination -- --ignored` runs it.
 #[test]
-#[ignore = "a two-writer sample was seen once: holder killed mid-switchover (docs/coordination.md)"]
 fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = cluster();

@@ -22,9 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::writers::WriterProbe;
 use common::{isolated_cluster, Cluster, Proxy, MONITOR_PASSWORD, MONITOR_USER};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::Conn;
 
 const WRITERS: u64 = 4;
 const READERS: u64 = 4;
@@ -175,7 +176,7 @@ async fn load(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Reads `@@read_only` of both nodes over their sockets every 100 ms.
+/// Samples both nodes' `@@read_only` every 100 ms (`common::writers`).
 async fn sampler(
     c: &'static Cluster,
     stop: Arc<AtomicBool>,
@@ -183,55 +184,25 @@ async fn sampler(
     n: Arc<AtomicU64>,
     unacked: Arc<[AtomicBool; 2]>,
 ) {
-    let mut conns: Vec<Option<Conn>> = vec![None, None];
-    // Rpl_semi_sync_master_no_tx per connection: it grows when the node
-    // commits without waiting for a replica's ack (none connected, or a
-    // timeout), and restarts with the node.
-    let mut no_tx: Vec<Option<u64>> = vec![None, None];
+    let mut probe = WriterProbe::new(c);
+    // Rpl_semi_sync_master_no_tx per node, as last read.
+    let mut no_tx: [Option<u64>; 2] = [None, None];
     while !stop.load(Ordering::Relaxed) {
-        let mut writable = 0;
-        let mut seen = 0;
-        for (i, slot) in conns.iter_mut().enumerate() {
-            if slot.is_none() {
-                no_tx[i] = None;
-                let opts = OptsBuilder::default()
-                    .socket(Some(c.nodes[i].socket().to_string_lossy().into_owned()))
-                    .user(Some(MONITOR_USER))
-                    .pass(Some(MONITOR_PASSWORD))
-                    .prefer_socket(true);
-                let connect = tokio::time::timeout(Duration::from_millis(200), Conn::new(opts));
-                *slot = connect.await.ok().and_then(Result::ok);
-            }
-            let Some(conn) = slot.as_mut() else { continue };
-            let ro = tokio::time::timeout(
-                Duration::from_millis(200),
-                conn.query_first::<(u8, Option<u64>), _>(
-                    "SELECT @@GLOBAL.read_only, (SELECT VARIABLE_VALUE FROM \
-                     information_schema.GLOBAL_STATUS \
-                     WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_NO_TX')",
-                ),
-            )
-            .await;
-            match ro {
-                Ok(Ok(Some((v, count)))) => {
-                    seen += 1;
-                    if v == 0 {
-                        writable += 1;
-                    }
-                    if let (Some(before), Some(now)) = (no_tx[i], count) {
-                        if now > before {
-                            unacked[i].store(true, Ordering::Relaxed);
-                        }
-                    }
-                    no_tx[i] = count;
+        let sample = probe.sample().await;
+        for (i, reading) in sample.readings.iter().enumerate() {
+            let count = reading.and_then(|r| r.unacked_commits);
+            if let (Some(before), Some(now)) = (no_tx[i], count) {
+                if now > before {
+                    unacked[i].store(true, Ordering::Relaxed);
                 }
-                _ => *slot = None,
             }
+            // A lost connection may mean a restart, which resets the count.
+            no_tx[i] = count;
         }
-        if seen == 2 {
+        if sample.complete() {
             n.fetch_add(1, Ordering::Relaxed);
         }
-        if writable > 1 {
+        if sample.two_writers {
             two.fetch_add(1, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

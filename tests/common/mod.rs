@@ -32,6 +32,7 @@ mod proxy;
 pub mod raw;
 pub mod relay;
 pub mod replies;
+pub mod writers;
 #[allow(unused_imports)] // test binaries without a proxy
 pub use proxy::Proxy;
 
