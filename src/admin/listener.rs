@@ -70,31 +70,32 @@ pub async fn serve(
     .await;
 }
 
-async fn session(admin: &AdminContext, mut io: PacketIo, id: u32, shutdown: CancellationToken) {
+async fn session(admin: &AdminContext, io: PacketIo, id: u32, shutdown: CancellationToken) {
     let nonce = handshake::new_nonce();
     let timeout = admin.proxy.config.mysql.client_read_timeout;
     let users = admin.users();
-    let login = login::login(
-        &mut io,
-        &users,
-        id,
-        &nonce,
-        ADMIN_VERSION,
-        ADMIN_CAPS,
+    let spec = login::LoginSpec {
+        users: &users,
+        connection_id: id,
+        nonce: &nonce,
+        server_version: ADMIN_VERSION,
+        server_caps: ADMIN_CAPS,
         timeout,
-    );
+        tls: admin.tls.current(),
+    };
+    let login = login::login(io, &spec);
     let login = tokio::select! {
         _ = shutdown.cancelled() => return,
         l = login => l,
     };
-    let login = match login {
+    let (mut io, login) = match login {
         Ok(l) => l,
         Err(e) => {
             tracing::info!(error = %e, "admin login refused");
             return;
         }
     };
-    tracing::info!(user = %login.creds.user, "admin logged in");
+    tracing::info!(user = %login.creds.user, tls = login.tls.is_some(), "admin logged in");
     let caps = login.caps;
     wire::ok(&mut io.wbuf, login.next_seq);
     if io.flush().await.is_err() {

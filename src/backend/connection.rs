@@ -216,7 +216,7 @@ impl BackendConn {
     /// nothing more is readable on its socket (checked without blocking).
     /// This is where session isolation is enforced: a connection that fails
     /// it is closed, never shared.
-    pub fn can_change_hands(&self) -> bool {
+    pub fn can_change_hands(&mut self) -> bool {
         !self.broken && !self.reply_pending && self.io.is_quiet()
     }
 

@@ -59,7 +59,7 @@ impl Pools {
         let pool = self.nodes.get(node)?;
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
-        while let Some((conn, since)) = list.pop() {
+        while let Some((mut conn, since)) = list.pop() {
             // A node that closed an idle connection (or said something on
             // it, such as a shutdown error) makes it unusable.
             if since.elapsed() < MAX_IDLE_AGE && conn.can_change_hands() {

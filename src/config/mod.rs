@@ -15,6 +15,7 @@ mod cache;
 pub mod http;
 mod mysql;
 mod nodes;
+mod tls;
 mod users;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub use http::{
 };
 pub use mysql::{Consistency, MysqlConfig, PoolConfig, RoutingConfig, RuntimeConfig};
 pub use nodes::{split_host_port, FailoverConfig, MonitorConfig, NodeConfig};
+pub use tls::{ListenerTls, NodeTls, NodeTlsMode, TlsVersion};
 pub use users::{parse_native_hash, UserConfig};
 
 /// Environment prefix; `SQLPROXY_MYSQL__LISTEN` overrides `[mysql] listen`.
@@ -98,6 +100,9 @@ pub struct Config {
     /// Threads of the async runtime.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// TLS towards the nodes (off unless set).
+    #[serde(default)]
+    pub node_tls: NodeTls,
 }
 
 /// serde's default for switches that are on unless a section turns them off.
@@ -211,6 +216,7 @@ impl Config {
                 _ => {}
             }
         }
+        self.validate_node_tls()?;
         let m = &self.monitor;
         if m.rise == 0 {
             return Err(invalid("monitor.rise", "must be at least 1"));
@@ -270,6 +276,48 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// TLS towards nodes needs a CA to verify them with, and a client
+    /// certificate comes with its key.
+    fn validate_node_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.node_tls;
+        let any_tls = self
+            .nodes
+            .keys()
+            .any(|n| self.node_tls_mode(n) != NodeTlsMode::Off);
+        if any_tls {
+            // Until the node side speaks TLS, refuse rather than run in cleartext.
+            return Err(invalid(
+                "node_tls.mode",
+                "TLS towards the nodes is not supported by this build",
+            ));
+        }
+        if any_tls && t.ca.is_none() {
+            return Err(invalid(
+                "node_tls.ca",
+                "nodes use TLS (node_tls.mode or nodes.NAME.tls): set the CA that signed their certificates",
+            ));
+        }
+        match (&t.cert, &t.key) {
+            (Some(_), None) => Err(invalid(
+                "node_tls.key",
+                "node_tls.cert is set without its key",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "node_tls.cert",
+                "node_tls.key is set without a certificate",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// How the proxy talks to node `name`: its own `tls`, else `node_tls.mode`.
+    pub fn node_tls_mode(&self, name: &str) -> NodeTlsMode {
+        self.nodes
+            .get(name)
+            .and_then(|n| n.tls)
+            .unwrap_or(self.node_tls.mode)
     }
 
     /// `[admin]` when the admin port is to be started.

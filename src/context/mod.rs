@@ -42,6 +42,8 @@ pub struct ProxyContext {
     pub sessions: Arc<SessionRegistry>,
     /// The result cache, when `[cache] enabled`.
     pub cache: Option<Arc<QueryCache>>,
+    /// `[mysql.tls]`: the certificate new clients get (swapped by a reload).
+    pub tls: crate::tls::TlsSlot,
     next_session: AtomicU32,
     /// `mysql.max_connections`.
     limit: Arc<Semaphore>,
@@ -82,6 +84,7 @@ impl ProxyContext {
             server_version: ArcSwap::from_pointee(FALLBACK_VERSION.to_vec()),
             server_caps,
             failover,
+            tls: crate::tls::TlsSlot::default(),
             next_session: AtomicU32::new(1),
         })
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use crate::protocol::command::Command;
+use crate::tls::TlsInfo;
 
 /// Statement text kept per session for `SHOW SESSIONS` (as `SHOW PROCESSLIST`
 /// cuts `Info`): enough to recognise a statement, bounded per session.
@@ -33,6 +34,8 @@ pub struct SessionView {
     /// Node ids the session holds a connection to.
     pub nodes: Vec<usize>,
     pub connected: SystemTime,
+    /// TLS version and cipher; None for a cleartext client.
+    pub tls: Option<TlsInfo>,
 }
 
 #[derive(Debug)]
@@ -51,6 +54,7 @@ struct Entry {
     id: u32,
     peer: String,
     connected: SystemTime,
+    tls: Option<TlsInfo>,
     activity: Mutex<Activity>,
 }
 
@@ -76,9 +80,11 @@ impl SessionRegistry {
         user: &str,
         peer: Option<SocketAddr>,
         schema: Option<&[u8]>,
+        tls: Option<TlsInfo>,
     ) -> SessionHandle {
         let entry = Arc::new(Entry {
             id,
+            tls,
             peer: peer.map(|p| p.to_string()).unwrap_or_default(),
             connected: SystemTime::now(),
             activity: Mutex::new(Activity {
@@ -157,6 +163,7 @@ impl Entry {
             time_s: a.since.elapsed().as_secs(),
             nodes: (0..64).filter(|i| a.nodes & (1u64 << i) != 0).collect(),
             connected: self.connected,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -210,8 +217,8 @@ mod tests {
     #[test]
     fn register_update_and_drop() {
         let r = Arc::new(SessionRegistry::default());
-        let a = r.register(7, "shop", "127.0.0.1:5000".parse().ok(), Some(b"db1"));
-        let b = r.register(9, "other", None, None);
+        let a = r.register(7, "shop", "127.0.0.1:5000".parse().ok(), Some(b"db1"), None);
+        let b = r.register(9, "other", None, None, None);
         assert_eq!((r.len(), r.total()), (2, 2));
         a.begin(&Command::Query(b"SELECT 1"));
         let v = r.list();
@@ -238,7 +245,7 @@ mod tests {
     #[test]
     fn long_statements_are_cut() {
         let r = Arc::new(SessionRegistry::default());
-        let h = r.register(1, "u", None, None);
+        let h = r.register(1, "u", None, None, None);
         let sql = "x".repeat(5000);
         h.begin(&Command::Query(sql.as_bytes()));
         assert_eq!(r.list()[0].info.as_ref().map(String::len), Some(MAX_INFO));

@@ -20,6 +20,7 @@
 // Each test binary uses a different part of the fixture.
 #![allow(dead_code)]
 
+pub mod certs;
 mod gtid;
 pub mod netns;
 mod node;

@@ -22,6 +22,7 @@ mod stmt;
 mod tests;
 mod user;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,33 +44,36 @@ use crate::router::Why;
 pub use nodes::Nodes;
 
 /// Runs a client from greeting to goodbye.
-pub async fn run(ctx: Arc<ProxyContext>, mut io: PacketIo, id: u32, shutdown: CancellationToken) {
+pub async fn run(ctx: Arc<ProxyContext>, io: PacketIo, id: u32, shutdown: CancellationToken) {
     let nonce = handshake::new_nonce();
     let version = ctx.server_version.load_full();
-    let timeout = ctx.config.mysql.client_read_timeout;
-    let login = match login::login(
-        &mut io,
-        &ctx.users,
-        id,
-        &nonce,
-        &version,
-        ctx.server_caps,
-        timeout,
-    )
-    .await
-    {
+    let spec = login::LoginSpec {
+        users: &ctx.users,
+        connection_id: id,
+        nonce: &nonce,
+        server_version: &version,
+        server_caps: ctx.server_caps,
+        timeout: ctx.config.mysql.client_read_timeout,
+        tls: ctx.tls.current(),
+    };
+    let (io, login) = match login::login(io, &spec).await {
         Ok(l) => l,
         Err(e) => {
             tracing::debug!(error = %e, "login failed");
-            ctx.metrics
-                .login_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.metrics.login_failures.fetch_add(1, Relaxed);
             return;
         }
     };
-    tracing::debug!(user = %login.creds.user, "logged in");
+    let logins = match &login.tls {
+        Some(_) => &ctx.metrics.logins_tls,
+        None => &ctx.metrics.logins_cleartext,
+    };
+    logins.fetch_add(1, Relaxed);
+    tracing::debug!(user = %login.creds.user, tls = login.tls.is_some(), "logged in");
     let (peer, db) = (io.peer_addr().ok(), login.hello.db.as_deref());
-    let activity = ctx.sessions.register(id, &login.creds.user, peer, db);
+    let activity = ctx
+        .sessions
+        .register(id, &login.creds.user, peer, db, login.tls.clone());
     let key = ConnKey {
         user: Arc::clone(&login.creds.user),
         caps: login.caps & caps::RESULT_AFFECTING,
@@ -143,6 +147,7 @@ impl<N: Nodes> Session<N> {
             creds,
             caps,
             next_seq,
+            tls: _,
         } = login;
         Session {
             client,

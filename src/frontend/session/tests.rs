@@ -227,7 +227,7 @@ async fn session(fake: FakeNodes) -> (Session<FakeNodes>, TcpStream) {
         .await
         .expect("connect");
     let (server, _) = listener.accept().await.expect("accept");
-    let activity = ctx.sessions.register(1, "app", None, None);
+    let activity = ctx.sessions.register(1, "app", None, None, None);
     let user: Arc<str> = Arc::from("app");
     let session = Session {
         client: PacketIo::new(server),
