@@ -83,7 +83,7 @@ impl Server {
         let metrics = bind_optional(config.metrics_enabled().map(|m| m.listen)).await?;
         let config = Arc::new(config);
         let topology = Topology::new(&config);
-        let pools = Pools::new(&config);
+        let pools = Pools::new(&config, crate::tls::node_targets(&config)?);
         let (handle, controller) = topology::failover_channel();
         let ctx = ProxyContext::new(Arc::clone(&config), topology, pools, handle);
         ctx.tls.replace(mysql_tls);

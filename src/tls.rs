@@ -11,15 +11,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use sha1::{Digest, Sha1};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::{ListenerTls, TlsVersion};
+use crate::config::{split_host_port, Config, ListenerTls, NodeTls, NodeTlsMode, TlsVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -208,6 +211,153 @@ impl TlsSlot {
     pub fn replace(&self, tls: Option<Arc<ServerTls>>) {
         self.0.store(tls);
     }
+}
+
+/// How the proxy reaches one node over TLS: the connector (CA, optional
+/// client certificate, name check or not) and the name to check.
+#[derive(Clone)]
+pub struct NodeTlsTarget {
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for NodeTlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTlsTarget")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `verify-ca`: the chain must verify against the CA; the name is not
+/// checked (nodes addressed by an IP their certificate does not name).
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The TLS target of every node of `config` (None for a node in
+/// cleartext), in config order (the topology's NodeId).
+pub fn node_targets(config: &Config) -> Result<Vec<Option<NodeTlsTarget>>, TlsError> {
+    let t = &config.node_tls;
+    let mut full = None;
+    let mut chain_only = None;
+    let mut out = Vec::with_capacity(config.nodes.len());
+    for (name, node) in &config.nodes {
+        let mode = config.node_tls_mode(name);
+        let slot = match mode {
+            NodeTlsMode::Off => {
+                out.push(None);
+                continue;
+            }
+            NodeTlsMode::VerifyFull => &mut full,
+            NodeTlsMode::VerifyCa => &mut chain_only,
+        };
+        if slot.is_none() {
+            *slot = Some(node_connector(t, mode)?);
+        }
+        let connector = slot.clone().ok_or_else(|| TlsError::Rejected {
+            key: "node_tls".into(),
+            reason: "no connector".into(),
+        })?;
+        let host = split_host_port(&node.address)
+            .map(|(h, _)| h)
+            .map_err(|reason| TlsError::Rejected {
+                key: format!("nodes.{name}.address"),
+                reason,
+            })?;
+        let server_name = ServerName::try_from(host.clone()).map_err(|e| TlsError::Rejected {
+            key: format!("nodes.{name}.address"),
+            reason: format!("`{host}` is not a name TLS can check: {e}"),
+        })?;
+        out.push(Some(NodeTlsTarget {
+            connector,
+            server_name,
+        }));
+    }
+    Ok(out)
+}
+
+fn node_connector(t: &NodeTls, mode: NodeTlsMode) -> Result<TlsConnector, TlsError> {
+    let ca = t.ca.as_ref().ok_or_else(|| TlsError::Rejected {
+        key: "node_tls.ca".into(),
+        reason: "required when a node uses TLS".into(),
+    })?;
+    let roots = Arc::new(load_roots("node_tls.ca", ca)?);
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Rejected {
+            key: "node_tls.ca".into(),
+            reason: e.to_string(),
+        })?;
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        NodeTlsMode::VerifyCa => Arc::new(ChainOnly(webpki)),
+        _ => webpki,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rejected {
+            key: "node_tls".into(),
+            reason: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => {
+            let certs = load_certs("node_tls.cert", cert)?;
+            let key = load_key("node_tls.key", key)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| TlsError::Rejected {
+                    key: "node_tls.key".into(),
+                    reason: format!("does not match node_tls.cert: {e}"),
+                })?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// The protocol version and cipher suite of an established connection, as

@@ -286,13 +286,6 @@ impl Config {
             .nodes
             .keys()
             .any(|n| self.node_tls_mode(n) != NodeTlsMode::Off);
-        if any_tls {
-            // Until the node side speaks TLS, refuse rather than run in cleartext.
-            return Err(invalid(
-                "node_tls.mode",
-                "TLS towards the nodes is not supported by this build",
-            ));
-        }
         if any_tls && t.ca.is_none() {
             return Err(invalid(
                 "node_tls.ca",
@@ -497,6 +490,32 @@ password = "secret"
         .unwrap_err()
         .to_string();
         assert!(e.contains("http.stats.password"), "{e}");
+    }
+
+    #[test]
+    fn node_tls_needs_a_ca_and_a_key_with_its_cert() {
+        refused(
+            &format!("{MINIMAL}\n[node_tls]\nmode = \"verify-full\"\n"),
+            "node_tls.ca",
+        );
+        let per_node = MINIMAL.replace("weight = 3", "weight = 3\ntls = \"verify-ca\"");
+        refused(&per_node, "node_tls.ca");
+        refused(
+            &format!("{per_node}\n[node_tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\n"),
+            "node_tls.key",
+        );
+        refused(
+            &MINIMAL.replace("weight = 3", "weight = 3\ntls = \"sometimes\""),
+            "nodes.cn2.tls",
+        );
+        let ok = format!("{per_node}\n[node_tls]\nca = \"ca.pem\"\n");
+        let c = Config::from_toml_str(&ok, env(&[])).unwrap();
+        assert_eq!(c.node_tls_mode("cn2"), NodeTlsMode::VerifyCa);
+        assert_eq!(c.node_tls_mode("cn1"), NodeTlsMode::Off);
+        refused(
+            &format!("{MINIMAL}\n[mysql.tls]\ncert = \"c\"\nkey = \"k\"\nmin_version = \"1.1\"\n"),
+            "min_version",
+        );
     }
 
     #[test]
