@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
                     config.admin_enabled().and_then(|a| a.tls.as_ref()),
                 )
             })
+            .and_then(|_| sqlproxy::tls::node_targets(&config))
             .with_context(|| format!("invalid config {}", path.display()))?;
         println!("{}: configuration is valid", path.display());
         return Ok(());
