@@ -5,7 +5,8 @@
 //! `require_tls`) refusing cleartext with MariaDB's own error; certificates
 //! reloaded without a restart; SHOW SESSIONS and the counters telling TLS
 //! from cleartext; the admin port over TLS. And bad input on the TLS path:
-//! garbage instead of a ClientHello, a client that stops mid-handshake, an
+//! garbage instead of a ClientHello, a client that stops mid-handshake (cut
+//! by the read timeout, and by `connect_timeout` when reads may wait), an
 //! SSL request to a proxy without TLS: each costs its own connection only.
 //!
 //! Certificates are made at run time (`common::certs`), never checked in.
@@ -582,6 +583,37 @@ async fn a_client_that_stops_mid_handshake_is_cut() {
     for s in [&mut silent, &mut half, &mut mute] {
         until_closed(s).await;
     }
+    still_serves(&proxy, &pki.ca.ca).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_login_that_stalls_is_cut_at_the_login_deadline() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let pki = Pki::new();
+    // Every read may wait an hour: only the deadline on the whole login,
+    // the switch to TLS included, can end these connections in time.
+    let toml = config_toml(&pki, "", &admin_section(Some(&pki.server))).replacen(
+        "[mysql]\n",
+        "[mysql]\nconnect_timeout = \"1s\"\nclient_read_timeout = \"1h\"\n",
+        1,
+    );
+    let proxy = start(&toml);
+    // A TLS session that lives through it.
+    let mut survivor = match Conn::new(opts(&proxy, Some(&pki.ca.ca), None)).await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    };
+    for addr in [proxy.addr, proxy.admin_addr.expect("admin enabled")] {
+        // Asks for TLS, then says nothing: not even a ClientHello.
+        let (mut silent, _) = ssl_request(addr).await;
+        until_closed(&mut silent).await;
+    }
+    let one: Option<u32> = match survivor.query_first("SELECT 1").await {
+        Ok(v) => v,
+        Err(e) => panic!("the other session broke: {e}"),
+    };
+    assert_eq!(one, Some(1));
     still_serves(&proxy, &pki.ca.ca).await;
 }
 
