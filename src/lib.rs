@@ -7,7 +7,8 @@
 //! * `protocol`: the MySQL wire as pure functions over bytes (framing, handshake, OK/ERR/EOF); no sockets.
 //! * `rise_fall`: HAProxy's rise/fall counting, shared by the SQL and HTTP health checks.
 //! * `config`: figment TOML + `SQLPROXY_` env → [`config::Config`], validated; errors name the key.
-//! * `net`: buffered packet I/O over one TCP stream.
+//! * `tls`: certificates and keys from the config → rustls configurations, reloadable.
+//! * `net`: buffered packet I/O over one TCP stream, cleartext or TLS.
 //! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, failover.
 //! * `coordination`: several instances, one writer: the election, the writer record and views in etcd.
 //! * `router`: the lexer, classifier and the one decider of where a command runs; no I/O.
@@ -44,4 +45,5 @@ pub mod rise_fall;
 pub mod router;
 pub mod server;
 pub mod systemd;
+pub mod tls;
 pub mod topology;

@@ -29,6 +29,17 @@ fn main() -> anyhow::Result<()> {
     let config = Config::load(&path, std::env::vars())
         .with_context(|| format!("invalid config {}", path.display()))?;
     if cli.check {
+        // The certificate files too: a key that does not match its
+        // certificate would otherwise surface only at start.
+        sqlproxy::tls::ServerTls::optional("mysql.tls", config.mysql.tls.as_ref())
+            .and_then(|_| {
+                sqlproxy::tls::ServerTls::optional(
+                    "admin.tls",
+                    config.admin_enabled().and_then(|a| a.tls.as_ref()),
+                )
+            })
+            .and_then(|_| sqlproxy::tls::node_targets(&config))
+            .with_context(|| format!("invalid config {}", path.display()))?;
         println!("{}: configuration is valid", path.display());
         return Ok(());
     }

@@ -108,6 +108,10 @@ pub struct Metrics {
     pub login_failures: AtomicU64,
     /// Clients refused with 1040 (max_connections).
     pub sessions_refused: AtomicU64,
+    /// Client logins that completed over TLS.
+    pub logins_tls: AtomicU64,
+    /// Client logins that completed in cleartext.
+    pub logins_cleartext: AtomicU64,
     /// Master changes by automatic failover / admin `FAILOVER TO`.
     pub failovers: AtomicU64,
     /// Planned master changes (`SWITCHOVER TO`).
@@ -127,6 +131,8 @@ impl Metrics {
             nodes: (0..nodes).map(|_| NodeCounters::default()).collect(),
             login_failures: AtomicU64::new(0),
             sessions_refused: AtomicU64::new(0),
+            logins_tls: AtomicU64::new(0),
+            logins_cleartext: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             switchovers: AtomicU64::new(0),
             admin_commands: AtomicU64::new(0),

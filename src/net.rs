@@ -1,18 +1,27 @@
-//! Buffered packet I/O over one TCP stream, shared by the client side and the
-//! node side. Reads go into one growing buffer that is consumed in place (no
-//! allocation per packet); writes are queued and flushed once per reply, so a
-//! small result costs one syscall.
+//! Buffered packet I/O over one TCP stream, in cleartext or TLS, shared by
+//! the client side and the node side. Reads go into one growing buffer that
+//! is consumed in place (no allocation per packet); writes are queued and
+//! flushed once per reply, so a small result costs one syscall.
+//!
+//! The stream is an enum rather than a generic so that a session's type does
+//! not depend on whether its client or its nodes negotiated TLS; the
+//! cleartext path pays one predictable branch per read or write. A TLS
+//! stream is boxed: rustls' connection state is large and most connections
+//! of a LAN proxy may be cleartext.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use rustls::pki_types::ServerName;
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
-use crate::protocol::codec::{self, Chunk, Header};
+use crate::protocol::codec::{self, Chunk, Header, MAX_CHUNK};
+use crate::tls::TlsInfo;
 
 /// Flush queued output once it grows past this, so a large result streams
 /// instead of piling up in memory.
@@ -28,8 +37,71 @@ pub enum NetError {
     TooLarge { size: usize, limit: usize },
     #[error("out-of-order packet: expected sequence {expected}, got {got}")]
     Sequence { expected: u8, got: u8 },
+    /// The TLS handshake failed (bad ClientHello, unverifiable certificate,
+    /// no common version...): rustls' reason.
+    #[error("TLS handshake: {0}")]
+    Handshake(io::Error),
+    /// TLS was asked of a connection that has unread bytes or is already TLS.
+    #[error("cannot start TLS: {0}")]
+    TlsState(&'static str),
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+/// The byte stream under the packets.
+enum Stream {
+    Plain(TcpStream),
+    /// A client connection that switched to TLS (we are the server).
+    Server(Box<server::TlsStream<TcpStream>>),
+    /// A node connection that switched to TLS (we are the client).
+    Client(Box<client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Server(s) => s.get_ref().0,
+            Stream::Client(s) => s.get_ref().0,
+        }
+    }
+}
+
+/// `io::Read` straight on the socket, bypassing tokio's readiness cache
+/// (which may not have seen bytes that already arrived): for feeding rustls
+/// what is readable now, in a check that must not wait.
+struct ReadNow<'a>(SockRef<'a>);
+
+impl io::Read for ReadNow<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let socket: &socket2::Socket = &self.0;
+        io::Read::read(&mut &*socket, buf)
+    }
+}
+
+/// Whether a TLS connection has nothing more to give: rustls holds no
+/// decrypted bytes and the socket has none waiting. Bytes on the socket are
+/// fed to rustls first, because not all of them are data: a TLS 1.3 server
+/// sends session tickets after the handshake, which carry no plaintext. A
+/// record cut in the middle stays in rustls with its rest still in flight,
+/// which is the same race as cleartext bytes in flight: not caught here.
+fn tls_quiet<D>(tcp: &TcpStream, conn: &mut rustls::ConnectionCommon<D>) -> bool {
+    loop {
+        match conn.read_tls(&mut ReadNow(SockRef::from(tcp))) {
+            // End of stream: not quiet, the connection is finished.
+            Ok(0) => return false,
+            Ok(_) => match conn.process_new_packets() {
+                Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
+                _ => return false,
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    match conn.process_new_packets() {
+        Ok(state) => state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed(),
+        Err(_) => false,
+    }
 }
 
 /// One logical packet (split chunks joined) read from a peer.
@@ -40,7 +112,7 @@ pub struct Packet {
 }
 
 pub struct PacketIo {
-    stream: TcpStream,
+    stream: Stream,
     pub rbuf: BytesMut,
     pub wbuf: Vec<u8>,
     /// Writes that put bytes on the wire so far: whoever must know whether
@@ -51,7 +123,7 @@ pub struct PacketIo {
 impl PacketIo {
     pub fn new(stream: TcpStream) -> Self {
         PacketIo {
-            stream,
+            stream: Stream::Plain(stream),
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: Vec::with_capacity(16 * 1024),
             flushes: 0,
@@ -59,7 +131,120 @@ impl PacketIo {
     }
 
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.stream.peer_addr()
+        self.stream.tcp().peer_addr()
+    }
+
+    /// The TLS version and cipher, when the connection switched to TLS.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Server(s) => Some(TlsInfo::of(s.get_ref().1)),
+            Stream::Client(s) => Some(TlsInfo::of(s.get_ref().1)),
+        }
+    }
+
+    /// The cleartext TCP stream, refusing a TLS one or one with bytes
+    /// already buffered (those would have to be TLS records).
+    fn take_plain(self) -> Result<TcpStream, NetError> {
+        if !self.rbuf.is_empty() || !self.wbuf.is_empty() {
+            return Err(NetError::TlsState(
+                "bytes buffered before the TLS handshake",
+            ));
+        }
+        match self.stream {
+            Stream::Plain(tcp) => Ok(tcp),
+            _ => Err(NetError::TlsState("already TLS")),
+        }
+    }
+
+    /// Runs the server side of a TLS handshake on this cleartext connection
+    /// (after a client's SSL request), bounded by `timeout`.
+    pub async fn accept_tls(
+        self,
+        acceptor: &TlsAcceptor,
+        timeout: Duration,
+    ) -> Result<PacketIo, NetError> {
+        let flushes = self.flushes;
+        let tcp = self.take_plain()?;
+        let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| NetError::Timeout(timeout))?
+            .map_err(NetError::Handshake)?;
+        let mut io = PacketIo::new_on(Stream::Server(Box::new(tls)));
+        io.flushes = flushes;
+        Ok(io)
+    }
+
+    /// Runs the client side of a TLS handshake towards `name` (after our
+    /// SSL request to a node), bounded by `timeout`.
+    pub async fn connect_tls(
+        self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<PacketIo, NetError> {
+        let flushes = self.flushes;
+        let tcp = self.take_plain()?;
+        let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| NetError::Timeout(timeout))?
+            .map_err(NetError::Handshake)?;
+        let mut io = PacketIo::new_on(Stream::Client(Box::new(tls)));
+        io.flushes = flushes;
+        Ok(io)
+    }
+
+    fn new_on(stream: Stream) -> Self {
+        PacketIo {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: Vec::with_capacity(16 * 1024),
+            flushes: 0,
+        }
+    }
+
+    /// Reads one packet of at most `limit` bytes without reading a byte
+    /// past it: what follows a client's SSL request is its TLS ClientHello,
+    /// which must stay on the socket for the TLS handshake.
+    pub async fn read_exact_packet(
+        &mut self,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Packet, NetError> {
+        if !self.rbuf.is_empty() {
+            return Err(NetError::TlsState("bytes buffered before the first packet"));
+        }
+        let read = async {
+            let mut header = [0u8; 4];
+            self.read_exact(&mut header).await?;
+            let len =
+                usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+            if len > limit || len >= MAX_CHUNK {
+                return Err(NetError::TooLarge { size: len, limit });
+            }
+            let mut payload = BytesMut::zeroed(len);
+            self.read_exact(&mut payload).await?;
+            Ok(Packet {
+                seq: header[3],
+                payload,
+            })
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| NetError::Timeout(timeout))?
+    }
+
+    async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), NetError> {
+        let r = match &mut self.stream {
+            Stream::Plain(s) => s.read_exact(buf).await,
+            Stream::Server(s) => s.read_exact(buf).await,
+            Stream::Client(s) => s.read_exact(buf).await,
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(NetError::Closed),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads more bytes into the buffer; `Closed` at end of stream.
@@ -67,11 +252,18 @@ impl PacketIo {
         if self.rbuf.capacity() - self.rbuf.len() < 8 * 1024 {
             self.rbuf.reserve(64 * 1024);
         }
+        let read = async {
+            match &mut self.stream {
+                Stream::Plain(s) => s.read_buf(&mut self.rbuf).await,
+                Stream::Server(s) => s.read_buf(&mut self.rbuf).await,
+                Stream::Client(s) => s.read_buf(&mut self.rbuf).await,
+            }
+        };
         let n = match timeout {
-            Some(t) => tokio::time::timeout(t, self.stream.read_buf(&mut self.rbuf))
+            Some(t) => tokio::time::timeout(t, read)
                 .await
                 .map_err(|_| NetError::Timeout(t))??,
-            None => self.stream.read_buf(&mut self.rbuf).await?,
+            None => read.await?,
         };
         if n == 0 {
             return Err(NetError::Closed);
@@ -167,7 +359,18 @@ impl PacketIo {
     pub async fn flush(&mut self) -> Result<(), NetError> {
         if !self.wbuf.is_empty() {
             self.flushes += 1;
-            self.stream.write_all(&self.wbuf).await?;
+            match &mut self.stream {
+                Stream::Plain(s) => s.write_all(&self.wbuf).await?,
+                // rustls may keep records back until flushed.
+                Stream::Server(s) => {
+                    s.write_all(&self.wbuf).await?;
+                    s.flush().await?;
+                }
+                Stream::Client(s) => {
+                    s.write_all(&self.wbuf).await?;
+                    s.flush().await?;
+                }
+            }
             self.wbuf.clear();
             if self.wbuf.capacity() > 4 * FLUSH_THRESHOLD {
                 self.wbuf.shrink_to(FLUSH_THRESHOLD);
@@ -177,16 +380,29 @@ impl PacketIo {
     }
 
     /// Whether everything the peer sent has been consumed: the read buffer
-    /// is empty and no byte waits on the socket (a non-blocking peek). A
-    /// socket at end of stream or in error is not quiet.
-    pub fn is_quiet(&self) -> bool {
+    /// is empty and no byte waits on the socket (a non-blocking peek), nor,
+    /// over TLS, decrypted in rustls. A socket at end of stream or in error
+    /// is not quiet.
+    pub fn is_quiet(&mut self) -> bool {
         if !self.rbuf.is_empty() {
             return false;
         }
-        let mut byte = [MaybeUninit::<u8>::uninit(); 1];
-        match SockRef::from(&self.stream).peek(&mut byte) {
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-            Ok(_) => false,
+        match &mut self.stream {
+            Stream::Plain(tcp) => {
+                let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+                match SockRef::from(&*tcp).peek(&mut byte) {
+                    Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+                    Ok(_) => false,
+                }
+            }
+            Stream::Server(s) => {
+                let (tcp, conn) = s.get_mut();
+                tls_quiet(tcp, &mut **conn)
+            }
+            Stream::Client(s) => {
+                let (tcp, conn) = s.get_mut();
+                tls_quiet(tcp, &mut **conn)
+            }
         }
     }
 
@@ -200,14 +416,20 @@ impl PacketIo {
     /// Makes the close that follows abortive (RST instead of FIN), as
     /// MariaDB's own close of an idle session is.
     pub fn reset_on_close(&self) {
-        if let Err(e) = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)) {
+        if let Err(e) = SockRef::from(self.stream.tcp()).set_linger(Some(Duration::ZERO)) {
             tracing::debug!(error = %e, "SO_LINGER");
         }
     }
 
     pub async fn shutdown(&mut self) {
-        // Best effort: the peer may already be gone.
-        if let Err(e) = self.stream.shutdown().await {
+        // Best effort: the peer may already be gone. Over TLS this sends
+        // close_notify first.
+        let done = match &mut self.stream {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Server(s) => s.shutdown().await,
+            Stream::Client(s) => s.shutdown().await,
+        };
+        if let Err(e) = done {
             tracing::trace!(error = %e, "shutdown of a closed stream");
         }
     }

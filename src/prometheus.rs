@@ -248,6 +248,18 @@ impl Collector for Exporter {
         )?;
         counter(
             &mut enc,
+            "client_logins_tls",
+            "Client logins over TLS",
+            m.logins_tls.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "client_logins_cleartext",
+            "Client logins in cleartext",
+            m.logins_cleartext.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
             "admin_commands",
             "Commands run on the admin port",
             m.admin_commands.load(Relaxed),

@@ -18,6 +18,7 @@ use crate::coordination::Coordinator;
 use crate::frontend;
 use crate::protocol::codec;
 use crate::protocol::handshake::parse_greeting;
+use crate::tls::ServerTls;
 use crate::topology::{self, Topology, TopologyEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum ServerError {
     },
     #[error("http balancer: {0}")]
     Http(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub struct Server {
@@ -58,6 +61,13 @@ impl Server {
     /// Binds every listener of `config` (port 0 allowed) and learns the
     /// master's version string for the greeting.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        // Certificates first: a file that cannot be used stops the start
+        // before anything listens.
+        let mysql_tls = ServerTls::optional("mysql.tls", config.mysql.tls.as_ref())?;
+        let admin_tls = ServerTls::optional(
+            "admin.tls",
+            config.admin_enabled().and_then(|a| a.tls.as_ref()),
+        )?;
         let addr = config.mysql.listen;
         let mysql = TcpListener::bind(addr)
             .await
@@ -74,7 +84,7 @@ impl Server {
         let metrics = bind_optional(config.metrics_enabled().map(|m| m.listen)).await?;
         let config = Arc::new(config);
         let topology = Topology::new(&config);
-        let pools = Pools::new(&config);
+        let pools = Pools::new(&config, crate::tls::node_targets(&config)?);
         let (handle, controller) = topology::failover_channel();
         let coordination = config.coordination.clone().map(|co| {
             let port = mysql.local_addr().map_or(addr.port(), |a| a.port());
@@ -96,9 +106,11 @@ impl Server {
         };
         let ctx =
             ProxyContext::coordinated(Arc::clone(&config), topology, pools, handle, coordination);
+        ctx.tls.replace(mysql_tls);
         learn_version(&ctx).await;
         let upstreams = http.as_ref().map(|h| h.upstreams());
         let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams);
+        admin_ctx.tls.replace(admin_tls);
         let http_metrics = http.iter().map(|h| h.metrics_collector()).collect();
         Ok(Server {
             http_metrics,

@@ -248,6 +248,7 @@ async fn drip_fed_login_is_cut_at_the_login_deadline() {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: "admin".into(),
         password: "admin-secret".into(),
+        tls: None,
     });
     let proxy = Proxy::start(cfg);
     drip_until_closed(proxy.addr).await;

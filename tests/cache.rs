@@ -558,6 +558,7 @@ async fn admin_shows_and_flushes_the_cache() {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: "admin".into(),
         password: "pw".into(),
+        tls: None,
     });
     cfg.metrics = Some(sqlproxy::config::MetricsConfig {
         enabled: true,

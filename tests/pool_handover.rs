@@ -20,7 +20,7 @@ const TEXT: Expect = Expect::Results {
 };
 
 fn setup() -> (Arc<Pools>, ConnKey, Credentials) {
-    let pools = Pools::new(&cluster().config());
+    let pools = Pools::new(&cluster().config(), Vec::new());
     let user: Arc<str> = Arc::from(APP_USER);
     let key = ConnKey {
         user: Arc::clone(&user),

@@ -250,7 +250,7 @@ async fn monitor_follows_a_real_node_down_and_up() {
     // Wrong credentials: the node answered, so it is not "unreachable".
     let mut wrong = config(&db.address()).monitor;
     wrong.password = "not-the-password".into();
-    let e = MysqlProbe::new(&db.address(), &wrong)
+    let e = MysqlProbe::new(&db.address(), &wrong, None)
         .check()
         .await
         .expect_err("wrong password must fail");

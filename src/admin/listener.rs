@@ -81,7 +81,7 @@ pub async fn serve(
 
 async fn session(
     admin: &AdminContext,
-    mut io: PacketIo,
+    io: PacketIo,
     id: u32,
     shutdown: CancellationToken,
     pending: PendingLogin,
@@ -90,22 +90,23 @@ async fn session(
     let nonce = handshake::new_nonce();
     let timeout = admin.proxy.config.mysql.client_read_timeout;
     let users = admin.users();
-    let login = login::login(
-        &mut io,
-        &users,
-        id,
-        &nonce,
-        ADMIN_VERSION,
-        ADMIN_CAPS,
+    let spec = login::LoginSpec {
+        users: &users,
+        connection_id: id,
+        nonce: &nonce,
+        server_version: ADMIN_VERSION,
+        server_caps: ADMIN_CAPS,
         timeout,
-    );
+        tls: admin.tls.current(),
+    };
+    let login = login::login(io, &spec);
     let deadline = admin.proxy.config.mysql.connect_timeout;
     let login = tokio::select! {
         _ = shutdown.cancelled() => return,
         l = login_within(deadline, &pending, login) => l,
     };
     drop(pending);
-    let login = match login {
+    let (mut io, login) = match login {
         Some(Ok(l)) => l,
         Some(Err(e)) => {
             tracing::info!(error = %e, "admin login refused");
@@ -117,7 +118,7 @@ async fn session(
         login::refuse_past_limit(&mut io, login.next_seq).await;
         return;
     };
-    tracing::info!(user = %login.creds.user, "admin logged in");
+    tracing::info!(user = %login.creds.user, tls = login.tls.is_some(), "admin logged in");
     let caps = login.caps;
     wire::ok(&mut io.wbuf, login.next_seq);
     if io.flush().await.is_err() {

@@ -176,6 +176,8 @@ pub struct AdminContext {
     running: ArcSwap<Config>,
     /// The admin account, replaced by RELOAD CONFIG.
     users: ArcSwap<Users>,
+    /// `[admin.tls]`: the admin port's certificate (swapped by a reload).
+    pub tls: crate::tls::TlsSlot,
 }
 
 impl AdminContext {
@@ -189,6 +191,7 @@ impl AdminContext {
             running: ArcSwap::new(config),
             proxy,
             http,
+            tls: crate::tls::TlsSlot::default(),
         })
     }
 

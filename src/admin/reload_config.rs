@@ -1,7 +1,10 @@
 //! `RELOAD CONFIG`: re-reads the file the proxy started with (plus the
 //! `SQLPROXY_` environment), validates it, and only then applies what can
-//! change live: node weights (where the file changed them) and the admin
-//! account. Everything else that differs is reported as needing a restart
+//! change live: node weights (where the file changed them), the admin
+//! account, and the MySQL and admin listeners' TLS (`[mysql.tls]`,
+//! `[admin.tls]`: the certificate files are read again even when their
+//! paths did not change, so a renewed certificate is picked up; sessions
+//! already open keep the one they started with). Everything else that differs is reported as needing a restart
 //! and keeps its running value. A file that does not load or validate
 //! changes nothing: the error says why and the running config stays.
 //! SIGHUP runs the same [`reload_config`] and logs its report.
@@ -12,6 +15,7 @@ use super::show_config::{flatten_config_raw, MASK};
 use super::{cell, exact, AdminCommand, AdminContext, AdminError, Exec, Reply};
 use super::{ColKind, ResultSet, Words};
 use crate::config::Config;
+use crate::tls::ServerTls;
 
 pub struct ReloadConfig;
 
@@ -34,6 +38,8 @@ fn live(key: &str) -> bool {
     (key.starts_with("nodes.") && key.ends_with(".weight"))
         || key == "admin.user"
         || key == "admin.password"
+        || key.starts_with("mysql.tls.")
+        || key.starts_with("admin.tls.")
 }
 
 /// One key whose value in the file differs from the running config.
@@ -79,6 +85,15 @@ pub fn reload_config(admin: &AdminContext) -> Result<ReloadReport, AdminError> {
     };
     let new = Config::load(&path, std::env::vars())
         .map_err(|e| AdminError::Config(format!("{}: {e}", path.display())))?;
+    // Certificates are read before anything is applied: one that cannot be
+    // used leaves everything as it was.
+    let tls_err = |e: crate::tls::TlsError| AdminError::Config(e.to_string());
+    let mysql_tls = ServerTls::optional("mysql.tls", new.mysql.tls.as_ref()).map_err(tls_err)?;
+    let admin_tls = ServerTls::optional(
+        "admin.tls",
+        new.admin_enabled().and_then(|a| a.tls.as_ref()),
+    )
+    .map_err(tls_err)?;
     let was: BTreeMap<String, String> = flatten_config_raw(&old).into_iter().collect();
     let now: BTreeMap<String, String> = flatten_config_raw(&new).into_iter().collect();
     let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
@@ -118,9 +133,30 @@ pub fn reload_config(admin: &AdminContext) -> Result<ReloadReport, AdminError> {
             applied,
         });
     }
+    let swaps = [
+        ("mysql.tls (certificate)", &admin.proxy.tls, mysql_tls),
+        ("admin.tls (certificate)", &admin.tls, admin_tls),
+    ];
+    for (key, slot, fresh) in swaps {
+        let (was, now) = (fingerprint(slot.current()), fingerprint(fresh.clone()));
+        if was != now {
+            changes.push(ConfigChange {
+                key: key.to_string(),
+                running: was,
+                file: now,
+                applied: true,
+            });
+        }
+        slot.replace(fresh);
+    }
     tracing::info!(path = %path.display(), changes = changes.len(), "config reloaded");
     admin.replace(new);
     Ok(ReloadReport { path, changes })
+}
+
+/// The leaf certificate's SHA-1, as `openssl x509 -fingerprint` shows it.
+fn fingerprint(tls: Option<std::sync::Arc<ServerTls>>) -> Option<String> {
+    tls.map(|t| t.fingerprint.clone())
 }
 
 fn reload(admin: &AdminContext) -> Result<Reply, AdminError> {

@@ -1,6 +1,7 @@
 //! `SHOW SESSIONS`: the live client sessions, like `SHOW PROCESSLIST`:
 //! id, user, client address, schema, current command and for how long, the
-//! nodes it holds connections to, and the statement text while one runs.
+//! nodes it holds connections to, the statement text while one runs, and
+//! the TLS version and cipher of a client that uses TLS (NULL in cleartext).
 
 use super::{cell, exact, AdminCommand, AdminContext, AdminError, Exec, Reply};
 use super::{ColKind, ResultSet, Words};
@@ -29,6 +30,8 @@ impl AdminCommand for ShowSessions {
             ("connected_s", Int),
             ("nodes", Text),
             ("info", Text),
+            ("tls_version", Text),
+            ("tls_cipher", Text),
         ]);
         for s in proxy.sessions.list() {
             let nodes: Vec<String> = s
@@ -46,6 +49,8 @@ impl AdminCommand for ShowSessions {
                 cell(s.connected.elapsed().map_or(0, |d| d.as_secs())),
                 cell(nodes.join(",")),
                 s.info,
+                s.tls.as_ref().map(|t| t.version.clone()),
+                s.tls.map(|t| t.cipher),
             ]);
         }
         super::ready(Ok(Reply::Rows(rs)))

@@ -29,6 +29,8 @@ impl AdminCommand for ShowStats {
             ("client_sessions_opened", proxy.sessions.total()),
             ("client_login_failures", m.login_failures.load(Relaxed)),
             ("client_refused", m.sessions_refused.load(Relaxed)),
+            ("client_logins_tls", m.logins_tls.load(Relaxed)),
+            ("client_logins_cleartext", m.logins_cleartext.load(Relaxed)),
             ("queries", queries),
             ("query_errors", errors),
             ("node_failures", failures),

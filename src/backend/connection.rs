@@ -14,6 +14,7 @@ use crate::net::{NetError, PacketIo};
 use crate::protocol::handshake::{self, NativeSecret, NATIVE_PLUGIN};
 use crate::protocol::response::{parse_err, parse_ok};
 use crate::protocol::{caps, com};
+use crate::tls::NodeTlsTarget;
 
 /// Appends `last_gtid` to whatever the node tracks by default, so clients
 /// that negotiated session tracking still get what a direct connection gives.
@@ -88,18 +89,32 @@ pub enum SimpleReply {
     Err { code: u16, payload: Vec<u8> },
 }
 
+/// Which node a connection goes to, and how.
+pub struct NodeAddr<'a> {
+    /// The topology's NodeId.
+    pub node: usize,
+    pub name: Arc<str>,
+    pub address: &'a str,
+    /// TLS towards the node; None in cleartext.
+    pub tls: Option<&'a NodeTlsTarget>,
+}
+
 impl BackendConn {
     /// Connects and logs in as `creds`, with the client's result-affecting
     /// flags and collation (`key`), then enables GTID tracking.
     pub async fn connect(
-        node: usize,
-        node_name: Arc<str>,
-        address: &str,
+        to: NodeAddr<'_>,
         creds: &Credentials,
         key: ConnKey,
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Result<BackendConn, BackendError> {
+        let NodeAddr {
+            node,
+            name: node_name,
+            address,
+            tls,
+        } = to;
         let t = connect_timeout;
         let stream = tokio::time::timeout(t, TcpStream::connect(address))
             .await
@@ -121,6 +136,24 @@ impl BackendConn {
         if caps & caps::SESSION_TRACK == 0 {
             return Err(BackendError::Protocol("node lacks CLIENT_SESSION_TRACK"));
         }
+        let mut seq = greeting.seq.wrapping_add(1);
+        if let Some(tls) = tls {
+            // Never fall back to cleartext: a node without TLS is an error.
+            if hello.capabilities & caps::SSL == 0 {
+                return Err(BackendError::Tls("the node does not offer TLS".into()));
+            }
+            caps |= caps::SSL;
+            io.queue(seq, &handshake::ssl_request(caps, key.collation));
+            io.flush().await?;
+            io = io
+                .connect_tls(&tls.connector, tls.server_name.clone(), t)
+                .await
+                .map_err(|e| match e {
+                    NetError::Handshake(e) => BackendError::Tls(e.to_string()),
+                    other => BackendError::Net(other),
+                })?;
+            seq = seq.wrapping_add(1);
+        }
         let token = creds
             .secret
             .scramble(&hello.nonce)
@@ -139,7 +172,7 @@ impl BackendConn {
             with_db.push(0);
             resp.splice(plugin_at..plugin_at, with_db);
         }
-        io.queue(greeting.seq.wrapping_add(1), &resp);
+        io.queue(seq, &resp);
         io.flush().await?;
         loop {
             let reply = io.read_packet(1 << 16, Some(t), Some(t)).await?;
@@ -224,7 +257,7 @@ impl BackendConn {
     /// nothing more is readable on its socket (checked without blocking).
     /// This is where session isolation is enforced: a connection that fails
     /// it is closed, never shared.
-    pub fn can_change_hands(&self) -> bool {
+    pub fn can_change_hands(&mut self) -> bool {
         !self.broken && !self.reply_pending && self.io.is_quiet()
     }
 

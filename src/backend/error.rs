@@ -24,6 +24,10 @@ pub enum BackendError {
     },
     #[error("node asks for unsupported auth plugin {0}")]
     Plugin(String),
+    /// TLS towards the node failed (no TLS offered, certificate not
+    /// verified): the node is not used in cleartext instead.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("no usable password for this user yet (hash-only user who has not logged in)")]
     NoSecret,
 }
@@ -54,7 +58,10 @@ impl BackendError {
             }
             // Server shutdown in progress, normal shutdown.
             BackendError::Server { code, .. } => matches!(code, 1053 | 1077),
-            BackendError::Protocol(_) | BackendError::Plugin(_) | BackendError::NoSecret => false,
+            BackendError::Protocol(_)
+            | BackendError::Plugin(_)
+            | BackendError::NoSecret
+            | BackendError::Tls(_) => false,
         }
     }
 }

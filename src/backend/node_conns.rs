@@ -211,7 +211,7 @@ impl NodeConns {
         // restart, wait_timeout): a command sent there would be lost with
         // no way to tell whether it ran. Checked with a non-blocking peek.
         if slot
-            .as_ref()
+            .as_mut()
             .is_some_and(|c| c.idle_for() > IDLE_RECHECK && !c.can_change_hands())
         {
             *slot = None;

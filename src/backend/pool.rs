@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::connection::{BackendConn, ConnKey, Credentials};
+use super::connection::{BackendConn, ConnKey, Credentials, NodeAddr};
 use super::error::BackendError;
 use crate::config::Config;
+use crate::tls::NodeTlsTarget;
 
 /// Idle connections older than this are closed rather than reused: a node
 /// restart or a firewall may have silently dropped them.
@@ -20,6 +21,8 @@ const MAX_IDLE_AGE: Duration = Duration::from_secs(300);
 struct NodePool {
     name: Arc<str>,
     address: String,
+    /// TLS towards this node (`node_tls`), None in cleartext.
+    tls: Option<NodeTlsTarget>,
     idle: Mutex<HashMap<ConnKey, Vec<(BackendConn, Instant)>>>,
 }
 
@@ -31,8 +34,10 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// One pool per configured node, in config order (the topology's NodeId).
-    pub fn new(config: &Config) -> Arc<Pools> {
+    /// One pool per configured node, in config order (the topology's NodeId),
+    /// with each node's TLS from `crate::tls::node_targets` (same order).
+    pub fn new(config: &Config, tls: Vec<Option<NodeTlsTarget>>) -> Arc<Pools> {
+        let mut tls = tls.into_iter();
         Arc::new(Pools {
             nodes: config
                 .nodes
@@ -40,6 +45,7 @@ impl Pools {
                 .map(|(name, n)| NodePool {
                     name: Arc::from(name.as_str()),
                     address: n.address.clone(),
+                    tls: tls.next().flatten(),
                     idle: Mutex::new(HashMap::new()),
                 })
                 .collect(),
@@ -59,7 +65,7 @@ impl Pools {
         let pool = self.nodes.get(node)?;
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
-        while let Some((conn, since)) = list.pop() {
+        while let Some((mut conn, since)) = list.pop() {
             // A node that closed an idle connection (or said something on
             // it, such as a shutdown error) makes it unusable.
             if since.elapsed() < MAX_IDLE_AGE && conn.can_change_hands() {
@@ -83,10 +89,14 @@ impl Pools {
             .nodes
             .get(node)
             .ok_or(BackendError::Protocol("unknown node"))?;
-        BackendConn::connect(
+        let to = NodeAddr {
             node,
-            pool.name.clone(),
-            &pool.address,
+            name: pool.name.clone(),
+            address: &pool.address,
+            tls: pool.tls.as_ref(),
+        };
+        BackendConn::connect(
+            to,
             creds,
             key.clone(),
             self.connect_timeout,

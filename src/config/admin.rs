@@ -18,6 +18,9 @@ pub struct AdminConfig {
     /// Required (non-empty) when the port is enabled.
     #[serde(default)]
     pub password: String,
+    /// `[admin.tls]`: the admin port's own certificate (same keys as `[mysql.tls]`).
+    #[serde(default)]
+    pub tls: Option<super::ListenerTls>,
 }
 
 /// `[metrics]`: the Prometheus text endpoint, `GET /metrics`.

@@ -17,6 +17,7 @@ mod coordination;
 pub mod http;
 mod mysql;
 mod nodes;
+mod tls;
 mod users;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use mysql::{
     WAIT_TIMEOUT_MIN,
 };
 pub use nodes::{split_host_port, FailoverConfig, MonitorConfig, NodeConfig};
+pub use tls::{ListenerTls, NodeTls, NodeTlsMode, TlsVersion};
 pub use users::{parse_native_hash, UserConfig};
 
 /// Environment prefix; `SQLPROXY_MYSQL__LISTEN` overrides `[mysql] listen`.
@@ -174,6 +176,9 @@ pub struct Config {
     /// instance decides alone.
     #[serde(default)]
     pub coordination: Option<CoordinationConfig>,
+    /// TLS towards the nodes (off unless set).
+    #[serde(default)]
+    pub node_tls: NodeTls,
 }
 
 /// serde's default for switches that are on unless a section turns them off.
@@ -318,6 +323,7 @@ impl Config {
                 _ => {}
             }
         }
+        self.validate_node_tls()?;
         let m = &self.monitor;
         if m.rise == 0 {
             return Err(invalid("monitor.rise", "must be at least 1"));
@@ -380,6 +386,41 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// TLS towards nodes needs a CA to verify them with, and a client
+    /// certificate comes with its key.
+    fn validate_node_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.node_tls;
+        let any_tls = self
+            .nodes
+            .keys()
+            .any(|n| self.node_tls_mode(n) != NodeTlsMode::Off);
+        if any_tls && t.ca.is_none() {
+            return Err(invalid(
+                "node_tls.ca",
+                "nodes use TLS (node_tls.mode or nodes.NAME.tls): set the CA that signed their certificates",
+            ));
+        }
+        match (&t.cert, &t.key) {
+            (Some(_), None) => Err(invalid(
+                "node_tls.key",
+                "node_tls.cert is set without its key",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "node_tls.cert",
+                "node_tls.key is set without a certificate",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// How the proxy talks to node `name`: its own `tls`, else `node_tls.mode`.
+    pub fn node_tls_mode(&self, name: &str) -> NodeTlsMode {
+        self.nodes
+            .get(name)
+            .and_then(|n| n.tls)
+            .unwrap_or(self.node_tls.mode)
     }
 
     /// `[admin]` when the admin port is to be started.
@@ -605,6 +646,32 @@ password = "secret"
         .unwrap_err()
         .to_string();
         assert!(e.contains("http.stats.password"), "{e}");
+    }
+
+    #[test]
+    fn node_tls_needs_a_ca_and_a_key_with_its_cert() {
+        refused(
+            &format!("{MINIMAL}\n[node_tls]\nmode = \"verify-full\"\n"),
+            "node_tls.ca",
+        );
+        let per_node = MINIMAL.replace("weight = 3", "weight = 3\ntls = \"verify-ca\"");
+        refused(&per_node, "node_tls.ca");
+        refused(
+            &format!("{per_node}\n[node_tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\n"),
+            "node_tls.key",
+        );
+        refused(
+            &MINIMAL.replace("weight = 3", "weight = 3\ntls = \"sometimes\""),
+            "nodes.cn2.tls",
+        );
+        let ok = format!("{per_node}\n[node_tls]\nca = \"ca.pem\"\n");
+        let c = Config::from_toml_str(&ok, env(&[])).unwrap();
+        assert_eq!(c.node_tls_mode("cn2"), NodeTlsMode::VerifyCa);
+        assert_eq!(c.node_tls_mode("cn1"), NodeTlsMode::Off);
+        refused(
+            &format!("{MINIMAL}\n[mysql.tls]\ncert = \"c\"\nkey = \"k\"\nmin_version = \"1.1\"\n"),
+            "min_version",
+        );
     }
 
     #[test]

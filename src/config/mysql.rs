@@ -56,6 +56,9 @@ pub struct MysqlConfig {
     /// On SIGTERM, in-flight statements get this long to finish.
     #[serde(default = "defaults::shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `[mysql.tls]`: clients may switch to TLS (and must, with `require`).
+    #[serde(default)]
+    pub tls: Option<super::ListenerTls>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -17,6 +17,9 @@ pub struct NodeConfig {
     /// Lower wins when choosing the master at start.
     #[serde(default = "defaults::priority")]
     pub priority: u32,
+    /// TLS towards this node; unset = `node_tls.mode`.
+    #[serde(default)]
+    pub tls: Option<super::NodeTlsMode>,
 }
 
 /// Health checks (HAProxy `inter`, `rise`, `fall`, `timeout check`).

@@ -15,6 +15,9 @@ pub struct UserConfig {
     /// login reveals (SHA1 of the password), as ProxySQL does.
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// This user may log in only over TLS (MariaDB's `REQUIRE SSL`).
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 /// `*` + 40 hex digits → SHA1(SHA1(password)).

@@ -45,6 +45,8 @@ pub struct ProxyContext {
     pub cache: Option<Arc<QueryCache>>,
     /// This instance's part in the etcd coordination, when `[coordination]` is set.
     pub coordination: Option<Arc<Coordinator>>,
+    /// `[mysql.tls]`: the certificate new clients get (swapped by a reload).
+    pub tls: crate::tls::TlsSlot,
     next_session: AtomicU32,
     /// `mysql.max_connections`.
     limit: Arc<Semaphore>,
@@ -97,6 +99,7 @@ impl ProxyContext {
             server_version: ArcSwap::from_pointee(FALLBACK_VERSION.to_vec()),
             server_caps,
             failover,
+            tls: crate::tls::TlsSlot::default(),
             next_session: AtomicU32::new(1),
         })
     }

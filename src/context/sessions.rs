@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{HeldThreads, ThreadOwners};
 use crate::protocol::command::Command;
+use crate::tls::TlsInfo;
 
 /// Statement text kept per session for `SHOW SESSIONS` (as `SHOW PROCESSLIST`
 /// cuts `Info`): enough to recognise a statement, bounded per session.
@@ -37,6 +38,8 @@ pub struct SessionView {
     /// Node ids the session holds a connection to.
     pub nodes: Vec<usize>,
     pub connected: SystemTime,
+    /// TLS version and cipher; None for a cleartext client.
+    pub tls: Option<TlsInfo>,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,7 @@ struct Entry {
     id: u32,
     peer: String,
     connected: SystemTime,
+    tls: Option<TlsInfo>,
     activity: Mutex<Activity>,
     /// The node threads the session holds.
     threads: Arc<HeldThreads>,
@@ -94,9 +98,11 @@ impl SessionRegistry {
         peer: Option<SocketAddr>,
         schema: Option<&[u8]>,
         threads: Arc<HeldThreads>,
+        tls: Option<TlsInfo>,
     ) -> SessionHandle {
         let entry = Arc::new(Entry {
             id,
+            tls,
             peer: peer.map(|p| p.to_string()).unwrap_or_default(),
             connected: SystemTime::now(),
             threads,
@@ -197,6 +203,7 @@ impl Entry {
             time_s: a.since.elapsed().as_secs(),
             nodes: (0..64).filter(|i| a.nodes & (1u64 << i) != 0).collect(),
             connected: self.connected,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -266,8 +273,9 @@ mod tests {
             "127.0.0.1:5000".parse().ok(),
             Some(b"db1"),
             Arc::default(),
+            None,
         );
-        let b = r.register(9, "other", None, None, Arc::default());
+        let b = r.register(9, "other", None, None, Arc::default(), None);
         assert_eq!((r.len(), r.total()), (2, 2));
         a.begin(&Command::Query(b"SELECT 1"));
         let v = r.list();
@@ -298,7 +306,7 @@ mod tests {
     #[test]
     fn long_statements_are_cut() {
         let r = Arc::new(SessionRegistry::default());
-        let h = r.register(1, "u", None, None, Arc::default());
+        let h = r.register(1, "u", None, None, Arc::default(), None);
         let sql = "x".repeat(5000);
         h.begin(&Command::Query(sql.as_bytes()));
         assert_eq!(r.list()[0].info.as_ref().map(String::len), Some(MAX_INFO));

@@ -2,7 +2,7 @@
 //! ProxySQL does). A user configured by hash only gets its node password
 //! (SHA1 of the password) from its first successful client login.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::Credentials;
@@ -11,6 +11,8 @@ use crate::protocol::handshake::NativeSecret;
 
 pub struct Users {
     users: HashMap<Vec<u8>, (Arc<str>, Mutex<NativeSecret>)>,
+    /// Users who may log in only over TLS (`require_tls`).
+    tls_only: HashSet<Vec<u8>>,
 }
 
 impl Users {
@@ -30,7 +32,13 @@ impl Users {
                 ))
             })
             .collect();
-        Users { users }
+        let tls_only = config
+            .users
+            .iter()
+            .filter(|(_, u)| u.require_tls)
+            .map(|(name, _)| name.as_bytes().to_vec())
+            .collect();
+        Users { users, tls_only }
     }
 
     /// Exactly these (name, password) accounts; none = nobody logs in.
@@ -43,7 +51,15 @@ impl Users {
                 (name.as_bytes().to_vec(), (Arc::from(name), secret))
             })
             .collect();
-        Users { users }
+        Users {
+            users,
+            tls_only: HashSet::new(),
+        }
+    }
+
+    /// Whether `user` may log in only over TLS.
+    pub fn requires_tls(&self, user: &[u8]) -> bool {
+        self.tls_only.contains(user)
     }
 
     /// Verifies a mysql_native_password token; on success returns the

@@ -166,6 +166,18 @@ pub fn backend_response(
     out
 }
 
+/// The SSL request a client sends before its TLS handshake: the first 32
+/// bytes of a HandshakeResponse41 (flags with CLIENT_SSL, max packet,
+/// collation, filler).
+pub fn ssl_request(capabilities: u32, collation: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(&(capabilities | caps::SSL).to_le_bytes());
+    out.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    out.push(collation);
+    out.extend_from_slice(&[0u8; 23]);
+    out
+}
+
 /// AuthSwitchRequest: `fe plugin\0 nonce\0`.
 pub fn auth_switch_request(plugin: &[u8], nonce: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + plugin.len() + nonce.len() + 1);

@@ -38,8 +38,9 @@ pub mod caps {
     pub const SESSION_TRACK: u32 = 1 << 23;
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
-    /// What the proxy offers clients. Not SSL or COMPRESS (loopback/LAN proxy,
-    /// and relaying would need re-framing), no MariaDB extended capabilities
+    /// What the proxy offers clients. SSL is added by a listener that has a
+    /// certificate (`frontend/login.rs`); no COMPRESS (relaying would need
+    /// re-framing), no MariaDB extended capabilities
     /// (bulk, cached metadata) so replies keep the classic shapes we track.
     pub const PROXY_SERVER: u32 = LONG_PASSWORD
         | FOUND_ROWS

@@ -13,10 +13,34 @@ use std::future::Future;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
+use mysql_async::{ClientIdentity, Conn, Opts, OptsBuilder, Row, SslOpts, Value};
 
 use super::replication::ReplicationStatus;
-use crate::config::{split_host_port, MonitorConfig};
+use crate::config::{split_host_port, Config, MonitorConfig, NodeTlsMode};
+
+/// mysql_async's TLS options for node `name` (`node_tls`, the node's own
+/// `tls`), for the monitor and the failover controller; None in cleartext.
+/// `verify-ca` skips the name check only; the chain is always verified.
+pub fn node_ssl_opts(config: &Config, name: &str) -> Option<SslOpts> {
+    let mode = config.node_tls_mode(name);
+    if mode == NodeTlsMode::Off {
+        return None;
+    }
+    let t = &config.node_tls;
+    let identity = match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => {
+            Some(ClientIdentity::new(cert.clone().into(), key.clone().into()))
+        }
+        _ => None,
+    };
+    Some(
+        SslOpts::default()
+            .with_root_certs(t.ca.iter().map(|ca| ca.clone().into()).collect())
+            .with_disable_built_in_roots(true)
+            .with_client_identity(identity)
+            .with_danger_skip_domain_validation(mode == NodeTlsMode::VerifyCa),
+    )
+}
 
 /// The monitor reads a few short rows; a small packet limit is plenty and
 /// keeps a confused server from making us buffer much.
@@ -117,17 +141,21 @@ pub enum CheckErrorKind {
     /// grants, too many connections, host blocked): the node may be fine,
     /// the monitor's account or the node's limits need fixing.
     Denied,
+    /// TLS towards the node failed: its certificate did not verify, or it
+    /// does not offer TLS. The node is not used (never in cleartext).
+    Tls,
     /// Any other error or an answer we could not use.
     Other,
 }
 
 impl CheckErrorKind {
-    pub const ALL: [CheckErrorKind; 6] = [
+    pub const ALL: [CheckErrorKind; 7] = [
         CheckErrorKind::Timeout,
         CheckErrorKind::Unreachable,
         CheckErrorKind::Refused,
         CheckErrorKind::ShuttingDown,
         CheckErrorKind::Denied,
+        CheckErrorKind::Tls,
         CheckErrorKind::Other,
     ];
 
@@ -138,6 +166,7 @@ impl CheckErrorKind {
             CheckErrorKind::Refused => "refused",
             CheckErrorKind::ShuttingDown => "shutting_down",
             CheckErrorKind::Denied => "denied",
+            CheckErrorKind::Tls => "tls",
             CheckErrorKind::Other => "other",
         }
     }
@@ -151,6 +180,20 @@ impl CheckErrorKind {
 const DENIED_CODES: [u16; 15] = [
     1040, 1044, 1045, 1129, 1130, 1142, 1143, 1203, 1226, 1227, 1370, 1698, 1820, 1862, 4151,
 ];
+
+/// A TLS failure as mysql_async reports it: its own TLS error, rustls'
+/// error inside an I/O error (the handshake), or a node that does not
+/// offer TLS when asked to.
+fn is_tls_failure(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => true,
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>()),
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => true,
+        _ => false,
+    }
+}
 
 /// Errors that mean "the server is going away": shutdown in progress (1053)
 /// and normal shutdown (1077).
@@ -169,6 +212,7 @@ impl CheckError {
                 mysql_async::Error::Server(e) if SHUTDOWN_CODES.contains(&e.code) => {
                     CheckErrorKind::ShuttingDown
                 }
+                e if is_tls_failure(e) => CheckErrorKind::Tls,
                 _ => CheckErrorKind::Other,
             },
             CheckError::BadAddress { .. }
@@ -184,7 +228,10 @@ impl CheckError {
     pub fn is_down_evidence(&self) -> bool {
         matches!(
             self.kind(),
-            CheckErrorKind::Unreachable | CheckErrorKind::Refused | CheckErrorKind::ShuttingDown
+            CheckErrorKind::Unreachable
+                | CheckErrorKind::Refused
+                | CheckErrorKind::ShuttingDown
+                | CheckErrorKind::Tls
         )
     }
 
@@ -194,7 +241,7 @@ impl CheckError {
     pub fn needs_probe(&self) -> bool {
         !matches!(
             self.kind(),
-            CheckErrorKind::Denied | CheckErrorKind::ShuttingDown
+            CheckErrorKind::Denied | CheckErrorKind::ShuttingDown | CheckErrorKind::Tls
         ) && !matches!(self, CheckError::BadAddress { .. })
     }
 }
@@ -231,7 +278,7 @@ pub struct MysqlProbe {
 }
 
 impl MysqlProbe {
-    pub fn new(address: &str, monitor: &MonitorConfig) -> MysqlProbe {
+    pub fn new(address: &str, monitor: &MonitorConfig, ssl: Option<SslOpts>) -> MysqlProbe {
         let opts = split_host_port(address)
             .map(|(host, port)| {
                 OptsBuilder::default()
@@ -244,6 +291,7 @@ impl MysqlProbe {
                     .wait_timeout(Some(MONITOR_WAIT_TIMEOUT_SECS))
                     .tcp_keepalive(Some(MONITOR_TCP_KEEPALIVE))
                     .stmt_cache_size(0)
+                    .ssl_opts(ssl)
                     .into()
             })
             .map_err(|reason| (address.to_string(), reason));
@@ -494,7 +542,11 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let mut probe = MysqlProbe::new(&format!("127.0.0.1:{port}"), &MonitorConfig::default());
+        let mut probe = MysqlProbe::new(
+            &format!("127.0.0.1:{port}"),
+            &MonitorConfig::default(),
+            None,
+        );
         let e = probe.check().await.unwrap_err();
         assert!(matches!(e, CheckError::Connect { .. }), "{e}");
         assert!(e.needs_probe(), "{e}");
@@ -507,7 +559,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_address_fails_every_check() {
-        let mut probe = MysqlProbe::new("nowhere", &MonitorConfig::default());
+        let mut probe = MysqlProbe::new("nowhere", &MonitorConfig::default(), None);
         for _ in 0..2 {
             let e = probe.check().await.unwrap_err();
             assert!(

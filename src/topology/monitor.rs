@@ -30,7 +30,10 @@ pub async fn run_monitor(topology: Arc<Topology>, config: Config, shutdown: Canc
         .snapshot()
         .nodes
         .iter()
-        .map(|n| (n.id, MysqlProbe::new(&n.address, &config.monitor)))
+        .map(|n| {
+            let ssl = super::check::node_ssl_opts(&config, &n.name);
+            (n.id, MysqlProbe::new(&n.address, &config.monitor, ssl))
+        })
         .collect();
     run_probes(topology, probes, &config.monitor, shutdown).await;
 }

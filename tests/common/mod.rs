@@ -20,6 +20,7 @@
 // Each test binary uses a different part of the fixture.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod daemon;
 pub mod etcd;
 mod gtid;
@@ -49,6 +50,10 @@ use node::POLL;
 /// How long replication may take to catch up (or a slave thread to connect)
 /// before a wait panics. Generous because the box is small and shared.
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Name of the CA that signed the nodes' certificates: `<dir>/nodes-ca.pem`,
+/// `<dir>/nodes-cn1.pem` and `.key` (see `common::certs`).
+pub const NODE_CA: &str = "nodes";
 
 /// MariaDB's limit on a database name.
 const MAX_DB_NAME: usize = 64;
@@ -161,6 +166,14 @@ impl Cluster {
             Some(n) => (n.places.first(), n.places.get(1)),
             None => (None, None),
         };
+        // Every node offers TLS (clients that do not ask keep cleartext):
+        // cn1's certificate names 127.0.0.1 and localhost, cn2's names only
+        // `cn2.invalid`, so `verify-full` fails on cn2 and `verify-ca` passes.
+        std::fs::create_dir_all(&dir)
+            .map_err(HarnessError::io(format!("create {}", dir.display())))?;
+        let ca = certs::TestCa::new(&dir, NODE_CA);
+        ca.server("cn1");
+        ca.server_named("cn2", "cn2.invalid");
         let (cn1, cn2) = thread::scope(|s| {
             let cn1 = s.spawn(|| Node::boot("cn1", 1, &dir, p1));
             let cn2 = s.spawn(|| Node::boot("cn2", 2, &dir, p2));
@@ -330,6 +343,11 @@ fall = 2
             Ok(config) => config,
             Err(e) => panic!("the fixture's config_toml does not load: {e}"),
         }
+    }
+
+    /// The CA certificate that signed the nodes' TLS certificates.
+    pub fn node_ca(&self) -> PathBuf {
+        self.dir.join(format!("{NODE_CA}-ca.pem"))
     }
 
     /// For tests that need the cluster intact: many may hold it at once.

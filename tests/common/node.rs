@@ -177,6 +177,21 @@ impl Node {
             .arg(format!("--server-id={}", self.server_id))
             .arg(format!("--gtid-domain-id={}", self.server_id))
             .arg(format!("--bind-address={}", self.host));
+        // The certificate the cluster made for this node (tests/common/mod.rs).
+        if let Some(cluster_dir) = self.dir.parent() {
+            let base = cluster_dir.join(format!("{}-{}", super::NODE_CA, self.name));
+            let (cert, key) = (base.with_extension("pem"), base.with_extension("key"));
+            if cert.exists() {
+                cmd.arg(format!("--ssl-cert={}", cert.display()))
+                    .arg(format!("--ssl-key={}", key.display()))
+                    .arg(format!(
+                        "--ssl-ca={}",
+                        cluster_dir
+                            .join(format!("{}-ca.pem", super::NODE_CA))
+                            .display()
+                    ));
+            }
+        }
         if reuse_port {
             cmd.arg("--port-open-timeout=30");
         }

@@ -24,6 +24,7 @@ mod stmt;
 mod tests;
 mod user;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,55 +46,54 @@ use crate::protocol::{caps, status};
 use crate::router::Why;
 pub use nodes::Nodes;
 
-/// Runs a client from greeting to goodbye. The login counts as `pending`
-/// until it is done; only then does the session take one of the
-/// `max_connections` slots.
+/// Runs a client from greeting to goodbye. The login, the switch to TLS
+/// included, counts as `pending` and runs within `connect_timeout`; only
+/// then does the session take one of the `max_connections` slots.
 pub async fn run(
     ctx: Arc<ProxyContext>,
-    mut io: PacketIo,
+    io: PacketIo,
     id: u32,
     shutdown: CancellationToken,
     pending: PendingLogin,
 ) {
     let nonce = handshake::new_nonce();
     let version = ctx.server_version.load_full();
-    let timeout = ctx.config.mysql.client_read_timeout;
-    let attempt = login::login(
-        &mut io,
-        &ctx.users,
-        id,
-        &nonce,
-        &version,
-        ctx.server_caps,
-        timeout,
-    );
+    let spec = login::LoginSpec {
+        users: &ctx.users,
+        connection_id: id,
+        nonce: &nonce,
+        server_version: &version,
+        server_caps: ctx.server_caps,
+        timeout: ctx.config.mysql.client_read_timeout,
+        tls: ctx.tls.current(),
+    };
+    let attempt = login::login(io, &spec);
     let outcome = login_within(ctx.config.mysql.connect_timeout, &pending, attempt).await;
     drop(pending);
-    let login = match outcome {
+    let (mut io, login) = match outcome {
         Some(Ok(l)) => l,
         Some(Err(e)) => {
             tracing::debug!(error = %e, "login failed");
-            ctx.metrics
-                .login_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.metrics.login_failures.fetch_add(1, Relaxed);
             return;
         }
         None => {
-            ctx.metrics
-                .login_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.metrics.login_failures.fetch_add(1, Relaxed);
             return;
         }
     };
     let Some(_slot) = ctx.session_slot() else {
-        ctx.metrics
-            .sessions_refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics.sessions_refused.fetch_add(1, Relaxed);
         tracing::info!("logged in past max_connections: 1040");
         super::login::refuse_past_limit(&mut io, login.next_seq).await;
         return;
     };
-    tracing::debug!(user = %login.creds.user, "logged in");
+    let logins = match &login.tls {
+        Some(_) => &ctx.metrics.logins_tls,
+        None => &ctx.metrics.logins_cleartext,
+    };
+    logins.fetch_add(1, Relaxed);
+    tracing::debug!(user = %login.creds.user, tls = login.tls.is_some(), "logged in");
     let (peer, db) = (io.peer_addr().ok(), login.hello.db.as_deref());
     let key = ConnKey {
         user: Arc::clone(&login.creds.user),
@@ -107,9 +107,14 @@ pub async fn run(
         key,
         login.creds.clone(),
     );
-    let activity = ctx
-        .sessions
-        .register(id, &login.creds.user, peer, db, nodes.threads());
+    let activity = ctx.sessions.register(
+        id,
+        &login.creds.user,
+        peer,
+        db,
+        nodes.threads(),
+        login.tls.clone(),
+    );
     let mut s = Session::new(ctx, io, login, nonce, activity, nodes);
     s.serve(shutdown).await;
 }
@@ -176,6 +181,7 @@ impl<N: Nodes> Session<N> {
             creds,
             caps,
             next_seq,
+            tls: _,
         } = login;
         let mysql = &ctx.config.mysql;
         let login_idle = if hello.capabilities & caps::INTERACTIVE != 0 {

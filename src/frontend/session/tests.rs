@@ -229,14 +229,16 @@ async fn session(fake: FakeNodes) -> (Session<FakeNodes>, TcpStream) {
     });
     snap.nodes[REPLICA].gtid_current = "0-1-10".parse().ok();
     topology.replace(snap);
-    let pools = crate::backend::Pools::new(&config);
+    let pools = crate::backend::Pools::new(&config, Vec::new());
     let ctx = ProxyContext::new(config, topology, pools, failover_channel().0);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let client = TcpStream::connect(listener.local_addr().expect("addr"))
         .await
         .expect("connect");
     let (server, _) = listener.accept().await.expect("accept");
-    let activity = ctx.sessions.register(1, "app", None, None, Arc::default());
+    let activity = ctx
+        .sessions
+        .register(1, "app", None, None, Arc::default(), None);
     let user: Arc<str> = Arc::from("app");
     let session = Session {
         client: PacketIo::new(server),

@@ -14,6 +14,8 @@ use crate::topology::NodeId;
 
 pub(super) struct Control {
     addresses: Vec<(String, String)>,
+    /// TLS towards each node (`node_tls`), by node id.
+    ssl: Vec<Option<mysql_async::SslOpts>>,
     user: String,
     password: String,
     pub(super) timeout: Duration,
@@ -27,6 +29,11 @@ impl Control {
                 .nodes
                 .iter()
                 .map(|n| (n.name.clone(), n.address.clone()))
+                .collect(),
+            ssl: snap
+                .nodes
+                .iter()
+                .map(|n| crate::topology::check::node_ssl_opts(config, &n.name))
                 .collect(),
             user: config.monitor.user.clone(),
             password: config.monitor.password.clone(),
@@ -83,7 +90,8 @@ impl Control {
                 .pass(Some(self.password.clone()))
                 .prefer_socket(false)
                 .max_allowed_packet(Some(16 * 1024 * 1024))
-                .wait_timeout(Some(28_800));
+                .wait_timeout(Some(28_800))
+                .ssl_opts(self.ssl.get(id).cloned().flatten());
             let c = tokio::time::timeout(self.timeout, mysql_async::Conn::new(opts))
                 .await
                 .map_err(|_| err("connect timed out".into()))?
