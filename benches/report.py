@@ -26,6 +26,8 @@ TARGET_NAMES = {
     "sqlproxy": "sqlproxy",
     "sqlproxy+cache": "sqlproxy, cache on",
     "sqlproxy-cn1": "sqlproxy, reads on cn1 only (HAProxy's placement)",
+    "sqlproxy-before": "sqlproxy, earlier build (BEFORE_BIN)",
+    "sqlproxy+cache-before": "sqlproxy, earlier build, cache on",
 }
 
 

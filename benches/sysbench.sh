@@ -25,6 +25,12 @@
 #   CN1_PORT CN2_PORT HAPROXY_PORT PROXY_PORT PROXY_CACHE_PORT PROXY_CN1_PORT
 #                      14306 14307 14308 14309 14310 14311
 #   SQLPROXY_BIN       use this binary instead of `cargo build --release`
+#   BEFORE_BIN         a second sqlproxy build (an earlier commit, say) run in
+#                      the same rounds, cache off and on, as the targets
+#                      "sqlproxy (before)" and "sqlproxy+cache (before)", on
+#                      PROXY_BEFORE_PORT / PROXY_BEFORE_CACHE_PORT (14312/14313),
+#                      with BEFORE_CONFIG (default config/ha.toml: give that
+#                      build's own when its keys differ)
 #   NO_DOC=1           print the table only; leave docs/performance.md alone
 #   KEEP=1             leave HAProxy, sqlproxy and the cluster running
 #
@@ -62,6 +68,8 @@ export HAPROXY_PORT=${HAPROXY_PORT:-14308}
 PROXY_PORT=${PROXY_PORT:-14309}
 PROXY_CACHE_PORT=${PROXY_CACHE_PORT:-14310}
 PROXY_CN1_PORT=${PROXY_CN1_PORT:-14311}
+PROXY_BEFORE_PORT=${PROXY_BEFORE_PORT:-14312}
+PROXY_BEFORE_CACHE_PORT=${PROXY_BEFORE_CACHE_PORT:-14313}
 # sysbench data: small enough to stay in the nodes' 64 MiB buffer pool, so the
 # figures measure the network path, not the disk.
 TABLES=8
@@ -173,7 +181,7 @@ start_proxy() { # port log [VAR=value...]: overrides for this instance
     env SQLPROXY_MYSQL__LISTEN="127.0.0.1:$port" SQLPROXY_ADMIN__LISTEN=127.0.0.1:0 \
         SQLPROXY_METRICS__LISTEN=127.0.0.1:0 SQLPROXY_HTTP__LISTEN=127.0.0.1:0 \
         SQLPROXY_HTTP__STATS__LISTEN=127.0.0.1:0 \
-        "$@" "$BIN" --config "$CONFIG" >"$log" 2>&1 &
+        "$@" "${RUN_BIN:-$BIN}" --config "${RUN_CONFIG:-$CONFIG}" >"$log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
     echo "$LAST_PID" >"$OUT/sqlproxy-$port.pid"
@@ -210,6 +218,17 @@ if [ "${CN1_ONLY:-1}" = 1 ]; then
     wait_answers "$PROXY_CN1_PORT" "sqlproxy (reads on cn1)"
 fi
 
+if [ -n "${BEFORE_BIN:-}" ]; then
+    step "starting the earlier build $BEFORE_BIN on 127.0.0.1:$PROXY_BEFORE_PORT (and cache on, $PROXY_BEFORE_CACHE_PORT)"
+    RUN_BIN=$BEFORE_BIN RUN_CONFIG=${BEFORE_CONFIG:-$CONFIG} \
+        start_proxy "$PROXY_BEFORE_PORT" "$OUT/sqlproxy-before.log"
+    wait_answers "$PROXY_BEFORE_PORT" "sqlproxy (before)"
+    RUN_BIN=$BEFORE_BIN RUN_CONFIG=${BEFORE_CONFIG:-$CONFIG} \
+        start_proxy "$PROXY_BEFORE_CACHE_PORT" "$OUT/sqlproxy-before-cache.log" \
+        SQLPROXY_CACHE__ENABLED=true
+    wait_answers "$PROXY_BEFORE_CACHE_PORT" "sqlproxy+cache (before)"
+fi
+
 # --- HAProxy -----------------------------------------------------------------
 step "starting HAProxy on 127.0.0.1:$HAPROXY_PORT"
 "$HAPROXY" -c -q -f "$ROOT/benches/haproxy.cfg"
@@ -229,6 +248,11 @@ fi
 if [ "${CN1_ONLY:-1}" = 1 ]; then
     TARGETS+=(sqlproxy-cn1)
     PORT[sqlproxy-cn1]=$PROXY_CN1_PORT
+fi
+if [ -n "${BEFORE_BIN:-}" ]; then
+    TARGETS+=(sqlproxy-before sqlproxy+cache-before)
+    PORT[sqlproxy-before]=$PROXY_BEFORE_PORT
+    PORT[sqlproxy+cache-before]=$PROXY_BEFORE_CACHE_PORT
 fi
 
 # --- memory: idle, then with idle clients ------------------------------------
