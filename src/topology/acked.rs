@@ -8,6 +8,11 @@
 //! Every write records, so the common path takes no lock shared by all
 //! sessions: a few slots of atomics, one per domain (a cluster has one
 //! domain per node that ever was master), and a locked map only past them.
+//!
+//! The mark also says what it covers, for the rewind of a returning
+//! master's unacknowledged tail: only commits written after this process
+//! first saw each node (a commit from before may have been acknowledged by
+//! the process before), and nothing at all once it was forgotten.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -26,6 +31,27 @@ pub struct AckedCommits {
     domains: [AtomicU32; SLOTS],
     highest: [AtomicU64; SLOTS],
     more: Mutex<BTreeMap<u32, u64>>,
+    watched: Mutex<Watched>,
+}
+
+/// Since when the mark is complete. Touched once per node at its first
+/// check and by a rewind, never per statement.
+#[derive(Debug, Default)]
+struct Watched {
+    /// Per domain, the highest sequence number any node held when this
+    /// process first saw it.
+    floor: BTreeMap<u32, u64>,
+    /// A forced failover gave the mark up: what came before is unknown.
+    forgotten: bool,
+}
+
+/// Why the mark cannot vouch for a commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Uncovered {
+    #[error("the mark of acknowledged commits was given up by a forced FAILOVER TO")]
+    Forgotten,
+    #[error("{gtid} was written before this process first saw the nodes (domain {domain} was at {floor} then)", domain = gtid.domain)]
+    BeforeWatch { gtid: Gtid, floor: u64 },
 }
 
 impl Default for AckedCommits {
@@ -34,6 +60,7 @@ impl Default for AckedCommits {
             domains: std::array::from_fn(|_| AtomicU32::new(FREE)),
             highest: std::array::from_fn(|_| AtomicU64::new(0)),
             more: Mutex::new(BTreeMap::new()),
+            watched: Mutex::new(Watched::default()),
         }
     }
 }
@@ -64,10 +91,37 @@ impl AckedCommits {
     }
 
     pub fn forget(&self) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forgotten = true;
         for highest in &self.highest {
             highest.store(0, Ordering::Release);
         }
         self.more.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// A node seen for the first time at `pos`: commits up to there were
+    /// written before this process could acknowledge anything.
+    pub fn watch_from(&self, pos: &GtidPos) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        for gtid in pos.iter() {
+            let floor = watched.floor.entry(gtid.domain).or_insert(0);
+            *floor = (*floor).max(gtid.seq);
+        }
+    }
+
+    /// Whether every OK for `gtid` would have raised the mark: written
+    /// while this process watched, and the mark never forgotten since.
+    pub fn covers(&self, gtid: &Gtid) -> Result<(), Uncovered> {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if watched.forgotten {
+            return Err(Uncovered::Forgotten);
+        }
+        match watched.floor.get(&gtid.domain) {
+            Some(&floor) if gtid.seq <= floor => Err(Uncovered::BeforeWatch { gtid: *gtid, floor }),
+            _ => Ok(()),
+        }
     }
 
     /// The first acknowledged commit `pos` does not hold, if any. Sequence
@@ -124,6 +178,34 @@ mod tests {
         }
         acked.forget();
         assert_eq!(acked.missing_from(&"".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn the_mark_covers_only_what_was_written_while_watched() {
+        let acked = AckedCommits::default();
+        acked.watch_from(&"0-1-50,1-2-7".parse().unwrap());
+        acked.watch_from(&"0-1-40,2-2-3".parse().unwrap());
+        let rows: &[(&str, bool)] = &[
+            ("0-1-51", true),
+            ("0-1-50", false),
+            ("0-2-45", false),
+            ("1-2-8", true),
+            ("2-2-3", false),
+            // A domain no node had at first sight: all of it was watched.
+            ("5-5-1", true),
+        ];
+        for &(gtid, covered) in rows {
+            assert_eq!(
+                acked.covers(&gtid.parse().unwrap()).is_ok(),
+                covered,
+                "{gtid}"
+            );
+        }
+        acked.forget();
+        assert_eq!(
+            acked.covers(&"0-1-99".parse().unwrap()),
+            Err(Uncovered::Forgotten)
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod select;
 mod signals;
 mod snapshot;
 
+pub use acked::Uncovered;
 pub use check::{
     CheckError, CheckErrorKind, MysqlProbe, Observation, Probe, ProbeFailure, SemiSync,
 };

@@ -84,6 +84,8 @@ async fn watch_node<P: Probe>(
     let mut health = Health::new(monitor.rise, monitor.fall);
     let mut read_only_seen: Option<bool> = None;
     let mut denied_logged = false;
+    // Whether this process has seen the node's positions yet.
+    let mut watched = false;
     // Checks come every `interval`, or every BURST_INTERVAL while a node that
     // was up shows signs of failing, so it is judged in a fraction of a second.
     let mut next = Instant::now();
@@ -158,6 +160,17 @@ async fn watch_node<P: Probe>(
                     None
                 }
             };
+            if !watched {
+                // What the node held before this process saw it may have been
+                // acknowledged by another: the mark covers only what follows.
+                // Unreadable, it is tried again (a later floor is only safer).
+                let binlog = seen.gtid_binlog_pos.parse::<GtidPos>();
+                if let (Ok(binlog), Some(current)) = (binlog, &gtid_current) {
+                    topology.watch_from(&binlog);
+                    topology.watch_from(current);
+                    watched = true;
+                }
+            }
         }
         let failing = health.state() == NodeState::Up && health.failures() > 0;
         let check = CheckRecord {

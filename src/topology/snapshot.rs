@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::acked::AckedCommits;
+use super::acked::{AckedCommits, Uncovered};
 use super::check::{CheckError, CheckErrorKind, Observation, SemiSync};
 use super::gtid::{self, Gtid, GtidPos};
 use super::health::ChangeReason;
@@ -286,6 +286,18 @@ impl Topology {
     /// must not become the master.
     pub fn acked_missing_from(&self, pos: &GtidPos) -> Option<Gtid> {
         self.acked.missing_from(pos)
+    }
+
+    /// A node answered its first check at `pos`: the mark of acknowledged
+    /// commits knows nothing of what it held then.
+    pub(super) fn watch_from(&self, pos: &GtidPos) {
+        self.acked.watch_from(pos);
+    }
+
+    /// Whether the mark of acknowledged commits would show an OK for `gtid`
+    /// (see acked.rs): what lets a rewind call a commit unacknowledged.
+    pub fn acked_covers(&self, gtid: &Gtid) -> Result<(), Uncovered> {
+        self.acked.covers(gtid)
     }
 
     /// A session saw `node` fail on the data path (refused, reset): the
