@@ -15,9 +15,15 @@ GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
 -- sqlproxy's health checks and failover: SHOW SLAVE STATUS, @@gtid_*,
 -- MASTER_GTID_WAIT, STOP/START SLAVE, and SET GLOBAL read_only (in 10.11
 -- SUPER no longer includes READ_ONLY ADMIN, so it is granted by name).
+-- The rewind of a returning master's unacknowledged tail
+-- (failover.rewind_unacknowledged) also reads its binlog (REPLICATION SLAVE),
+-- undoes row changes on a fenced node (SELECT, INSERT, UPDATE, DELETE; READ_ONLY
+-- ADMIN lets them through read_only) and resets its binlog (RELOAD for RESET
+-- MASTER). Without those the node is only reported diverged.
 CREATE USER IF NOT EXISTS 'sqlproxy_monitor'@'%' IDENTIFIED BY 'monitor';
 GRANT PROCESS, REPLICATION CLIENT, SUPER, REPLICATION SLAVE ADMIN, SLAVE MONITOR,
-      READ_ONLY ADMIN ON *.* TO 'sqlproxy_monitor'@'%';
+      READ_ONLY ADMIN, REPLICATION SLAVE, RELOAD, SELECT, INSERT, UPDATE, DELETE
+      ON *.* TO 'sqlproxy_monitor'@'%';
 
 -- The shop's application user, as PrestaShop installs it, minus what would
 -- let it write on a fenced node: READ_ONLY ADMIN (and SUPER, which implied

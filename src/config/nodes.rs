@@ -97,6 +97,12 @@ pub struct FailoverConfig {
     /// master is never failed over automatically (it may still be writable).
     #[serde(default = "defaults::fence_lease", with = "humantime_serde")]
     pub fence_lease: Duration,
+    /// A former master that returns holding transactions the new master
+    /// lacks has them undone and rejoins, when this process can prove no
+    /// client got an OK for any of them (topology/failover/rewind.rs);
+    /// otherwise, or when off, it stays diverged for repair by hand.
+    #[serde(default = "super::default_on")]
+    pub rewind_unacknowledged: bool,
 }
 
 impl Default for FailoverConfig {
@@ -112,6 +118,7 @@ impl Default for FailoverConfig {
             hold: defaults::hold(),
             manage_semi_sync: true,
             fence_lease: defaults::fence_lease(),
+            rewind_unacknowledged: true,
         }
     }
 }
