@@ -116,6 +116,8 @@ pub struct Metrics {
     pub failovers: AtomicU64,
     /// Planned master changes (`SWITCHOVER TO`).
     pub switchovers: AtomicU64,
+    /// Returning former masters whose unacknowledged transactions were undone.
+    pub rewinds: AtomicU64,
     /// Commands run on the admin port (including refused ones).
     pub admin_commands: AtomicU64,
     pub digests: DigestStats,
@@ -135,6 +137,7 @@ impl Metrics {
             logins_cleartext: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             switchovers: AtomicU64::new(0),
+            rewinds: AtomicU64::new(0),
             admin_commands: AtomicU64::new(0),
             digests: DigestStats::default(),
             routes: routes::RouteCounters::default(),

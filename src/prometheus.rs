@@ -222,6 +222,12 @@ impl Collector for Exporter {
             "Planned master changes",
             m.switchovers.load(Relaxed),
         )?;
+        counter(
+            &mut enc,
+            "rewinds",
+            "Returning former masters whose unacknowledged transactions were undone so they could rejoin",
+            m.rewinds.load(Relaxed),
+        )?;
         gauge(
             &mut enc,
             "client_sessions",

@@ -186,6 +186,7 @@ impl Server {
                         TopologyEvent::AutoFailover { .. }
                         | TopologyEvent::ForcedFailover { .. } => &metrics.failovers,
                         TopologyEvent::Switchover { .. } => &metrics.switchovers,
+                        TopologyEvent::Rewound { .. } => &metrics.rewinds,
                     };
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 },

@@ -37,6 +37,7 @@ impl AdminCommand for ShowStats {
             ("avg_latency_us", sum_us.checked_div(queries).unwrap_or(0)),
             ("failovers", m.failovers.load(Relaxed)),
             ("switchovers", m.switchovers.load(Relaxed)),
+            ("rewinds", m.rewinds.load(Relaxed)),
             ("admin_commands", m.admin_commands.load(Relaxed)),
             ("query_digests", m.digests.len() as u64),
             ("parser_cache_hits", hits),

@@ -1,10 +1,10 @@
-//! What the failover controller reports when it moves the master: a
-//! [`TopologyEvent`] per change, handed to the callback the controller is
+//! What the failover controller reports when it moves the master (or
+//! rewinds a returning one): a [`TopologyEvent`] per change, handed to the callback the controller is
 //! started with, before whoever asked for the change hears back. Counting,
 //! alerting or logging them is the receiver's business, so `topology`
 //! depends on none of those modules.
 
-/// One change of master made by the failover controller. Nodes by name.
+/// One change made by the failover controller. Nodes by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopologyEvent {
     /// The master failed its checks and the controller promoted `to`.
@@ -14,4 +14,7 @@ pub enum TopologyEvent {
     ForcedFailover { to: String },
     /// An operator's `SWITCHOVER TO`: writes held, `to` caught up, then became master.
     Switchover { to: String },
+    /// A returning former master's unacknowledged transactions were undone
+    /// so it could rejoin (topology/failover/rewind.rs).
+    Rewound { node: String, transactions: usize },
 }

@@ -129,6 +129,19 @@ impl FromStr for GtidPos {
     }
 }
 
+impl FromIterator<Gtid> for GtidPos {
+    /// One GTID per domain: a later GTID of a domain replaces an earlier
+    /// one, as the last entry of a binlog state is its domain's position.
+    fn from_iter<I: IntoIterator<Item = Gtid>>(gtids: I) -> Self {
+        GtidPos {
+            domains: gtids
+                .into_iter()
+                .map(|g| (g.domain, (g.server, g.seq)))
+                .collect(),
+        }
+    }
+}
+
 impl fmt::Display for GtidPos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, gtid) in self.iter().enumerate() {

@@ -68,30 +68,18 @@ impl Control {
         &mut self,
         id: NodeId,
     ) -> Result<&mut mysql_async::Conn, FailoverError> {
-        let (name, address) = self
-            .addresses
-            .get(id)
-            .cloned()
-            .ok_or_else(|| FailoverError::UnknownNode(id.to_string()))?;
+        let name = self.name(id);
         let err = |e: String| FailoverError::Control {
             node: name.clone(),
             error: e,
         };
+        let missing = self.conns.get(id).is_some_and(Option::is_none);
+        let opts = if missing { Some(self.opts(id)?) } else { None };
         let slot = self
             .conns
             .get_mut(id)
             .ok_or_else(|| FailoverError::UnknownNode(id.to_string()))?;
-        if slot.is_none() {
-            let (host, port) = crate::config::split_host_port(&address).map_err(err)?;
-            let opts = mysql_async::OptsBuilder::default()
-                .ip_or_hostname(host)
-                .tcp_port(port)
-                .user(Some(self.user.clone()))
-                .pass(Some(self.password.clone()))
-                .prefer_socket(false)
-                .max_allowed_packet(Some(16 * 1024 * 1024))
-                .wait_timeout(Some(28_800))
-                .ssl_opts(self.ssl.get(id).cloned().flatten());
+        if let Some(opts) = opts {
             let c = tokio::time::timeout(self.timeout, mysql_async::Conn::new(opts))
                 .await
                 .map_err(|_| err("connect timed out".into()))?
@@ -99,6 +87,30 @@ impl Control {
             *slot = Some(c);
         }
         slot.as_mut().ok_or_else(|| err("no connection".into()))
+    }
+
+    /// How to log in to a node as the controller does (TLS included), also
+    /// for a connection of one's own (the rewind's session settings must not
+    /// leak into ours).
+    pub(super) fn opts(&self, id: NodeId) -> Result<mysql_async::OptsBuilder, FailoverError> {
+        let (name, address) = self
+            .addresses
+            .get(id)
+            .ok_or_else(|| FailoverError::UnknownNode(id.to_string()))?;
+        let (host, port) =
+            crate::config::split_host_port(address).map_err(|error| FailoverError::Control {
+                node: name.clone(),
+                error,
+            })?;
+        Ok(mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.clone()))
+            .prefer_socket(false)
+            .max_allowed_packet(Some(16 * 1024 * 1024))
+            .wait_timeout(Some(28_800))
+            .ssl_opts(self.ssl.get(id).cloned().flatten()))
     }
 
     /// Runs a statement on a node; on any error the connection is dropped.

@@ -1,24 +1,36 @@
 //! The steady state, checked at every change and tick: the master writable,
 //! every other up node fenced, a returning former master checked for
-//! divergence before it may rejoin (and rejoined), and semi-sync on at the
-//! master as soon as a replica can acknowledge again.
+//! divergence before it may rejoin (its unacknowledged tail rewound if it
+//! has one, rewind.rs), and rejoined, and semi-sync on at the master as
+//! soon as a replica can acknowledge again.
 
 use std::collections::HashSet;
 
+use super::authority::Standing;
 use super::control::Control;
 use super::decide::has_diverged;
+use super::rewind::{rewind, Rewound};
 use crate::config::FailoverConfig;
+use crate::topology::events::TopologyEvent;
 use crate::topology::gtid::GtidPos;
 use crate::topology::snapshot::{NodeStatus, Topology, TopologySnapshot};
 use crate::topology::{NodeId, NodeState};
 
+/// What the steady state needs besides the snapshot and the connections.
+pub(super) struct Context<'a> {
+    pub(super) topology: &'a Topology,
+    pub(super) fo: &'a FailoverConfig,
+    pub(super) standing: &'a Standing,
+    pub(super) on_event: &'a (dyn Fn(&TopologyEvent) + Send + Sync),
+}
+
 pub(super) async fn run(
-    topology: &Topology,
+    cx: &Context<'_>,
     snap: &TopologySnapshot,
     control: &mut Control,
-    fo: &FailoverConfig,
     demoted: &mut HashSet<NodeId>,
 ) {
+    let (topology, fo) = (cx.topology, cx.fo);
     let Some(master) = snap.master else { return };
     let m = &snap.nodes[master];
     if fo.manage_read_only && m.state == NodeState::Up && m.read_only == Some(true) {
@@ -50,26 +62,75 @@ pub(super) async fn run(
         let Some((own, master_pos)) = positions(control, n.id, master).await else {
             continue;
         };
+        // A rewind stops the node's replication; the snapshot may not show it yet.
+        let mut stopped = false;
         if has_diverged(&own, &master_pos) {
-            if !n.diverged {
-                tracing::error!(node = %n.name, binlog = %own, master = %master_pos,
-                    "node has transactions the master lacks: kept out of rotation; repair it by hand");
-                topology.set_diverged(n.id, true);
+            if n.diverged {
+                continue;
             }
-            continue;
+            match rewind(
+                control,
+                topology,
+                fo.rewind_unacknowledged,
+                cx.standing,
+                n.id,
+                master,
+            )
+            .await
+            {
+                Err(reason) => {
+                    tracing::error!(node = %n.name, binlog = %own, master = %master_pos, %reason,
+                        "node has transactions the master lacks and was not rewound: kept out of rotation; repair it by hand");
+                    topology.set_diverged(n.id, true);
+                    continue;
+                }
+                Ok(done) => {
+                    log_rewound(&n.name, &own, &master_pos, &done);
+                    (cx.on_event)(&TopologyEvent::Rewound {
+                        node: n.name.clone(),
+                        transactions: done.transactions.len(),
+                    });
+                    stopped = true;
+                }
+            }
+            match positions(control, n.id, master).await {
+                Some((own, master_pos)) if !has_diverged(&own, &master_pos) => {}
+                after => {
+                    tracing::error!(node = %n.name, positions = ?after,
+                        "node still holds transactions the master lacks after the rewind (or its position is unreadable): kept out of rotation; repair it by hand");
+                    topology.set_diverged(n.id, true);
+                    continue;
+                }
+            }
         }
         if n.diverged {
             // Repaired by hand (or its extra transactions reached the master).
             topology.set_diverged(n.id, false);
         }
-        if fo.auto_rejoin {
-            rejoin(control, snap, n, master, fo).await;
+        // After a rewind the node is brought back whatever auto_rejoin says:
+        // the rewind is what took its replication down.
+        if fo.auto_rejoin || stopped {
+            rejoin(control, snap, n, master, fo, stopped).await;
         }
         demoted.remove(&n.id);
     }
     if fo.manage_semi_sync {
         semi_sync(snap, control, master).await;
     }
+}
+
+/// What a rewind undid, at error level (someone's writes are gone): GTIDs,
+/// tables and row counts, never row values.
+fn log_rewound(node: &str, own: &GtidPos, master: &GtidPos, done: &Rewound) {
+    let gtids: Vec<String> = done.transactions.iter().map(|g| g.to_string()).collect();
+    let rows: Vec<String> = done
+        .rows
+        .iter()
+        .map(|(table, n)| format!("{table}: {n}"))
+        .collect();
+    tracing::error!(node = %node, binlog = %own, master = %master,
+        transactions = %gtids.join(","), rows = %rows.join(", "),
+        "rewound the returning node's unacknowledged transactions (no client got an OK for them): it rejoins the master");
 }
 
 /// The returning node's binlog position, then the master's applied one.
@@ -90,13 +151,15 @@ async fn positions(
     Some((own?.parse().ok()?, master_pos?.parse().ok()?))
 }
 
-/// Points a returning node's replication at the master if needed and starts it.
+/// Points a returning node's replication at the master if needed and starts
+/// it (`stopped`: known stopped, whatever the snapshot says).
 async fn rejoin(
     control: &mut Control,
     snap: &TopologySnapshot,
     n: &NodeStatus,
     master: NodeId,
     fo: &FailoverConfig,
+    stopped: bool,
 ) {
     let t = control.timeout * 5;
     let Some((host, port)) = crate::config::split_host_port(&snap.nodes[master].address).ok()
@@ -125,7 +188,7 @@ async fn rejoin(
             return;
         }
     }
-    if !n.replication.as_ref().is_some_and(|r| r.is_replicating()) {
+    if stopped || !n.replication.as_ref().is_some_and(|r| r.is_replicating()) {
         tracing::info!(node = %n.name, "starting replication from the master (rejoin)");
         if let Err(e) = control.exec(n.id, "START SLAVE", t).await {
             tracing::warn!(error = %e, "rejoin");

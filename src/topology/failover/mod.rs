@@ -9,6 +9,8 @@
 //! * `control.rs`: the controller's own connections to the nodes.
 //! * `gate.rs`: the [`WriteGate`] that holds writes during a switchover.
 //! * `maintain.rs`: the steady state (fencing, rejoin, semi-sync).
+//! * `rewind.rs`: a returning master's unacknowledged tail undone, so it
+//!   can rejoin instead of staying diverged.
 //! * `switchover.rs`: `SWITCHOVER TO` and `FAILOVER TO`.
 //! * `authority.rs`: whether this instance may act at all, and where a new
 //!   writer is recorded first (alone, or agreed with other instances).
@@ -18,6 +20,7 @@ mod control;
 mod decide;
 mod gate;
 mod maintain;
+mod rewind;
 mod switchover;
 
 use std::collections::HashSet;
@@ -318,7 +321,13 @@ pub async fn run_failover(
             }
             continue;
         }
-        maintain::run(&topology, &snap, &mut control, &fo, &mut demoted).await;
+        let cx = maintain::Context {
+            topology: &topology,
+            fo: &fo,
+            standing: &standing,
+            on_event: &on_event,
+        };
+        maintain::run(&cx, &snap, &mut control, &mut demoted).await;
     }
 }
 
