@@ -217,6 +217,7 @@ pub(super) async fn rewind(
     let ahead = ahead_domains(&node_pos, &master_pos.current);
     let read = async {
         let start = tail::locate(&mut on_node, &ahead).await?;
+        tracing::info!(node = %name, file = %start.file, pos = start.pos, "the tail the master lacks starts here");
         let txns = tail::read(
             control.opts(node).map_err(sql(&name, "options"))?,
             &start,

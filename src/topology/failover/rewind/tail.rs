@@ -85,8 +85,8 @@ pub(super) struct Txn {
 /// Where the tail starts, and per domain the last GTID logged before it.
 #[derive(Debug)]
 pub(super) struct Start {
-    file: String,
-    pos: u64,
+    pub(super) file: String,
+    pub(super) pos: u64,
     last: BTreeMap<u32, Gtid>,
 }
 
@@ -321,6 +321,9 @@ impl Reader<'_> {
                     | EventData::TableMapEvent(_),
                 ),
             ) => Ok(()),
+            (_, Some(EventData::IncidentEvent(_))) => Err(RewindError::Binlog {
+                detail: "an incident event: the binlog may lack changes".into(),
+            }),
             (
                 InTxn::None,
                 Some(EventData::XidEvent(_) | EventData::QueryEvent(_) | EventData::RowsEvent(_)),

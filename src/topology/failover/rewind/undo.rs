@@ -251,7 +251,12 @@ async fn describe(session: &mut Session, name: &TableName) -> Result<Table, Rewi
     .into_iter()
     .next();
     match kind {
-        None => return Err(refuse("it does not exist".into())),
+        // information_schema shows only what the account may SELECT.
+        None => {
+            return Err(refuse(
+                "it does not exist, or the monitor account may not SELECT from it".into(),
+            ))
+        }
         Some((engine, table_type)) => {
             if table_type != "BASE TABLE" {
                 return Err(refuse(format!("it is a {table_type}")));
