@@ -21,6 +21,7 @@ pub mod analyze;
 pub mod classify;
 mod connection_id;
 mod digest;
+mod gtid_tracking;
 pub mod idle;
 pub mod keywords;
 pub mod lexer;
@@ -33,6 +34,7 @@ mod stmt_scan;
 
 pub use classify::{classify, Hint, LexMode, Statement, StmtKind};
 pub use connection_id::{reads_processlist, rewrite_connection_id};
+pub use gtid_tracking::may_stop_gtid_tracking;
 pub use place::{place, PlaceError, PlaceInput, Placement, Request, SessionFacts, Settings};
 pub use route::{pins_session, route, Route, RouterContext, Target, Why};
 

@@ -43,6 +43,9 @@ struct Watched {
     floor: BTreeMap<u32, u64>,
     /// A forced failover gave the mark up: what came before is unknown.
     forgotten: bool,
+    /// A session may have switched off the node's `last_gtid` report, so
+    /// its commits may have been acknowledged without raising the mark.
+    untracked: bool,
 }
 
 /// Why the mark cannot vouch for a commit.
@@ -50,6 +53,8 @@ struct Watched {
 pub enum Uncovered {
     #[error("the mark of acknowledged commits was given up by a forced FAILOVER TO")]
     Forgotten,
+    #[error("a session changed session_track_system_variables: commits it made may have been acknowledged without the proxy seeing their GTID")]
+    Untracked,
     #[error("{gtid} was written before this process first saw the nodes (domain {domain} was at {floor} then)", domain = gtid.domain)]
     BeforeWatch { gtid: Gtid, floor: u64 },
 }
@@ -101,6 +106,15 @@ impl AckedCommits {
         self.more.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
+    /// A session may have stopped the report of its commits' GTIDs: from
+    /// now on the mark vouches for nothing (until the process restarts).
+    pub fn untracked(&self) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .untracked = true;
+    }
+
     /// A node seen for the first time at `pos`: commits up to there were
     /// written before this process could acknowledge anything.
     pub fn watch_from(&self, pos: &GtidPos) {
@@ -117,6 +131,9 @@ impl AckedCommits {
         let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
         if watched.forgotten {
             return Err(Uncovered::Forgotten);
+        }
+        if watched.untracked {
+            return Err(Uncovered::Untracked);
         }
         match watched.floor.get(&gtid.domain) {
             Some(&floor) if gtid.seq <= floor => Err(Uncovered::BeforeWatch { gtid: *gtid, floor }),

@@ -282,6 +282,12 @@ impl Topology {
         self.acked.forget();
     }
 
+    /// A session may have switched off the report of its commits' GTIDs
+    /// (see acked.rs): no rewind can call a commit unacknowledged any more.
+    pub fn acked_untracked(&self) {
+        self.acked.untracked();
+    }
+
     /// The first acknowledged commit that `pos` lacks: a node at `pos`
     /// must not become the master.
     pub fn acked_missing_from(&self, pos: &GtidPos) -> Option<Gtid> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Nodes, Session};
 use crate::backend::RelayOutcome;
 use crate::router::idle::IdleSet;
-use crate::router::{Route, Why};
+use crate::router::{self, Route, Why};
 use crate::topology::NodeId;
 
 /// What a command changes in the session once its node accepted it.
@@ -27,6 +27,16 @@ pub(super) struct Change<'a> {
 }
 
 impl<N: Nodes> Session<N> {
+    /// Before `stmt` runs: if it may switch off the node's `last_gtid`
+    /// report, the mark of acknowledged commits can no longer prove a
+    /// commit unacknowledged (no rewind relies on it from now on).
+    pub(super) fn note_gtid_tracking(&self, stmt: &router::Statement, sql: &[u8]) {
+        if router::may_stop_gtid_tracking(stmt, sql) {
+            tracing::warn!("session_track_system_variables changed by a client: rewinds of a returning master's tail are off until sqlproxy restarts");
+            self.ctx.topology.acked_untracked();
+        }
+    }
+
     /// Records what the reply of `node` changed; `home` is the master the
     /// placement named for the session.
     pub(super) fn apply(

@@ -40,6 +40,7 @@ impl<N: Nodes> Session<N> {
         seq: u8,
     ) -> Result<(), FrontendError> {
         let stmt = router::classify(sql);
+        self.note_gtid_tracking(&stmt, sql);
         if let Some(done) = self.kill_statement(&stmt, seq).await {
             return done;
         }

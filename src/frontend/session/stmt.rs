@@ -43,6 +43,7 @@ impl<N: Nodes> Session<N> {
             return self.reply_err(seq, err).await;
         }
         let stmt = router::classify(sql);
+        self.note_gtid_tracking(&stmt, sql);
         let id = self.nodes.next_statement_id();
         let rewritten = self.with_connection_id(crate::protocol::com::STMT_PREPARE, sql);
         let payload = rewritten.as_deref().unwrap_or(payload);
