@@ -3,27 +3,28 @@
 //! `(writer, seq, @@server_id)` rows in autocommit mode through that
 //! instance, on a connection it keeps (and opens again after an error). It
 //! records every acknowledged insert, and counts every error by MySQL error
-//! code and by the phase the attempt started in.
+//! code and by phase: an acknowledgement in the phase its insert started
+//! in, an error in the phase it came in.
 //!
 //! A scenario names its phases (`before`, `fault`, `healed`, `after`…) as it
 //! goes, then says which writer may have seen errors in which phase
 //! ([`Ledger::assert_errors_only`]) and reads the table straight from the
 //! final writer node to find every acknowledged row there
 //! ([`Ledger::assert_on`]). A writer is named after its instance; an instance
-//! started again gets a new writer (`p1`, then `p1'`), because it listens on
-//! a new port.
+//! started again gets a new writer (`p1`, then `p1b`), because it listens
+//! on a new port.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::daemon::wait_until;
+use super::daemon::PATIENCE;
 use super::{Cluster, APP_PASSWORD, APP_USER};
 
 /// A client's own bound on one connect or insert. A write the proxy cannot
@@ -49,6 +50,8 @@ struct Books {
     acks: BTreeMap<(String, String), u64>,
     /// (writer, phase, error code) → count.
     errors: BTreeMap<(String, String, String), u64>,
+    /// (writer, phase, error code) → the first such error's text.
+    messages: BTreeMap<(String, String, String), String>,
 }
 
 struct Shared {
@@ -74,13 +77,26 @@ impl Shared {
         }
     }
 
-    fn failed(&self, writer: &str, phase: usize, code: String) {
-        let phase = self.phase_name(phase);
+    fn failed(&self, writer: &str, phase: usize, (code, message): (String, String)) {
+        let key = (writer.to_string(), self.phase_name(phase), code);
         if let Ok(mut b) = self.books.lock() {
-            *b.errors
-                .entry((writer.to_string(), phase, code))
-                .or_default() += 1;
+            b.messages.entry(key.clone()).or_insert(message);
+            *b.errors.entry(key).or_default() += 1;
         }
+    }
+
+    /// Errors of `writer` so far, for a message.
+    fn errors_of(&self, writer: &str) -> Vec<String> {
+        self.books
+            .lock()
+            .map(|b| {
+                b.messages
+                    .iter()
+                    .filter(|((w, _, _), _)| w == writer)
+                    .map(|((_, p, code), m)| format!("{p}: {code} {m}"))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn acks_in(&self, writer: &str, phase: &str) -> u64 {
@@ -125,12 +141,12 @@ pub fn create_table(c: &Cluster, db: &str) {
 }
 
 impl Load {
-    /// No writers yet; the first phase is `before`.
+    /// No writers yet; the first phase is `start`.
     pub fn new(db: &str) -> Load {
         Load {
             shared: Arc::new(Shared {
                 db: db.to_string(),
-                phases: Mutex::new(vec!["before".to_string()]),
+                phases: Mutex::new(vec!["start".to_string()]),
                 phase: AtomicUsize::new(0),
                 books: Mutex::default(),
             }),
@@ -191,10 +207,15 @@ impl Load {
     /// Until writer `name` has an insert acknowledged in the current phase.
     pub fn wait_acked(&self, name: &str) {
         let phase = self.shared.phase_name(self.shared.phase.load(SeqCst));
-        wait_until(
-            &format!("an acknowledged write by {name} in {phase}"),
-            || (self.shared.acks_in(name, &phase) > 0).then_some(()),
-        );
+        let deadline = Instant::now() + PATIENCE;
+        while self.shared.acks_in(name, &phase) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for an acknowledged write by {name} in {phase}; its errors: {:?}",
+                self.shared.errors_of(name)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops every writer; what they were told.
@@ -275,8 +296,10 @@ fn write_until(shared: &Shared, name: &str, url: &str, stop: &AtomicBool) {
                     shared.acked(name, seq, phase);
                     tokio::time::sleep(PACE).await;
                 }
+                // An error counts in the phase it came in: a write in flight
+                // when a fault starts fails in the fault's phase.
                 Err(code) => {
-                    shared.failed(name, phase, code);
+                    shared.failed(name, shared.phase.load(SeqCst), code);
                     conn = None;
                     tokio::time::sleep(BACKOFF).await;
                 }
@@ -285,32 +308,35 @@ fn write_until(shared: &Shared, name: &str, url: &str, stop: &AtomicBool) {
     });
 }
 
-/// Connects if needed and runs one insert; the error's code on failure.
-async fn insert(conn: &mut Option<Conn>, url: &str, sql: &str) -> Result<(), String> {
+/// Connects if needed and runs one insert; the error's code and text on failure.
+async fn insert(conn: &mut Option<Conn>, url: &str, sql: &str) -> Result<(), (String, String)> {
     if conn.is_none() {
         let connect = tokio::time::timeout(CLIENT_BOUND, Conn::from_url(url)).await;
-        *conn = Some(
-            connect
-                .map_err(|_| "timeout".to_string())?
-                .map_err(|e| code(&e))?,
-        );
+        *conn = Some(connect.map_err(|_| timed_out())?.map_err(|e| code(&e))?);
     }
     let Some(c) = conn.as_mut() else {
-        return Err("no connection".into());
+        return Err(("none".into(), "no connection".into()));
     };
     let run = tokio::time::timeout(CLIENT_BOUND, c.query_drop(sql)).await;
-    run.map_err(|_| "timeout".to_string())?
-        .map_err(|e| code(&e))
+    run.map_err(|_| timed_out())?.map_err(|e| code(&e))
 }
 
-/// A MySQL error by its code; anything else by its kind.
-fn code(e: &mysql_async::Error) -> String {
-    match e {
+/// A MySQL error by its code (anything else by its kind), and its text.
+fn code(e: &mysql_async::Error) -> (String, String) {
+    let code = match e {
         mysql_async::Error::Server(s) => s.code.to_string(),
         mysql_async::Error::Io(_) => "io".into(),
         mysql_async::Error::Driver(_) => "driver".into(),
         _ => "other".into(),
-    }
+    };
+    (code, e.to_string())
+}
+
+fn timed_out() -> (String, String) {
+    (
+        "timeout".into(),
+        format!("no answer within {CLIENT_BOUND:?}"),
+    )
 }
 
 impl Ledger {
@@ -357,10 +383,13 @@ impl Ledger {
             }
             eprintln!("{line}");
         }
+        for ((w, p, code), m) in &self.books.messages {
+            eprintln!("  first {code} of {w} in {p}: {m}");
+        }
     }
 
     /// Panics if a writer saw an error that `allowed` does not list as
-    /// (writer, phase, code); `"*"` stands for any writer or any code.
+    /// (writer, phase, code); `"*"` stands for any writer, phase or code.
     pub fn assert_errors_only(&self, allowed: &[(&str, &str, &str)]) {
         let unexpected: Vec<String> = self
             .books
@@ -368,7 +397,7 @@ impl Ledger {
             .iter()
             .filter(|((w, p, code), _)| {
                 !allowed.iter().any(|(aw, ap, ac)| {
-                    (*aw == "*" || aw == w) && ap == p && (*ac == "*" || ac == code)
+                    (*aw == "*" || aw == w) && (*ap == "*" || ap == p) && (*ac == "*" || ac == code)
                 })
             })
             .map(|((w, p, code), n)| format!("{w} in {p}: {code}×{n}"))
@@ -431,4 +460,5 @@ pub fn write_once(addr: SocketAddr, db: &str, sql: &str) -> Result<(), String> {
         let mut conn = None;
         insert(&mut conn, &url, sql).await
     })
+    .map_err(|(code, message)| format!("{code}: {message}"))
 }
