@@ -6,6 +6,12 @@
 //! replaced; a SWITCHOVER asked on a non-holder gives the holder's result;
 //! without etcd nothing is promoted and the data path keeps working.
 //!
+//! Every scenario runs under write load through every instance at once
+//! (`common::ledger`): each acknowledged insert must be on the final writer,
+//! read from the node itself, and each scenario says which instance may see
+//! errors in which phase. The two-writers sampler (`never_two_writers`)
+//! runs through the fault and its healing.
+//!
 //! The tests change the cluster (kill nodes, move the master), so they run
 //! one at a time (`SERIAL`) on this binary's own cluster, and each starts
 //! from whatever node is master then.
@@ -14,11 +20,13 @@ mod common;
 
 use std::sync::Mutex;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::daemon::wait_until;
 use common::etcd::Etcd;
 use common::instance::{Instance, ADMIN_PASSWORD};
+use common::ledger::{self, Load};
+use common::partition::Partition;
 use common::relay::Relay;
 use common::writers::WriterProbe;
 use common::{cluster, Cluster};
@@ -78,7 +86,8 @@ fn heal(c: &Cluster) {
     c.wait_replicated();
 }
 
-/// A table for the test, created on the writable node (root bypasses read_only).
+/// The test's database with its tables, `w` and the load's `ledger`,
+/// created on cn1 (root bypasses read_only).
 fn table(c: &Cluster, test: &str) -> String {
     let db = c.fresh_db(test);
     if let Err(e) = c.nodes[0].sql(&format!(
@@ -86,8 +95,28 @@ fn table(c: &Cluster, test: &str) -> String {
     )) {
         panic!("create table: {e}");
     }
-    c.wait_replicated();
+    ledger::create_table(c, &db);
     db
+}
+
+/// Write load through every instance in `instances`, each writer named
+/// after its instance, with an acknowledged write from each before it
+/// returns, in phase `before`. It starts once the recorded writer `master`
+/// is writable (the record names a node before the node is unfenced), in
+/// phase `start`: the holder may still be fencing the other node, whose
+/// client connections it kills, and a session with a connection there
+/// (for its reads) can lose it (1927).
+fn load_through(c: &Cluster, master: usize, db: &str, instances: &[&Instance]) -> Load {
+    wait_until("the recorded writer to be writable", || {
+        (read_only(c, master) == "0").then_some(())
+    });
+    let mut load = Load::new(db);
+    for i in instances {
+        load.add(&i.name, i.mysql);
+    }
+    load.wait_all_acked();
+    load.phase_with_acks("before");
+    load
 }
 
 fn index_of(node: &str) -> usize {
@@ -170,6 +199,11 @@ fn never_two_writers<T>(c: &'static Cluster, f: impl FnOnce() -> T) -> T {
         out
     });
     let out = out.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    eprintln!(
+        "two-writers sampler: {} complete samples, {} with both writable",
+        samples.load(SeqCst),
+        both.load(SeqCst)
+    );
     assert!(samples.load(SeqCst) > 0, "the sampler ran");
     assert_eq!(both.load(SeqCst), 0, "both nodes were writable at once");
     out
@@ -178,6 +212,7 @@ fn never_two_writers<T>(c: &'static Cluster, f: impl FnOnce() -> T) -> T {
 #[test]
 fn every_instance_writes_to_the_recorded_writer_and_a_dead_master_is_replaced_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let began = Instant::now();
     let c = cluster();
     heal(c);
     let db = table(c, "coord_failover");
@@ -209,98 +244,93 @@ fn every_instance_writes_to_the_recorded_writer_and_a_dead_master_is_replaced_on
     }
 
     // kill -9 of the master under write load through every instance at
-    // once: exactly one promotion, everybody follows, no acknowledged write lost.
+    // once: exactly one promotion, everybody follows, no acknowledged write
+    // lost. Writes fail through every instance between the kill and the
+    // promotion (docs/failover.md), and only then.
     let other = 1 - master;
     let new_writer = c.nodes[other].name;
-    let acked: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let followed = thread::scope(|s| {
-        for i in &all {
-            let (acked, stop, db) = (&acked, &stop, &db);
-            s.spawn(move || {
-                let mut k = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    k += 1;
-                    let tag = format!("{}-load-{k}", i.name);
-                    let sql = format!("INSERT INTO w VALUES ('{tag}', @@server_id)");
-                    if i.sql(Some(db), &sql).is_ok() {
-                        acked.lock().unwrap_or_else(|e| e.into_inner()).push(tag);
-                    }
-                }
-            });
-        }
-        thread::sleep(Duration::from_millis(500));
+    let load = load_through(c, master, &db, &all);
+    never_two_writers(c, || {
+        load.phase("master killed");
         c.kill(master);
-        let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_until("every instance to follow the new writer", || {
-                all.iter()
-                    .all(|i| i.writer().is_some_and(|(n, _)| n == new_writer))
-                    .then_some(())
-            })
-        }));
-        // Writes go on for a while on the new master before the load stops.
-        thread::sleep(Duration::from_millis(500));
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        followed
-    });
-    if let Err(panic) = followed {
-        std::panic::resume_unwind(panic);
-    }
-    for i in &all {
+        wait_until("every instance to follow the new writer", || {
+            all.iter()
+                .all(|i| i.writer().is_some_and(|(n, _)| n == new_writer))
+                .then_some(())
+        });
+        load.phase_with_acks("failed over");
+        for i in &all {
+            assert_eq!(
+                i.writer(),
+                Some((new_writer.to_string(), epoch + 1)),
+                "{}: the epoch grows by exactly one",
+                i.name
+            );
+        }
+        let changes: u64 = all.iter().map(|i| number(i, "writer_changes")).sum();
         assert_eq!(
-            i.writer(),
-            Some((new_writer.to_string(), epoch + 1)),
-            "{}: the epoch grows by exactly one",
-            i.name
+            changes, 2,
+            "one record at discovery, one at the failover: no second promotion"
         );
-    }
-    let changes: u64 = all.iter().map(|i| number(i, "writer_changes")).sum();
-    assert_eq!(
-        changes, 2,
-        "one record at discovery, one at the failover: no second promotion"
-    );
-    assert_eq!(read_only(c, other), "0", "the new master is writable");
-    let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
-    assert!(acked.len() > 3, "the load ran: {acked:?}");
-    let on_new = match c.nodes[other].sql(&format!("SELECT tag FROM `{db}`.w")) {
-        Ok(text) => text,
-        Err(e) => panic!("read the ledger on the new master: {e}"),
-    };
-    let present: std::collections::HashSet<&str> = on_new.lines().map(str::trim).collect();
-    let lost: Vec<&String> = acked
-        .iter()
-        .filter(|t| !present.contains(t.as_str()))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged but missing on the new master: {lost:?}"
-    );
-    eprintln!(
-        "{} acknowledged writes through 3 instances, none lost",
-        acked.len()
-    );
-    for i in &all {
-        let ran = wait_until(
-            &format!("a write through {} after the failover", i.name),
-            || write(i, &db, &format!("{}-after", i.name)).ok(),
-        );
-        assert_eq!(ran, c.nodes[other].server_id, "{} wrote elsewhere", i.name);
-    }
+        assert_eq!(read_only(c, other), "0", "the new master is writable");
+        for i in &all {
+            let ran = wait_until(
+                &format!("a write through {} after the failover", i.name),
+                || write(i, &db, &format!("{}-after", i.name)).ok(),
+            );
+            assert_eq!(ran, c.nodes[other].server_id, "{} wrote elsewhere", i.name);
+        }
 
-    // The old master comes back fenced: the holder alone fences it.
-    if let Err(e) = c.nodes[master].start(true) {
-        panic!("restart the old master: {e}");
-    }
-    wait_until("the old master fenced", || {
-        (read_only(c, master) == "1").then_some(())
+        // The old master comes back fenced: the holder alone fences it.
+        load.phase("old master back");
+        if let Err(e) = c.nodes[master].start(true) {
+            panic!("restart the old master: {e}");
+        }
+        wait_until("the old master fenced", || {
+            (read_only(c, master) == "1").then_some(())
+        });
+        load.wait_all_acked();
     });
+    let ledger = load.finish();
+    ledger.print("dead master");
+    ledger.assert_errors_only(&[("*", "start", "*"), ("*", "master killed", "*")]);
+    let landed = ledger.assert_on(c, other);
+    eprintln!(
+        "{} acknowledged writes through 3 instances, none lost on {new_writer}: by server_id {landed:?}",
+        ledger.acked()
+    );
     drop(instances);
     heal(c);
+    eprintln!("dead master: {:.1?}", began.elapsed());
+}
+
+/// How one instance loses its path to the master.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// The relay in front of the master closes: connecting is refused, as
+    /// for a node that is gone.
+    Refused,
+    /// Packets to and from the relay are dropped (`common::partition`):
+    /// nothing answers, as behind a dead switch; healed afterwards.
+    Dropped,
 }
 
 #[test]
-fn an_instance_cut_off_from_the_master_alone_never_causes_a_promotion() {
+fn an_instance_refused_by_the_master_alone_never_causes_a_promotion() {
+    cut_off_alone(Cut::Refused);
+}
+
+#[test]
+fn an_instance_partitioned_from_the_master_alone_never_causes_a_promotion() {
+    cut_off_alone(Cut::Dropped);
+}
+
+/// The holder loses its path to the master while the other instance still
+/// reaches it: a veto, no promotion; the holder's writes wait or fail
+/// clearly, the other's go on without a single error.
+fn cut_off_alone(how: Cut) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let began = Instant::now();
     let c = cluster();
     heal(c);
     let db = table(c, "coord_cut");
@@ -329,9 +359,20 @@ fn an_instance_cut_off_from_the_master_alone_never_causes_a_promotion() {
     let master = index_of(&writer);
     assert!(p1.holds(), "p1 still holds");
     assert_eq!(write(&p1, &db, "p1-before"), Ok(c.nodes[master].server_id));
+    let mut load = load_through(c, master, &db, &[&p1, &p2]);
 
     never_two_writers(c, || {
-        relays[master].cut();
+        load.phase("cut");
+        let mut partition = match how {
+            Cut::Refused => {
+                relays[master].cut();
+                None
+            }
+            Cut::Dropped => match Partition::drop_port(relays[master].addr.port()) {
+                Ok(p) => Some(p),
+                Err(e) => panic!("partition p1 from {writer}: {e}"),
+            },
+        };
         // p1 sees the master down; p2 still sees it up, so p1 refuses.
         wait_until("p1 to refuse a failover (a veto)", || {
             let now = p1.writer();
@@ -351,22 +392,72 @@ fn an_instance_cut_off_from_the_master_alone_never_causes_a_promotion() {
         assert_eq!(read_only(c, master), "0", "the master keeps its role");
         assert_eq!(read_only(c, 1 - master), "1", "the other node stays fenced");
         // The others carry on; the cut-off instance's writes fail, never land elsewhere.
+        load.wait_acked("p2");
         assert_eq!(write(&p2, &db, "p2-during"), Ok(c.nodes[master].server_id));
-        let cut_write = write(&p1, &db, "p1-during");
+        let cut_write = match how {
+            Cut::Refused => write(&p1, &db, "p1-during").map(|_| ()),
+            // Once p1 sees the master down, a write waits `failover.hold`
+            // and fails (9002). Bounded all the same: a statement already
+            // sent on a connection whose packets are dropped waits for the
+            // node's answer up to `[mysql] read_timeout` (an hour).
+            Cut::Dropped => ledger::write_once(
+                p1.mysql,
+                &db,
+                "INSERT INTO w VALUES ('p1-during', @@server_id)",
+            ),
+        };
+        eprintln!("{how:?}: a write through the cut-off p1 gave {cut_write:?}");
         assert!(
             cut_write.is_err(),
             "a write through the cut-off instance: {cut_write:?}"
         );
-        assert_eq!(p1.writer(), Some((writer, epoch)), "still no promotion");
+        assert_eq!(
+            p1.writer(),
+            Some((writer.clone(), epoch)),
+            "still no promotion"
+        );
+        match partition.as_mut() {
+            // A closed relay stays closed: p1 stays cut off, its writer stops.
+            None => load.stop("p1"),
+            // Healed: p1 writes again.
+            Some(partition) => {
+                partition.heal();
+                load.phase_with_acks("healing");
+            }
+        }
+        load.phase_with_acks("after");
+        assert_eq!(
+            p1.writer(),
+            Some((writer.clone(), epoch)),
+            "no promotion after the heal"
+        );
+        assert_eq!(read_only(c, 1 - master), "1", "the other node stays fenced");
     });
+    let ledger = load.finish();
+    ledger.print(&format!("holder cut off ({how:?})"));
+    ledger.assert_errors_only(&[
+        ("*", "start", "*"),
+        ("p1", "cut", "*"),
+        ("p1", "healing", "*"),
+    ]);
+    let landed = ledger.assert_on(c, master);
+    let ids: Vec<u32> = landed.keys().copied().collect();
+    assert_eq!(
+        ids,
+        vec![c.nodes[master].server_id],
+        "every acknowledged write ran on the master"
+    );
+    assert!(ledger.acks("p2", "cut") > 0, "p2 carried on");
     drop(p1);
     drop(p2);
     heal(c);
+    eprintln!("holder cut off ({how:?}): {:.1?}", began.elapsed());
 }
 
 #[test]
 fn a_killed_holder_is_replaced_and_switchover_on_a_non_holder_runs_on_the_holder() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let began = Instant::now();
     let c = cluster();
     heal(c);
     let db = table(c, "coord_holder");
@@ -377,89 +468,125 @@ fn a_killed_holder_is_replaced_and_switchover_on_a_non_holder_runs_on_the_holder
     wait_until("p1 to hold the election", || p1.holds().then_some(()));
     let p2 = Instance::start("p2", &config(c, "p2", &etcd, &name, None), dir.path());
     let (writer, epoch) = agreed_writer(&[&p1, &p2]);
-
-    p1.kill();
-    wait_until("p2 to take the election over", || p2.holds().then_some(()));
-    assert_eq!(
-        p2.writer(),
-        Some((writer.clone(), epoch)),
-        "a new holder changes no writer"
-    );
-
-    // A SWITCHOVER on a follower is run by the holder.
-    let p3 = Instance::start("p3", &config(c, "p3", &etcd, &name, None), dir.path());
-    agreed_writer(&[&p2, &p3]);
-    assert!(!p3.holds(), "p3 follows");
+    let mut load = load_through(c, index_of(&writer), &db, &[&p1, &p2]);
     let target = if writer == "cn1" { "cn2" } else { "cn1" };
-    let on_follower = p3.admin(&format!("SWITCHOVER TO '{target}'"));
-    let result = |rows: &[common::instance::Row]| {
-        rows.first()
-            .and_then(|r| r.get("result"))
-            .cloned()
-            .unwrap_or_default()
-    };
-    assert!(
-        result(&on_follower).starts_with(&format!("switched over from {writer} to {target}")),
-        "{on_follower:?}"
-    );
-    assert_eq!(agreed_writer(&[&p2, &p3]), (target.to_string(), epoch + 1));
-    for i in [&p2, &p3] {
-        let ran = wait_until("a write after the switchover", || {
-            write(i, &db, &format!("{}-a", i.name)).ok()
-        });
-        assert_eq!(ran, c.nodes[index_of(target)].server_id, "{}", i.name);
-    }
-    // The same command on the holder gives the same kind of answer.
-    let on_holder = p2.admin(&format!("SWITCHOVER TO '{writer}'"));
-    assert!(
-        result(&on_holder).starts_with(&format!("switched over from {target} to {writer}")),
-        "{on_holder:?}"
-    );
-    assert_eq!(agreed_writer(&[&p2, &p3]), (writer.clone(), epoch + 2));
-    // Refusals name the same thing whichever instance was asked.
-    let refused = |i: &Instance| {
-        i.try_admin(&format!("SWITCHOVER TO '{writer}'"))
-            .unwrap_err()
-    };
-    let (f, h) = (refused(&p3), refused(&p2));
-    assert!(
-        f.contains("already the master") && h.contains("already the master"),
-        "{f} / {h}"
-    );
 
-    // Operator states live in etcd: set on one instance, seen on the others
-    // and by an instance started afterwards.
-    let replica = if writer == "cn1" { "cn2" } else { "cn1" };
-    p3.admin(&format!("SET BACKEND '{replica}' DRAIN"));
-    let admin_state = |i: &Instance| {
-        i.admin("SHOW BACKENDS")
-            .into_iter()
-            .find(|r| r.get("name").map(String::as_str) == Some(replica))
-            .and_then(|r| r.get("admin").cloned())
-    };
-    wait_until("p2 to apply the operator state", || {
-        (admin_state(&p2).as_deref() == Some("drain")).then_some(())
+    let (p3, p4) = never_two_writers(c, || {
+        load.phase("holder killed");
+        p1.kill();
+        load.stop("p1");
+        wait_until("p2 to take the election over", || p2.holds().then_some(()));
+        assert_eq!(
+            p2.writer(),
+            Some((writer.clone(), epoch)),
+            "a new holder changes no writer"
+        );
+        load.wait_acked("p2");
+
+        // A SWITCHOVER on a follower is run by the holder.
+        let p3 = Instance::start("p3", &config(c, "p3", &etcd, &name, None), dir.path());
+        agreed_writer(&[&p2, &p3]);
+        assert!(!p3.holds(), "p3 follows");
+        load.add("p3", p3.mysql);
+        load.phase_with_acks("p3 started");
+        load.phase("switchover on a follower");
+        let on_follower = p3.admin(&format!("SWITCHOVER TO '{target}'"));
+        let result = |rows: &[common::instance::Row]| {
+            rows.first()
+                .and_then(|r| r.get("result"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert!(
+            result(&on_follower).starts_with(&format!("switched over from {writer} to {target}")),
+            "{on_follower:?}"
+        );
+        assert_eq!(agreed_writer(&[&p2, &p3]), (target.to_string(), epoch + 1));
+        for i in [&p2, &p3] {
+            let ran = wait_until("a write after the switchover", || {
+                write(i, &db, &format!("{}-a", i.name)).ok()
+            });
+            assert_eq!(ran, c.nodes[index_of(target)].server_id, "{}", i.name);
+        }
+        load.phase_with_acks("switched over");
+        // The same command on the holder gives the same kind of answer.
+        load.phase("switchover on the holder");
+        let on_holder = p2.admin(&format!("SWITCHOVER TO '{writer}'"));
+        assert!(
+            result(&on_holder).starts_with(&format!("switched over from {target} to {writer}")),
+            "{on_holder:?}"
+        );
+        assert_eq!(agreed_writer(&[&p2, &p3]), (writer.clone(), epoch + 2));
+        load.phase_with_acks("switched back");
+        // Refusals name the same thing whichever instance was asked.
+        let refused = |i: &Instance| {
+            i.try_admin(&format!("SWITCHOVER TO '{writer}'"))
+                .unwrap_err()
+        };
+        let (f, h) = (refused(&p3), refused(&p2));
+        assert!(
+            f.contains("already the master") && h.contains("already the master"),
+            "{f} / {h}"
+        );
+
+        // Operator states live in etcd: set on one instance, seen on the others
+        // and by an instance started afterwards.
+        load.phase("operator states");
+        let replica = target;
+        p3.admin(&format!("SET BACKEND '{replica}' DRAIN"));
+        let admin_state = |i: &Instance| {
+            i.admin("SHOW BACKENDS")
+                .into_iter()
+                .find(|r| r.get("name").map(String::as_str) == Some(replica))
+                .and_then(|r| r.get("admin").cloned())
+        };
+        wait_until("p2 to apply the operator state", || {
+            (admin_state(&p2).as_deref() == Some("drain")).then_some(())
+        });
+        let p4 = Instance::start("p4", &config(c, "p4", &etcd, &name, None), dir.path());
+        wait_until("a new instance to get the operator state", || {
+            (admin_state(&p4).as_deref() == Some("drain")).then_some(())
+        });
+        load.add("p4", p4.mysql);
+        p2.admin(&format!("SET BACKEND '{replica}' ONLINE"));
+        wait_until("p3 and p4 to put it back online", || {
+            [&p3, &p4]
+                .iter()
+                .all(|i| admin_state(i).as_deref() == Some("online"))
+                .then_some(())
+        });
+        load.phase_with_acks("after");
+        (p3, p4)
     });
-    let p4 = Instance::start("p4", &config(c, "p4", &etcd, &name, None), dir.path());
-    wait_until("a new instance to get the operator state", || {
-        (admin_state(&p4).as_deref() == Some("drain")).then_some(())
-    });
-    p2.admin(&format!("SET BACKEND '{replica}' ONLINE"));
-    wait_until("p3 and p4 to put it back online", || {
-        [&p3, &p4]
-            .iter()
-            .all(|i| admin_state(i).as_deref() == Some("online"))
-            .then_some(())
-    });
+    let ledger = load.finish();
+    ledger.print("holder killed, switchovers");
+    // A switchover holds writes at the holder's gate; on the other
+    // instances, writes to the old master may fail while it changes
+    // (docs/coordination.md, *What remains possible*).
+    ledger.assert_errors_only(&[
+        ("*", "start", "*"),
+        ("p1", "holder killed", "*"),
+        ("p3", "switchover on a follower", "*"),
+        ("p3", "switchover on the holder", "*"),
+        // FIXME: the holder holds its own clients' writes at its gate and
+        // should release them to the new master without an error. Now and
+        // then one of them gets 1927 ("Connection to node '<old master>'
+        // was lost during the query") during the switchover it runs.
+        ("p2", "switchover on a follower", "1927"),
+        ("p2", "switchover on the holder", "1927"),
+    ]);
+    ledger.assert_on(c, index_of(&writer));
     drop(p2);
     drop(p3);
     drop(p4);
     heal(c);
+    eprintln!("holder killed, switchovers: {:.1?}", began.elapsed());
 }
 
 #[test]
 fn without_etcd_quorum_nothing_is_promoted_and_the_data_path_keeps_working() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let began = Instant::now();
     let c = cluster();
     heal(c);
     let db = table(c, "coord_noquorum");
@@ -470,77 +597,97 @@ fn without_etcd_quorum_nothing_is_promoted_and_the_data_path_keeps_working() {
     let p2 = Instance::start("p2", &config(c, "p2", &etcd, &name, None), dir.path());
     let (writer, epoch) = agreed_writer(&[&p1, &p2]);
     let master = index_of(&writer);
+    let other = 1 - master;
+    let load = load_through(c, master, &db, &[&p1, &p2]);
 
-    etcd.kill_member(1);
-    etcd.kill_member(2);
-    for i in [&p1, &p2] {
-        wait_until(&format!("{} to see etcd unreachable", i.name), || {
-            (i.coordination_value("etcd").as_deref() == Some("unreachable")).then_some(())
-        });
-    }
-    // The data path does not need etcd.
-    for i in [&p1, &p2] {
+    never_two_writers(c, || {
+        load.phase("etcd without quorum");
+        etcd.kill_member(1);
+        etcd.kill_member(2);
+        for i in [&p1, &p2] {
+            wait_until(&format!("{} to see etcd unreachable", i.name), || {
+                (i.coordination_value("etcd").as_deref() == Some("unreachable")).then_some(())
+            });
+        }
+        // The data path does not need etcd.
+        load.wait_all_acked();
+        for i in [&p1, &p2] {
+            assert_eq!(
+                write(i, &db, &format!("{}-noquorum", i.name)),
+                Ok(c.nodes[master].server_id)
+            );
+        }
+        // Writes fail through both instances from here until quorum is back
+        // and the failover done (docs/coordination.md).
+        load.phase("master killed");
+        c.kill(master);
+        for i in [&p1, &p2] {
+            wait_until(&format!("{} to see the master down", i.name), || {
+                i.admin("SHOW BACKENDS")
+                    .iter()
+                    .any(|r| {
+                        r.get("name").map(String::as_str) == Some(writer.as_str())
+                            && r.get("state").map(String::as_str) == Some("down")
+                    })
+                    .then_some(())
+            });
+        }
+        // Many monitor intervals and controller ticks: an observation window,
+        // not a measured bound.
+        thread::sleep(Duration::from_secs(3));
         assert_eq!(
-            write(i, &db, &format!("{}-noquorum", i.name)),
-            Ok(c.nodes[master].server_id)
+            read_only(c, other),
+            "1",
+            "nothing was promoted without etcd"
         );
-    }
-    c.kill(master);
-    for i in [&p1, &p2] {
-        wait_until(&format!("{} to see the master down", i.name), || {
-            i.admin("SHOW BACKENDS")
+        for i in [&p1, &p2] {
+            assert_eq!(i.writer(), Some((writer.clone(), epoch)), "{}", i.name);
+        }
+        // Reads still work through both instances (served by the live node).
+        for i in [&p1, &p2] {
+            // (No default schema: `USE` goes to the master, which is down.)
+            let read = i.sql(None, &format!("SELECT COUNT(*) FROM `{db}`.w"));
+            assert!(read.is_ok(), "{} reads: {read:?}", i.name);
+        }
+
+        // Quorum back, master still dead: now the failover happens, once.
+        load.phase("quorum back");
+        etcd.start_member(1);
+        etcd.start_member(2);
+        etcd.wait_healthy();
+        let new_writer = c.nodes[other].name.to_string();
+        wait_until("the failover once etcd answers", || {
+            [&p1, &p2]
                 .iter()
-                .any(|r| {
-                    r.get("name").map(String::as_str) == Some(writer.as_str())
-                        && r.get("state").map(String::as_str) == Some("down")
-                })
+                .all(|i| i.writer() == Some((new_writer.clone(), epoch + 1)))
                 .then_some(())
         });
-    }
-    // Many monitor intervals and controller ticks: an observation window,
-    // not a measured bound.
-    thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        read_only(c, 1 - master),
-        "1",
-        "nothing was promoted without etcd"
-    );
-    for i in [&p1, &p2] {
-        assert_eq!(i.writer(), Some((writer.clone(), epoch)), "{}", i.name);
-    }
-    // Reads still work through both instances (served by the live node).
-    for i in [&p1, &p2] {
-        // (No default schema: `USE` goes to the master, which is down.)
-        let read = i.sql(None, &format!("SELECT COUNT(*) FROM `{db}`.w"));
-        assert!(read.is_ok(), "{} reads: {read:?}", i.name);
-    }
-
-    // Quorum back, master still dead: now the failover happens, once.
-    etcd.start_member(1);
-    etcd.start_member(2);
-    etcd.wait_healthy();
-    let other = 1 - master;
-    let new_writer = c.nodes[other].name.to_string();
-    wait_until("the failover once etcd answers", || {
-        [&p1, &p2]
-            .iter()
-            .all(|i| i.writer() == Some((new_writer.clone(), epoch + 1)))
-            .then_some(())
+        for i in [&p1, &p2] {
+            let ran = wait_until("writes resume", || {
+                write(i, &db, &format!("{}-after", i.name)).ok()
+            });
+            assert_eq!(ran, c.nodes[other].server_id, "{}", i.name);
+        }
+        load.phase_with_acks("after");
     });
-    for i in [&p1, &p2] {
-        let ran = wait_until("writes resume", || {
-            write(i, &db, &format!("{}-after", i.name)).ok()
-        });
-        assert_eq!(ran, c.nodes[other].server_id, "{}", i.name);
-    }
+    let ledger = load.finish();
+    ledger.print("no etcd quorum");
+    ledger.assert_errors_only(&[
+        ("*", "start", "*"),
+        ("*", "master killed", "*"),
+        ("*", "quorum back", "*"),
+    ]);
+    ledger.assert_on(c, other);
     drop(p1);
     drop(p2);
     heal(c);
+    eprintln!("no etcd quorum: {:.1?}", began.elapsed());
 }
 
 #[test]
 fn etcd_member_and_instance_restarts_keep_the_writer_and_the_other_instances_serving() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let began = Instant::now();
     let c = cluster();
     heal(c);
     let db = table(c, "coord_rolling");
@@ -559,7 +706,9 @@ fn etcd_member_and_instance_restarts_keep_the_writer_and_the_other_instances_ser
     wait_until("p1 to hold the election", || p1.holds().then_some(()));
     let mut p2 = start("p2");
     let (writer, epoch) = agreed_writer(&[&p1, &p2]);
-    let master_id = c.nodes[index_of(&writer)].server_id;
+    let master = index_of(&writer);
+    let master_id = c.nodes[master].server_id;
+    let mut load = load_through(c, master, &db, &[&p1, &p2]);
     let mut n = 0;
     // Every write through `inst` succeeds on the writer.
     let mut writes = |inst: &Instance, what: &str| {
@@ -570,42 +719,76 @@ fn etcd_member_and_instance_restarts_keep_the_writer_and_the_other_instances_ser
         }
     };
 
-    // An etcd member restarts: nobody notices.
-    etcd.kill_member(0);
-    writes(&p1, "an etcd member down");
-    writes(&p2, "an etcd member down");
-    etcd.start_member(0);
-    etcd.wait_healthy();
-    writes(&p1, "an etcd member back");
+    let (p1, p2) = never_two_writers(c, || {
+        // An etcd member restarts: nobody notices.
+        load.phase("etcd member down");
+        etcd.kill_member(0);
+        writes(&p1, "an etcd member down");
+        writes(&p2, "an etcd member down");
+        load.wait_all_acked();
+        load.phase("etcd member back");
+        etcd.start_member(0);
+        etcd.wait_healthy();
+        writes(&p1, "an etcd member back");
+        load.wait_all_acked();
 
-    // Rolling restart: the holder first (kill -9), then the other.
-    p1.kill();
-    writes(&p2, "the holder's restart");
-    wait_until("p2 to take the election", || p2.holds().then_some(()));
-    drop(p1);
-    let p1 = start("p1");
-    agreed_writer(&[&p1, &p2]);
-    writes(&p1, "after its restart");
-    p2.kill();
-    writes(&p1, "p2's restart");
-    drop(p2);
-    let p2 = start("p2");
-    assert_eq!(
-        agreed_writer(&[&p1, &p2]),
-        (writer, epoch),
-        "the writer never changed"
-    );
-    writes(&p2, "after its restart");
+        // Rolling restart: the holder first (kill -9), then the other. Only
+        // the restarted instance's own clients see errors.
+        load.phase("p1 restarts");
+        p1.kill();
+        load.stop("p1");
+        writes(&p2, "the holder's restart");
+        wait_until("p2 to take the election", || p2.holds().then_some(()));
+        load.wait_acked("p2");
+        drop(p1);
+        let p1 = start("p1");
+        agreed_writer(&[&p1, &p2]);
+        writes(&p1, "after its restart");
+        load.add("p1b", p1.mysql);
+        load.phase_with_acks("p1 back");
+        load.phase("p2 restarts");
+        p2.kill();
+        load.stop("p2");
+        writes(&p1, "p2's restart");
+        load.wait_acked("p1b");
+        drop(p2);
+        let p2 = start("p2");
+        assert_eq!(
+            agreed_writer(&[&p1, &p2]),
+            (writer.clone(), epoch),
+            "the writer never changed"
+        );
+        writes(&p2, "after its restart");
+        load.add("p2b", p2.mysql);
+        load.phase_with_acks("after");
+        (p1, p2)
+    });
     let changes: u64 = [&p1, &p2].iter().map(|i| number(i, "writer_changes")).sum();
     assert_eq!(changes, 0, "the restarted instances recorded nothing");
+    let ledger = load.finish();
+    ledger.print("rolling restarts");
+    ledger.assert_errors_only(&[
+        ("*", "start", "*"),
+        ("p1", "p1 restarts", "*"),
+        ("p2", "p2 restarts", "*"),
+    ]);
+    let landed = ledger.assert_on(c, master);
+    let ids: Vec<u32> = landed.keys().copied().collect();
+    assert_eq!(
+        ids,
+        vec![master_id],
+        "every acknowledged write ran on the writer"
+    );
     drop(p1);
     drop(p2);
     heal(c);
+    eprintln!("rolling restarts: {:.1?}", began.elapsed());
 }
 
 #[test]
 fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let began = Instant::now();
     let c = cluster();
     heal(c);
     let db = table(c, "coord_midswitch");
@@ -625,6 +808,7 @@ fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
     let (writer, epoch) = agreed_writer(&[&p1, &p2]);
     let master = index_of(&writer);
     let target = c.nodes[1 - master].name;
+    let mut load = load_through(c, master, &db, &[&p1, &p2]);
 
     // A transaction open through the holder keeps its switchover waiting
     // at the write gate.
@@ -660,11 +844,13 @@ fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
     });
     // Asked on the follower, run by the holder, which dies meanwhile.
     never_two_writers(c, || {
+        load.phase("switchover, holder killed");
         let asked = thread::scope(|s| {
             let p2 = &p2;
             let request = s.spawn(move || p2.try_admin(&format!("SWITCHOVER TO '{target}'")));
             thread::sleep(Duration::from_millis(800));
             p1.kill();
+            load.stop("p1");
             request
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e))
@@ -683,7 +869,10 @@ fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
         });
         let ran = wait_until("a write through p2", || write(&p2, &db, "p2-after").ok());
         assert_eq!(ran, c.nodes[master].server_id);
-        // And the new holder can finish the change.
+        load.phase_with_acks("rolled back");
+        // And the new holder can finish the change; it holds its own
+        // clients' writes at its gate meanwhile.
+        load.phase("switchover by the new holder");
         let done = p2.admin(&format!("SWITCHOVER TO '{target}'"));
         assert!(
             done.first()
@@ -692,7 +881,23 @@ fn a_holder_killed_in_the_middle_of_a_forwarded_switchover_leaves_one_writer() {
             "{done:?}"
         );
         assert_eq!(p2.writer(), Some((target.to_string(), epoch + 1)));
+        load.phase_with_acks("switched");
+        load.phase_with_acks("after");
     });
+    let ledger = load.finish();
+    ledger.print("holder killed mid-switchover");
+    // p2 forwarded the switchover: while the holder changed the roles, p2's
+    // writes to the old master could fail (docs/coordination.md).
+    ledger.assert_errors_only(&[
+        ("*", "start", "*"),
+        ("p1", "switchover, holder killed", "*"),
+        ("p2", "switchover, holder killed", "*"),
+        // FIXME: as above, the holder's own clients should see no error
+        // during its switchover; now and then one gets 1927.
+        ("p2", "switchover by the new holder", "1927"),
+    ]);
+    ledger.assert_on(c, 1 - master);
     drop(p2);
     heal(c);
+    eprintln!("holder killed mid-switchover: {:.1?}", began.elapsed());
 }
