@@ -59,7 +59,7 @@ const UNACKED: &str = "\
 async fn an_unacknowledged_tail_is_rewound_and_the_old_master_rejoins() {
     let c = cluster();
     let _g = c.exclusive().await;
-    let s = diverge(c, "rewound", "", UNACKED).await;
+    let s = diverge(c, "rewound", "", &[], UNACKED).await;
     let (old, new) = (s.old, s.new);
     let topology = Arc::clone(&s.proxy.context.topology);
     let metrics = Arc::clone(&s.proxy.context.metrics);
@@ -140,7 +140,7 @@ async fn a_tail_with_ddl_leaves_the_node_diverged_and_untouched() {
     let tail = "INSERT INTO pk (id, note) VALUES (200, 'kept'); \
                 ALTER TABLE pk ADD COLUMN extra INT; \
                 INSERT INTO nopk VALUES (9, 'kept', NULL)";
-    let s = diverge(c, "ddl", "", tail).await;
+    let s = diverge(c, "ddl", "", &[], tail).await;
     wait_diverged(c, &s);
     let kept = c.nodes[s.old]
         .sql(&format!(
@@ -159,7 +159,7 @@ async fn with_the_rewind_off_the_node_stays_diverged() {
     let c = cluster();
     let _g = c.exclusive().await;
     let off = "[failover]\nrewind_unacknowledged = false\n";
-    let s = diverge(c, "off", off, "INSERT INTO pk (id) VALUES (300)").await;
+    let s = diverge(c, "off", off, &[], "INSERT INTO pk (id) VALUES (300)").await;
     wait_diverged(c, &s);
     let kept = c.nodes[s.old]
         .value(&format!(
@@ -168,6 +168,34 @@ async fn with_the_rewind_off_the_node_stays_diverged() {
         ))
         .unwrap();
     assert_eq!(kept, "1");
+    repair(c, s);
+}
+
+/// A client that switched off the node's report of its commits' GTIDs may
+/// have had commits acknowledged that the proxy never saw: nothing proves
+/// the tail unacknowledged any more, so it is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_client_stopped_gtid_tracking_the_tail_is_kept() {
+    let c = cluster();
+    let _g = c.exclusive().await;
+    let untrack = ["SET session_track_system_variables = ''"];
+    let s = diverge(
+        c,
+        "untracked",
+        "",
+        &untrack,
+        "INSERT INTO pk (id) VALUES (400)",
+    )
+    .await;
+    wait_diverged(c, &s);
+    let kept = c.nodes[s.old]
+        .value(&format!(
+            "SELECT COUNT(*) FROM `{}`.pk WHERE id = 400",
+            s.db
+        ))
+        .unwrap();
+    assert_eq!(kept, "1");
+    assert_eq!(s.proxy.context.metrics.rewinds.load(Relaxed), 0);
     repair(c, s);
 }
 
@@ -185,10 +213,16 @@ struct Diverged {
 }
 
 /// Starts a proxy (`extra` added to its config), writes acknowledged rows
-/// through it, then `tail` straight to the master while the replica
+/// through it (then runs `session` in the same session), then `tail` straight to the master while the replica
 /// receives nothing, kills the master, waits for the replica's promotion
 /// and restarts the old master.
-async fn diverge(c: &'static Cluster, test: &str, extra: &str, tail: &str) -> Diverged {
+async fn diverge(
+    c: &'static Cluster,
+    test: &str,
+    extra: &str,
+    session: &[&str],
+    tail: &str,
+) -> Diverged {
     let toml = format!(
         "{}\n[admin]\nlisten = \"127.0.0.1:0\"\npassword = \"{ADMIN_PASSWORD}\"\n\n{extra}",
         c.config_toml()
@@ -205,7 +239,7 @@ async fn diverge(c: &'static Cluster, test: &str, extra: &str, tail: &str) -> Di
     });
     let db = c.fresh_db(test);
     let mut conn = connect(&proxy.url(Some(&db))).await;
-    for sql in TABLES.iter().chain(ACKED) {
+    for sql in TABLES.iter().chain(ACKED).chain(session) {
         conn.query_drop(*sql).await.unwrap();
     }
     drop(conn);

@@ -37,7 +37,10 @@ mod tests {
     fn statements_that_can_assign_the_variable_are_caught() {
         let cases: &[(&str, bool)] = &[
             ("SET session_track_system_variables = ''", true),
-            ("SET @@SESSION.Session_Track_System_Variables='autocommit'", true),
+            (
+                "SET @@SESSION.Session_Track_System_Variables='autocommit'",
+                true,
+            ),
             ("SET @a = 1, session_track_system_variables = ''", true),
             ("SELECT 1; SET session_track_system_variables = ''", true),
             (
@@ -50,16 +53,15 @@ mod tests {
             ),
             ("SET NAMES utf8mb4", false),
             ("SELECT @@session_track_system_variables", false),
-            ("INSERT INTO t VALUES ('session_track_system_variables')", false),
+            (
+                "INSERT INTO t VALUES ('session_track_system_variables')",
+                false,
+            ),
             ("UPDATE t SET a = 1", false),
         ];
         for &(sql, want) in cases {
             let stmt = classify(sql.as_bytes());
-            assert_eq!(
-                may_stop_gtid_tracking(&stmt, sql.as_bytes()),
-                want,
-                "{sql}"
-            );
+            assert_eq!(may_stop_gtid_tracking(&stmt, sql.as_bytes()), want, "{sql}");
         }
     }
 }

@@ -198,6 +198,16 @@ mod tests {
     }
 
     #[test]
+    fn a_session_that_stops_gtid_tracking_leaves_the_mark_vouching_for_nothing() {
+        let acked = AckedCommits::default();
+        acked.watch_from(&"1-1-10".parse().unwrap());
+        let later: Gtid = "1-1-11".parse().unwrap();
+        assert_eq!(acked.covers(&later), Ok(()));
+        acked.untracked();
+        assert_eq!(acked.covers(&later), Err(Uncovered::Untracked));
+    }
+
+    #[test]
     fn the_mark_covers_only_what_was_written_while_watched() {
         let acked = AckedCommits::default();
         acked.watch_from(&"0-1-50,1-2-7".parse().unwrap());
