@@ -116,6 +116,9 @@ pub struct HttpConfig {
     pub threads: usize,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// `[http.tls]`: HTTPS on `listen` (cleartext when absent).
+    #[serde(default)]
+    pub tls: Option<super::HttpTls>,
     #[serde(default)]
     pub health: HealthCheck,
     #[serde(default)]
@@ -343,6 +346,14 @@ impl HttpConfig {
             }
             if s.user.is_empty() || s.user.contains(':') {
                 return Err(invalid("http.stats.user", "must be non-empty without ':'"));
+            }
+        }
+        if let Some(from) = self.tls.as_ref().and_then(|t| t.redirect_from) {
+            if from == self.listen && from.port() != 0 {
+                return Err(invalid(
+                    "http.tls.redirect_from",
+                    "must differ from http.listen",
+                ));
             }
         }
         if let Some(st) = &self.sticky {
