@@ -6,8 +6,8 @@
 //! files are read again even when their paths did not change, so a renewed
 //! certificate is picked up; sessions and connections already open keep the
 //! one they started with). The balancer's TLS can be changed, not switched
-//! on or off: that needs a restart. Everything else that differs is reported as needing a restart
-//! and keeps its running value. A file that does not load or validate
+//! on or off: that needs a restart. Everything else that differs is
+//! reported as needing a restart and keeps its running value. A file that does not load or validate
 //! changes nothing: the error says why and the running config stays.
 //! SIGHUP runs the same [`reload_config`] and logs its report.
 
