@@ -438,6 +438,42 @@ async fn reload(proxy: &Proxy) -> Vec<(String, String)> {
         .expect("RELOAD CONFIG")
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stats_listener_of_its_own_can_serve_metrics_over_https() {
+    let pki = Pki::new();
+    let w = http_common::Worker::start("wa1").await;
+    let sections = format!(
+        "[stats]\nlisten = \"127.0.0.1:0\"\ntls = true\nuser = \"admin\"\npassword = \"s3cret\"\n\
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        pki.shop.cert.display(),
+        pki.shop.key.display(),
+    );
+    let bal = http_common::Balancer::start(http_common::config("", &sections, &[(&w, 1)])).await;
+    let stats = bal.stats.expect("stats listener");
+    let m = curl(&pki.ca.ca, SHOP, stats, &[], "/metrics");
+    assert!(m.ok, "{}", m.err);
+    assert!(
+        m.out
+            .contains("sqlproxy_http_tls_handshake_failures_total 0"),
+        "{}",
+        m.out
+    );
+    let page = curl(&pki.ca.ca, SHOP, stats, &["-u", STATS_AUTH], "/stats.json");
+    assert!(page.out.contains("\"wa1\""), "{}", page.out);
+    let cleartext = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .arg(format!("http://127.0.0.1:{}/metrics", stats.port()))
+        .output()
+        .expect("curl");
+    assert!(
+        !cleartext.status.success(),
+        "cleartext answered on a TLS stats listener"
+    );
+    // Served by the balancer too, over the same certificate.
+    let c = curl(&pki.ca.ca, SHOP, bal.addr, &["-o", "/dev/null"], "/");
+    assert!(c.ok, "{}", c.err);
+}
+
 #[test]
 fn a_bad_sni_certificate_stops_the_start_naming_the_entry() {
     let pki = Pki::new();

@@ -191,7 +191,7 @@ impl HttpService {
         let shared = Arc::new(Shared {
             limit: Arc::new(Semaphore::new(cfg.maxconn)),
             inline_stats,
-            tls,
+            tls: tls.clone(),
             cfg: cfg.clone(),
         });
         let loops = listeners.len();
@@ -219,16 +219,30 @@ impl HttpService {
                 shutdown.clone(),
             )));
         }
+        let stats_tls = cfg.stats.as_ref().is_some_and(|s| s.tls);
         if let (Some((l, addr)), Some(s)) = (stats_listener, stats) {
             tracing::info!(addr = %addr, "http stats listening");
             let page = move |req: &Request<Incoming>| s.handle(req, true);
-            background.push(tokio::spawn(serve_aside(l, addr, page, shutdown.clone())));
+            let tls = tls.clone().filter(|_| stats_tls);
+            background.push(tokio::spawn(serve_aside(
+                l,
+                addr,
+                tls,
+                page,
+                shutdown.clone(),
+            )));
         }
         if let Some((l, addr)) = redirect_listener {
             let https_port = local_addr.port();
             tracing::info!(addr = %addr, https_port, "http redirect to https listening");
             let page = move |req: &Request<Incoming>| redirect::respond(req, https_port);
-            background.push(tokio::spawn(serve_aside(l, addr, page, shutdown.clone())));
+            background.push(tokio::spawn(serve_aside(
+                l,
+                addr,
+                None,
+                page,
+                shutdown.clone(),
+            )));
         }
         tracing::info!(addr = %local_addr, backends = ups.backends().len(), event_loops = loops, "http balancer listening");
         for (id, done) in running.into_iter().enumerate() {
@@ -259,10 +273,12 @@ fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<Socket
 
 /// A listener beside the balancer's, answering every request itself with
 /// `page`: the dedicated stats listener (stats page, JSON, control,
-/// `/metrics`) and the redirect to HTTPS. Cleartext, on the caller's runtime.
+/// `/metrics`) and the redirect to HTTPS. On the caller's runtime; over TLS
+/// when given a slot (the balancer's, so a reload renews both).
 async fn serve_aside<P>(
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<Arc<TlsSlot>>,
     page: P,
     shutdown: CancellationToken,
 ) where
@@ -272,7 +288,7 @@ async fn serve_aside<P>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(crate::config::http::DEFAULT_REQUEST_HEADER_TIMEOUT);
+        .header_read_timeout(HEADER_TIMEOUT_ASIDE);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -288,23 +304,51 @@ async fn serve_aside<P>(
         let page = page.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.as_ref().and_then(|t| t.current());
         tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = page(&req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let r = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let r = match tls {
+                None => serve_one(&builder, stream, page, shutdown).await,
+                Some(t) => match tls::accept(&t, stream, HEADER_TIMEOUT_ASIDE).await {
+                    Ok((s, _)) => serve_one(&builder, s, page, shutdown).await,
+                    Err(e) => {
+                        tracing::debug!(client = %peer, error = %e, "https client dropped");
+                        return;
+                    }
+                },
             };
             if let Err(e) = r {
                 tracing::debug!(client = %peer, error = %e, "http connection ended with an error");
             }
         });
+    }
+}
+
+/// The aside listeners' request header limit (and TLS handshake limit):
+/// the balancer's default, as they have no `[http.timeouts]` of their own.
+const HEADER_TIMEOUT_ASIDE: Duration = crate::config::http::DEFAULT_REQUEST_HEADER_TIMEOUT;
+
+/// One connection of an aside listener, until it ends or `shutdown`.
+async fn serve_one<S, P>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: S,
+    page: P,
+    shutdown: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    P: Fn(&Request<Incoming>) -> hyper::Response<RespBody> + Send + Sync + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let resp = page(&req);
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
