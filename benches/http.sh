@@ -6,6 +6,7 @@
 #   benches/http.sh                       # defaults below
 #   DUR=30s CONNS=128 ROUNDS=3 benches/http.sh
 #   WORKERS=php CONNS=8 benches/http.sh   # the demo's PHP page under php -S
+#   TLS=1 benches/http.sh                 # HTTPS: both fronts terminate TLS (benches/https.sh)
 #
 # The workers are `http_balancer --worker` (a fixed ~600-byte page) so that
 # the balancers, not PHP, are what is measured; WORKERS=php shows a shop's
@@ -32,6 +33,7 @@ fi
 # shellcheck source=benches/http_lib.sh
 . benches/http_lib.sh
 scratch
+tls_setup
 start_workers
 start_haproxy
 SP=$(free_port)
@@ -51,10 +53,10 @@ rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
 errors() { awk '/Non-2xx|Socket errors/ { printf "%s ", $0 }' "$1"; }
 
 echo "warm-up"
-wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$HA/" >/dev/null
-wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$SP/" >/dev/null
+wrk -t"$THREADS" -c"$CONNS" -d2s "$SCHEME://127.0.0.1:$HA/" >/dev/null
+wrk -t"$THREADS" -c"$CONNS" -d2s "$SCHEME://127.0.0.1:$SP/" >/dev/null
 
-echo "workers: ${WORKERS:-fast}"
+echo "workers: ${WORKERS:-fast}, $SCHEME"
 printf '%-6s %-9s %12s %10s  %s\n' round target "req/s" "p99 ms" errors
 ha_sum=0; sp_sum=0; ha_p99=0; sp_p99=0; ratios=()
 for r in $(seq "$ROUNDS"); do
@@ -64,7 +66,7 @@ for r in $(seq "$ROUNDS"); do
     for t in $order; do
         port=$HA; [ "$t" = sqlproxy ] && port=$SP
         out="$tmp/$t.$r.txt"
-        wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "http://127.0.0.1:$port/" >"$out"
+        wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "$SCHEME://127.0.0.1:$port/" >"$out"
         printf '%-6s %-9s %12s %10s  %s\n' "$r" "$t" "$(rps "$out")" "$(p99_ms "$out")" "$(errors "$out")"
         if [ "$t" = haproxy ]; then
             ha_sum=$(echo "$ha_sum + $(rps "$out")" | bc -l); ha_p99=$(echo "$ha_p99 + $(p99_ms "$out")" | bc -l)

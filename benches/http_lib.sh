@@ -39,6 +39,7 @@ start_workers() {
 }
 
 # Starts HAProxy with the seed's HTTP front on a free port; sets HA and HA_PID.
+# HA_BIND_OPTS is appended to its `bind` line (e.g. `ssl crt FILE`).
 start_haproxy() {
     HA=$(free_port)
     # HAProxy wants 2 fds per maxconn up front; lower the seed's 20000 if
@@ -57,7 +58,7 @@ defaults
     timeout server 60s
     option forwardfor
 frontend www
-    bind 127.0.0.1:$HA
+    bind 127.0.0.1:$HA${HA_BIND_OPTS:-}
     default_backend workers
 backend workers
     balance roundrobin
@@ -70,7 +71,8 @@ CFG
 }
 
 # Writes to file $2 a balancer config listening on port $1, in front of
-# the workers, with the seed's retries and health check path.
+# the workers, with the seed's retries and health check path, then
+# BALANCER_EXTRA (more [http.*] tables, e.g. [http.tls]).
 balancer_config() {
     cat > "$2" <<CFG
 [http]
@@ -84,7 +86,24 @@ address = "127.0.0.1:$W1"
 [[http.backends]]
 name = "wa2"
 address = "127.0.0.1:$W2"
+${BALANCER_EXTRA:-}
 CFG
+}
+
+# With TLS=1: a throwaway self-signed certificate for localhost in $tmp,
+# served by both fronts (HAProxy wants key and chain in one PEM), and
+# SCHEME=https. Otherwise SCHEME=http.
+tls_setup() {
+    SCHEME=http
+    [ "${TLS:-0}" = 1 ] || return 0
+    command -v openssl >/dev/null || { echo "openssl is not installed" >&2; exit 1; }
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -keyout "$tmp/tls.key" -out "$tmp/tls.pem" 2>/dev/null
+    cat "$tmp/tls.pem" "$tmp/tls.key" > "$tmp/haproxy.pem"
+    HA_BIND_OPTS=" ssl crt $tmp/haproxy.pem alpn h2,http/1.1"
+    BALANCER_EXTRA=$(printf '[http.tls]\ncert = "%s"\nkey = "%s"\n' "$tmp/tls.pem" "$tmp/tls.key")
+    SCHEME=https
 }
 
 # Waits (up to 10 s each) until every given port accepts connections.

@@ -38,6 +38,9 @@ fn main() -> anyhow::Result<()> {
                     config.admin_enabled().and_then(|a| a.tls.as_ref()),
                 )
             })
+            .and_then(|_| {
+                sqlproxy::http::tls::optional(config.http.as_ref().and_then(|h| h.tls.as_ref()))
+            })
             .and_then(|_| sqlproxy::tls::node_targets(&config))
             .with_context(|| format!("invalid config {}", path.display()))?;
         println!("{}: configuration is valid", path.display());
@@ -53,6 +56,9 @@ fn main() -> anyhow::Result<()> {
         println!("sqlproxy: MySQL clients connect to {}", server.mysql_addr());
         if let Some(a) = server.http_addr() {
             println!("sqlproxy: HTTP balancer on {a}");
+        }
+        if let Some(a) = server.http_redirect_addr() {
+            println!("sqlproxy: redirect to HTTPS on {a}");
         }
         if let Some(a) = server.admin_addr() {
             println!("sqlproxy: admin SQL port on {a}");

@@ -109,7 +109,8 @@ impl Server {
         ctx.tls.replace(mysql_tls);
         learn_version(&ctx).await;
         let upstreams = http.as_ref().map(|h| h.upstreams());
-        let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams);
+        let http_tls = http.as_ref().and_then(|h| h.tls_slot());
+        let admin_ctx = crate::admin::AdminContext::new(Arc::clone(&ctx), upstreams, http_tls);
         admin_ctx.tls.replace(admin_tls);
         let http_metrics = http.iter().map(|h| h.metrics_collector()).collect();
         Ok(Server {
@@ -132,6 +133,12 @@ impl Server {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|h| h.local_addr())
+    }
+
+    /// The cleartext listener redirecting to the HTTPS balancer, when
+    /// `[http.tls] redirect_from` is set.
+    pub fn http_redirect_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|h| h.redirect_addr())
     }
 
     /// The admin SQL port, when `[admin]` is enabled.

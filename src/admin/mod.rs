@@ -178,12 +178,16 @@ pub struct AdminContext {
     users: ArcSwap<Users>,
     /// `[admin.tls]`: the admin port's certificate (swapped by a reload).
     pub tls: crate::tls::TlsSlot,
+    /// `[http.tls]`: the HTTPS balancer's certificates, when it runs with
+    /// them (swapped by a reload).
+    pub http_tls: Option<Arc<crate::tls::TlsSlot>>,
 }
 
 impl AdminContext {
     pub fn new(
         proxy: Arc<ProxyContext>,
         http: Option<Arc<crate::http::Upstreams>>,
+        http_tls: Option<Arc<crate::tls::TlsSlot>>,
     ) -> Arc<AdminContext> {
         let config = Arc::clone(&proxy.config);
         Arc::new(AdminContext {
@@ -192,6 +196,7 @@ impl AdminContext {
             proxy,
             http,
             tls: crate::tls::TlsSlot::default(),
+            http_tls,
         })
     }
 

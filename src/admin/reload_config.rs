@@ -1,11 +1,13 @@
 //! `RELOAD CONFIG`: re-reads the file the proxy started with (plus the
 //! `SQLPROXY_` environment), validates it, and only then applies what can
 //! change live: node weights (where the file changed them), the admin
-//! account, and the MySQL and admin listeners' TLS (`[mysql.tls]`,
-//! `[admin.tls]`: the certificate files are read again even when their
-//! paths did not change, so a renewed certificate is picked up; sessions
-//! already open keep the one they started with). Everything else that differs is reported as needing a restart
-//! and keeps its running value. A file that does not load or validate
+//! account, and the MySQL, admin and HTTPS listeners' TLS (`[mysql.tls]`,
+//! `[admin.tls]`, `[http.tls]` but its `redirect_from`: the certificate
+//! files are read again even when their paths did not change, so a renewed
+//! certificate is picked up; sessions and connections already open keep the
+//! one they started with). The balancer's TLS can be changed, not switched
+//! on or off: that needs a restart. Everything else that differs is
+//! reported as needing a restart and keeps its running value. A file that does not load or validate
 //! changes nothing: the error says why and the running config stays.
 //! SIGHUP runs the same [`reload_config`] and logs its report.
 
@@ -40,6 +42,12 @@ fn live(key: &str) -> bool {
         || key == "admin.password"
         || key.starts_with("mysql.tls.")
         || key.starts_with("admin.tls.")
+}
+
+/// A `[http.tls]` key that a running HTTPS balancer takes live: every one
+/// but the redirect listener's address (a socket to bind).
+fn live_http_tls(key: &str) -> bool {
+    key.starts_with("http.tls.") && key != "http.tls.redirect_from"
 }
 
 /// One key whose value in the file differs from the running config.
@@ -94,6 +102,13 @@ pub fn reload_config(admin: &AdminContext) -> Result<ReloadReport, AdminError> {
         new.admin_enabled().and_then(|a| a.tls.as_ref()),
     )
     .map_err(tls_err)?;
+    let http_tls = crate::http::tls::optional(new.http.as_ref().and_then(|h| h.tls.as_ref()))
+        .map_err(tls_err)?;
+    // Only a balancer already serving HTTPS takes new certificates.
+    let http_swap = match (&admin.http_tls, http_tls) {
+        (Some(slot), Some(fresh)) => Some((slot, fresh)),
+        _ => None,
+    };
     let was: BTreeMap<String, String> = flatten_config_raw(&old).into_iter().collect();
     let now: BTreeMap<String, String> = flatten_config_raw(&new).into_iter().collect();
     let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
@@ -104,7 +119,7 @@ pub fn reload_config(admin: &AdminContext) -> Result<ReloadReport, AdminError> {
         if a == b {
             continue;
         }
-        let mut applied = live(key);
+        let mut applied = live(key) || (http_swap.is_some() && live_http_tls(key));
         if let Some(name) = key
             .strip_prefix("nodes.")
             .and_then(|k| k.strip_suffix(".weight"))
@@ -137,7 +152,9 @@ pub fn reload_config(admin: &AdminContext) -> Result<ReloadReport, AdminError> {
         ("mysql.tls (certificate)", &admin.proxy.tls, mysql_tls),
         ("admin.tls (certificate)", &admin.tls, admin_tls),
     ];
-    for (key, slot, fresh) in swaps {
+    let http_swap =
+        http_swap.map(|(slot, fresh)| ("http.tls (certificates)", &**slot, Some(fresh)));
+    for (key, slot, fresh) in swaps.into_iter().chain(http_swap) {
         let (was, now) = (fingerprint(slot.current()), fingerprint(fresh.clone()));
         if was != now {
             changes.push(ConfigChange {

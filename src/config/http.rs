@@ -116,6 +116,9 @@ pub struct HttpConfig {
     pub threads: usize,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// `[http.tls]`: HTTPS on `listen` (cleartext when absent).
+    #[serde(default)]
+    pub tls: Option<super::HttpTls>,
     #[serde(default)]
     pub health: HealthCheck,
     #[serde(default)]
@@ -236,6 +239,10 @@ pub struct StatsConfig {
     pub listen: Option<SocketAddr>,
     #[serde(default = "d::stats_uri")]
     pub uri: String,
+    /// Serve `listen` over HTTPS with `[http.tls]`'s certificates (the
+    /// balancer's own listener follows `[http.tls]` anyway).
+    #[serde(default)]
+    pub tls: bool,
     pub user: String,
     pub password: String,
 }
@@ -341,8 +348,22 @@ impl HttpConfig {
                     "must start with '/' and name a path",
                 ));
             }
+            if s.tls && (s.listen.is_none() || self.tls.is_none()) {
+                return Err(invalid(
+                    "http.stats.tls",
+                    "needs http.stats.listen and [http.tls] (whose certificates it serves)",
+                ));
+            }
             if s.user.is_empty() || s.user.contains(':') {
                 return Err(invalid("http.stats.user", "must be non-empty without ':'"));
+            }
+        }
+        if let Some(from) = self.tls.as_ref().and_then(|t| t.redirect_from) {
+            if from == self.listen && from.port() != 0 {
+                return Err(invalid(
+                    "http.tls.redirect_from",
+                    "must differ from http.listen",
+                ));
             }
         }
         if let Some(st) = &self.sticky {
@@ -603,5 +624,22 @@ mod tests {
         c.backends[0].address = "h:1".into();
         c.health.fall = 0;
         assert_eq!(c.validate().unwrap_err().key, "http.health.rise/fall");
+        c.health.fall = 1;
+        c.stats = parse(&format!(
+            "{MIN}\n[stats]\ntls = true\nuser = \"a\"\npassword = \"p\"\n"
+        ))
+        .unwrap()
+        .stats;
+        assert_eq!(c.validate().unwrap_err().key, "http.stats.tls");
+        c.stats = None;
+        let tls = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nredirect_from = \"127.0.0.1:80\"\n";
+        let mut t = parse(&format!(
+            "{}\n{tls}",
+            MIN.replace("127.0.0.1:0", "127.0.0.1:80")
+        ))
+        .unwrap();
+        assert_eq!(t.validate().unwrap_err().key, "http.tls.redirect_from");
+        t.listen = "127.0.0.1:443".parse().unwrap();
+        assert!(t.validate().is_ok());
     }
 }

@@ -39,7 +39,7 @@ pub use mysql::{
     WAIT_TIMEOUT_MIN,
 };
 pub use nodes::{split_host_port, FailoverConfig, MonitorConfig, NodeConfig};
-pub use tls::{ListenerTls, NodeTls, NodeTlsMode, TlsVersion};
+pub use tls::{HttpTls, ListenerTls, NodeTls, NodeTlsMode, SniCertificate, TlsVersion};
 pub use users::{parse_native_hash, UserConfig};
 
 /// Environment prefix; `SQLPROXY_MYSQL__LISTEN` overrides `[mysql] listen`.

@@ -1,10 +1,13 @@
 //! TLS sections: `[mysql.tls]` and `[admin.tls]` (a listener's certificate,
 //! the CA its clients' certificates must chain to, the lowest version,
-//! whether cleartext logins are refused) and `[node_tls]` with the per-node
+//! whether cleartext logins are refused), `[http.tls]` (HTTPS on the
+//! balancer: a default certificate, more chosen by SNI, the redirecting
+//! cleartext listener) and `[node_tls]` with the per-node
 //! `tls` mode (how the proxy verifies the nodes it connects to). Paths only:
 //! the files are read where the TLS configuration is built (`crate::tls`),
 //! which names the key of a file that cannot be used.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +41,36 @@ pub struct ListenerTls {
     /// `require_secure_transport`).
     #[serde(default)]
     pub require: bool,
+}
+
+/// `[http.tls]`: the balancer's listener speaks HTTPS (HTTP/2 or HTTP/1.1,
+/// as ALPN decides).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTls {
+    /// PEM certificate chain, leaf first: served when the client names no
+    /// host (SNI) or one no entry of `certificates` covers.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// More certificates, each served to clients asking (SNI) for a name
+    /// its subjectAltName lists (`*.shop.example` covers one label).
+    #[serde(default)]
+    pub certificates: Vec<SniCertificate>,
+    /// A cleartext listener answering every request with a redirect to
+    /// the same host and path over HTTPS; absent = none.
+    #[serde(default)]
+    pub redirect_from: Option<SocketAddr>,
+}
+
+/// One `[[http.tls.certificates]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// How the proxy talks to a node.

@@ -28,6 +28,9 @@ pub enum HttpError {
     },
     #[error("cannot start http event loop {shard}: {source}")]
     EventLoop { shard: usize, source: io::Error },
+    /// A `[http.tls]` file or setting that cannot be used; names the key.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Who is to blame for a failed request (logs and metrics).

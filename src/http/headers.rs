@@ -143,7 +143,7 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &HeaderValue) {
 pub struct ClientInfo<'a> {
     /// The client's address, from [`forwarded_for`].
     pub forwarded_for: &'a HeaderValue,
-    /// `http` (the balancer has no TLS of its own).
+    /// `http` or `https`: the client's connection to the balancer.
     pub proto: &'static str,
     /// The client is a trusted proxy: its `X-Forwarded-*` headers are kept
     /// (and `X-Forwarded-For` extended); otherwise they are replaced.

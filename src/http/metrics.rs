@@ -73,6 +73,12 @@ impl Collector for HttpCollector {
             "Requests answered with an error page made by the balancer.",
             load(&f.proxy_errors),
         )?;
+        counter(
+            &mut enc,
+            "sqlproxy_http_tls_handshake_failures",
+            "HTTPS connections dropped before their TLS handshake finished.",
+            load(&f.tls_failures),
+        )?;
         gauge(
             &mut enc,
             "sqlproxy_http_client_connections",

@@ -1,7 +1,8 @@
 //! The HTTP balancer for the PHP workers, on hyper 1 + hyper-util:
 //! it replaces the seed's HAProxy HTTP front. [`HttpService::bind`] binds the
-//! balancer listener (HTTP/1.1 and cleartext HTTP/2), one socket per event
-//! loop, and, if configured, a stats listener; [`HttpService::run`] starts
+//! balancer listener (HTTP/1.1 and HTTP/2, cleartext or HTTPS with
+//! `[http.tls]`), one socket per event loop, and, if configured, a stats
+//! listener and a cleartext listener redirecting to HTTPS; [`HttpService::run`] starts
 //! the event loops, which accept until the shutdown token is cancelled, then
 //! let in-flight requests finish.
 //!
@@ -18,6 +19,8 @@
 //!   and the streamed body that returns connection, slot and in-flight mark.
 //! * `health`: active checks with rise/fall, the only writer of health.
 //! * `idle`: the client idle and request-header timeouts, on the client socket.
+//! * `tls`: HTTPS: certificates by SNI, ALPN, the bounded handshake.
+//! * `redirect`: the cleartext listener that sends clients to HTTPS.
 //! * `stats`, `page`, `metrics`: stats page, JSON, control POST, `/metrics`.
 //! * `error`: error types and the one function that makes error pages.
 
@@ -30,9 +33,11 @@ mod metrics;
 mod page;
 mod pool;
 mod proxy;
+mod redirect;
 mod select;
 mod shard;
 mod stats;
+pub mod tls;
 mod upstream;
 
 pub use error::{GatewayError, HttpError};
@@ -53,6 +58,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpConfig;
+use crate::tls::TlsSlot;
 use error::RespBody;
 use proxy::Proxy;
 use shard::{Shard, Shared};
@@ -69,6 +75,10 @@ pub struct HttpService {
     listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
     stats_listener: Option<(TcpListener, SocketAddr)>,
+    /// `[http.tls] redirect_from`.
+    redirect_listener: Option<(TcpListener, SocketAddr)>,
+    /// `[http.tls]`: what each new client connection shakes hands with.
+    tls: Option<Arc<TlsSlot>>,
     ups: Arc<Upstreams>,
     frontend: Arc<FrontendStats>,
     stats: Option<Arc<Stats>>,
@@ -78,6 +88,8 @@ impl HttpService {
     /// Binds the balancer listener (and the stats listener if configured) — port 0 allowed.
     pub async fn bind(cfg: HttpConfig) -> Result<HttpService, HttpError> {
         cfg.validate()?;
+        // Certificates before any socket: an unusable file stops the start.
+        let tls = tls::optional(cfg.tls.as_ref())?.map(|t| Arc::new(TlsSlot::new(Some(t))));
         let loops = cfg.event_loops();
         let bind_err = |source| HttpError::Bind {
             what: "http",
@@ -99,6 +111,14 @@ impl HttpService {
             }
             None => None,
         };
+        let redirect_listener = match cfg.tls.as_ref().and_then(|t| t.redirect_from) {
+            Some(addr) => {
+                let l = bind_one("http redirect", addr).await?;
+                let a = local(&l, "http redirect", addr)?;
+                Some((l, a))
+            }
+            None => None,
+        };
         let ups = Arc::new(Upstreams::new(&cfg, listeners.len()));
         let frontend = Arc::new(FrontendStats::default());
         let stats = cfg
@@ -110,6 +130,8 @@ impl HttpService {
             listeners,
             local_addr,
             stats_listener,
+            redirect_listener,
+            tls,
             ups,
             frontend,
             stats,
@@ -134,6 +156,16 @@ impl HttpService {
         self.stats_listener.as_ref().map(|(_, a)| *a)
     }
 
+    /// The cleartext listener redirecting to HTTPS, when configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_listener.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The listener's TLS (with `[http.tls]`), which a config reload swaps.
+    pub fn tls_slot(&self) -> Option<Arc<TlsSlot>> {
+        self.tls.clone()
+    }
+
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
     /// The event loops run on threads of their own; dropping this future
     /// stops them too.
@@ -143,6 +175,8 @@ impl HttpService {
             listeners,
             local_addr,
             stats_listener,
+            redirect_listener,
+            tls,
             ups,
             frontend,
             stats,
@@ -157,6 +191,7 @@ impl HttpService {
         let shared = Arc::new(Shared {
             limit: Arc::new(Semaphore::new(cfg.maxconn)),
             inline_stats,
+            tls: tls.clone(),
             cfg: cfg.clone(),
         });
         let loops = listeners.len();
@@ -184,8 +219,30 @@ impl HttpService {
                 shutdown.clone(),
             )));
         }
+        let stats_tls = cfg.stats.as_ref().is_some_and(|s| s.tls);
         if let (Some((l, addr)), Some(s)) = (stats_listener, stats) {
-            background.push(tokio::spawn(serve_stats(l, addr, s, shutdown.clone())));
+            tracing::info!(addr = %addr, "http stats listening");
+            let page = move |req: &Request<Incoming>| s.handle(req, true);
+            let tls = tls.clone().filter(|_| stats_tls);
+            background.push(tokio::spawn(serve_aside(
+                l,
+                addr,
+                tls,
+                page,
+                shutdown.clone(),
+            )));
+        }
+        if let Some((l, addr)) = redirect_listener {
+            let https_port = local_addr.port();
+            tracing::info!(addr = %addr, https_port, "http redirect to https listening");
+            let page = move |req: &Request<Incoming>| redirect::respond(req, https_port);
+            background.push(tokio::spawn(serve_aside(
+                l,
+                addr,
+                None,
+                page,
+                shutdown.clone(),
+            )));
         }
         tracing::info!(addr = %local_addr, backends = ups.backends().len(), event_loops = loops, "http balancer listening");
         for (id, done) in running.into_iter().enumerate() {
@@ -214,51 +271,84 @@ fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<Socket
         .map_err(|source| HttpError::Bind { what, addr, source })
 }
 
-/// The dedicated stats listener: stats page, JSON, control, `/metrics`.
-async fn serve_stats(
+/// A listener beside the balancer's, answering every request itself with
+/// `page`: the dedicated stats listener (stats page, JSON, control,
+/// `/metrics`) and the redirect to HTTPS. On the caller's runtime; over TLS
+/// when given a slot (the balancer's, so a reload renews both).
+async fn serve_aside<P>(
     listener: TcpListener,
     addr: SocketAddr,
-    stats: Arc<Stats>,
+    tls: Option<Arc<TlsSlot>>,
+    page: P,
     shutdown: CancellationToken,
-) {
-    tracing::info!(addr = %addr, "http stats listening");
+) where
+    P: Fn(&Request<Incoming>) -> hyper::Response<RespBody> + Clone + Send + Sync + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(crate::config::http::DEFAULT_REQUEST_HEADER_TIMEOUT);
+        .header_read_timeout(HEADER_TIMEOUT_ASIDE);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(addr = %addr, error = %e, "http stats accept failed");
+                    tracing::warn!(addr = %addr, error = %e, "http accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },
         };
-        let stats = Arc::clone(&stats);
+        let page = page.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.as_ref().and_then(|t| t.current());
         tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let resp: hyper::Response<RespBody> = stats.handle(&req, true);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let r = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let r = match tls {
+                None => serve_one(&builder, stream, page, shutdown).await,
+                Some(t) => match tls::accept(&t, stream, HEADER_TIMEOUT_ASIDE).await {
+                    Ok((s, _)) => serve_one(&builder, s, page, shutdown).await,
+                    Err(e) => {
+                        tracing::debug!(client = %peer, error = %e, "https client dropped");
+                        return;
+                    }
+                },
             };
             if let Err(e) = r {
-                tracing::debug!(client = %peer, error = %e, "stats connection ended with an error");
+                tracing::debug!(client = %peer, error = %e, "http connection ended with an error");
             }
         });
+    }
+}
+
+/// The aside listeners' request header limit (and TLS handshake limit):
+/// the balancer's default, as they have no `[http.timeouts]` of their own.
+const HEADER_TIMEOUT_ASIDE: Duration = crate::config::http::DEFAULT_REQUEST_HEADER_TIMEOUT;
+
+/// One connection of an aside listener, until it ends or `shutdown`.
+async fn serve_one<S, P>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: S,
+    page: P,
+    shutdown: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    P: Fn(&Request<Incoming>) -> hyper::Response<RespBody> + Send + Sync + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let resp = page(&req);
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }

@@ -64,6 +64,7 @@ pub fn json(stats: &Stats) -> Value {
             "connections": f.connections.load(Ordering::Relaxed),
             "queued": stats.ups.queued(),
             "proxy_errors": l(&f.proxy_errors),
+            "tls_failures": l(&f.tls_failures),
             "responses": {
                 "2xx": l(&f.status_2xx), "3xx": l(&f.status_3xx),
                 "4xx": l(&f.status_4xx), "5xx": l(&f.status_5xx),

@@ -49,13 +49,17 @@ pub struct ClientAddr {
     pub addr: SocketAddr,
     /// `addr`'s IP as an `X-Forwarded-For` item.
     forwarded_for: HeaderValue,
+    /// `X-Forwarded-Proto`: what the client spoke to the balancer.
+    proto: &'static str,
 }
 
 impl ClientAddr {
-    pub fn new(addr: SocketAddr) -> Self {
+    /// `secure`: the connection came over TLS.
+    pub fn new(addr: SocketAddr, secure: bool) -> Self {
         ClientAddr {
             addr,
             forwarded_for: headers::forwarded_for(addr.ip()),
+            proto: if secure { "https" } else { "http" },
         }
     }
 }
@@ -159,7 +163,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let info = ClientInfo {
             forwarded_for: &client.forwarded_for,
-            proto: "http",
+            proto: client.proto,
             trust_forwarded: self.trust_forwarded
                 || self
                     .trusted_proxies

@@ -9,9 +9,11 @@
 //! balancer's CPU per request (`docs/performance.md`, "HTTP balancer").
 //!
 //! The shards share only atomics and lock-free state: the workers' health,
-//! admin state, counters and slots, the global `maxconn` semaphore and the
-//! wait queue. Health checks and the stats listener stay on the caller's
-//! runtime.
+//! admin state, counters and slots, the global `maxconn` semaphore, the
+//! wait queue and the TLS slot. Health checks and the stats listener stay
+//! on the caller's runtime. With `[http.tls]` the TLS handshake runs on the
+//! shard too, inside the connection's task, so a slow or hostile handshake
+//! holds up no other client.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,6 +29,7 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -35,9 +38,11 @@ use super::error::HttpError;
 use super::idle::{IdleIo, InFlightCount};
 use super::proxy::{ClientAddr, Proxy};
 use super::stats::Stats;
+use super::tls::{self, Alpn};
 use super::ACCEPT_ERROR_PAUSE;
 use crate::config::http::MIN_HEADER_SIZE;
 use crate::config::HttpConfig;
+use crate::tls::{ServerTls, TlsSlot};
 
 /// Kernel accept backlog of each listener socket (what `TcpListener::bind` uses).
 const BACKLOG: u32 = 1024;
@@ -96,6 +101,8 @@ pub struct Shared {
     pub inline_stats: Option<Arc<Stats>>,
     /// Global `maxconn`: one permit per client connection, over all shards.
     pub limit: Arc<Semaphore>,
+    /// `[http.tls]`: HTTPS; swapped by a config reload.
+    pub tls: Option<Arc<TlsSlot>>,
 }
 
 /// One event loop: its listener and its proxy (which owns its pools).
@@ -191,6 +198,9 @@ impl Shard {
                 },
             };
             let conn = ClientConn {
+                // Taken once: the connection keeps this certificate even
+                // if a reload swaps the slot while it lives.
+                tls: shared.tls.as_ref().and_then(|t| t.current()),
                 proxy: Arc::clone(&proxy),
                 stats: shared.inline_stats.clone(),
                 builder: builder.clone(),
@@ -223,6 +233,7 @@ impl Shard {
 
 /// Everything one client connection task needs.
 struct ClientConn {
+    tls: Option<Arc<ServerTls>>,
     proxy: Arc<Proxy>,
     stats: Option<Arc<Stats>>,
     builder: auto::Builder<TokioExecutor>,
@@ -233,12 +244,41 @@ struct ClientConn {
 }
 
 impl ClientConn {
-    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(client = %peer, error = %e, "set_nodelay failed");
         }
         let frontend = Arc::clone(&self.proxy.frontend);
         frontend.connections.fetch_add(1, Ordering::Relaxed);
+        match self.tls.take() {
+            None => self.serve_http(stream, peer, false).await,
+            // The handshake counts against the request header timeout: a
+            // client that never finishes one is a slowloris like any other.
+            Some(t) => match tls::accept(&t, stream, self.header_timeout).await {
+                Ok((stream, alpn)) => {
+                    // ALPN already said which protocol: no need to sniff the
+                    // first bytes for the HTTP/2 preface.
+                    self.builder = match alpn {
+                        Alpn::H2 => self.builder.http2_only(),
+                        Alpn::Http11 => self.builder.http1_only(),
+                        Alpn::None => self.builder,
+                    };
+                    self.serve_http(stream, peer, true).await
+                }
+                Err(e) => {
+                    frontend.tls_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(client = %peer, error = %e, "https client dropped");
+                }
+            },
+        }
+        frontend.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Serves HTTP requests on `stream` (a TCP socket or a TLS session on one).
+    async fn serve_http<S>(self, stream: S, peer: SocketAddr, secure: bool)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let in_flight = InFlightCount::default();
         let io = TokioIo::new(IdleIo::new(
             stream,
@@ -248,7 +288,7 @@ impl ClientConn {
         ));
         let proxy = self.proxy;
         let stats = self.stats;
-        let client = Arc::new(ClientAddr::new(peer));
+        let client = Arc::new(ClientAddr::new(peer, secure));
         let svc = service_fn(move |req: Request<Incoming>| {
             let proxy = Arc::clone(&proxy);
             let stats = stats.clone();
@@ -295,6 +335,5 @@ impl ClientConn {
         if let Err(e) = result {
             tracing::debug!(client = %peer, error = %e, "http client connection ended with an error");
         }
-        frontend.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }

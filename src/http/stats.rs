@@ -27,6 +27,9 @@ pub struct FrontendStats {
     pub status_5xx: AtomicU64,
     /// Client connections open now.
     pub connections: AtomicUsize,
+    /// HTTPS connections dropped before their TLS handshake finished
+    /// (garbage, a stall past the header timeout, no common version).
+    pub tls_failures: AtomicU64,
 }
 
 impl FrontendStats {

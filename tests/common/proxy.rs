@@ -26,6 +26,7 @@ struct Bound {
     addr: SocketAddr,
     context: Arc<ProxyContext>,
     http_addr: Option<SocketAddr>,
+    http_redirect_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
 }
@@ -39,6 +40,8 @@ pub struct Proxy {
     pub context: Arc<ProxyContext>,
     /// The HTTP balancer's address, when the config has `[http]`.
     pub http_addr: Option<SocketAddr>,
+    /// The balancer's redirect-to-HTTPS listener (`[http.tls] redirect_from`).
+    pub http_redirect_addr: Option<SocketAddr>,
     /// The admin SQL port, when the config enables `[admin]`.
     pub admin_addr: Option<SocketAddr>,
     /// The Prometheus endpoint, when the config enables `[metrics]`.
@@ -93,6 +96,7 @@ impl Proxy {
                             addr: server.mysql_addr(),
                             context: server.context(),
                             http_addr: server.http_addr(),
+                            http_redirect_addr: server.http_redirect_addr(),
                             admin_addr: server.admin_addr(),
                             metrics_addr: server.metrics_addr(),
                         }))
@@ -119,6 +123,7 @@ impl Proxy {
             addr: bound.addr,
             context: bound.context,
             http_addr: bound.http_addr,
+            http_redirect_addr: bound.http_redirect_addr,
             admin_addr: bound.admin_addr,
             metrics_addr: bound.metrics_addr,
             shutdown,
