@@ -268,6 +268,31 @@ pub(super) async fn rewind(
             return Err(e);
         }
     }
+    // The node's binlog now starts at the master's state. Should the master
+    // later replicate from it again (master-master set up by hand), a
+    // replica position from before would ask for events that binlog no
+    // longer holds (error 1236); the node holds nothing the master lacks,
+    // so the master's own position is where that replication starts.
+    match on_master.rows::<mysql_async::Row>("SHOW ALL SLAVES STATUS").await {
+        Ok(slaves) => {
+            let running = slaves.iter().any(|row| {
+                ["Slave_IO_Running", "Slave_SQL_Running"].iter().any(|col| {
+                    row.get_opt::<String, _>(*col)
+                        .and_then(Result::ok)
+                        .is_some_and(|v| v != "No")
+                })
+            });
+            if running {
+                tracing::warn!("the master replicates: its replica position is left as it is");
+            } else if let Err(e) = on_master
+                .exec("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos")
+                .await
+            {
+                tracing::warn!(error = %e, "could not align the master's replica position with the rewound node");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the master's replication state"),
+    }
     let mut rows = BTreeMap::new();
     for change in txns.iter().flat_map(|t| &t.changes) {
         *rows.entry(change.table.clone()).or_insert(0) += 1;
