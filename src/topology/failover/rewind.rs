@@ -273,7 +273,10 @@ pub(super) async fn rewind(
     // replica position from before would ask for events that binlog no
     // longer holds (error 1236); the node holds nothing the master lacks,
     // so the master's own position is where that replication starts.
-    match on_master.rows::<mysql_async::Row>("SHOW ALL SLAVES STATUS").await {
+    match on_master
+        .rows::<mysql_async::Row>("SHOW ALL SLAVES STATUS")
+        .await
+    {
         Ok(slaves) => {
             let running = slaves.iter().any(|row| {
                 ["Slave_IO_Running", "Slave_SQL_Running"].iter().any(|col| {
