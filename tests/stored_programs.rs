@@ -140,8 +140,7 @@ async fn same_reply(
     if ids.direct != ids.proxied {
         let (from, to) = (format!("({})", ids.direct), format!("({})", ids.proxied));
         for p in want.iter_mut().filter(|p| p.first() == Some(&0xff)) {
-            let text = String::from_utf8_lossy(p).replacen(&from, &to, 1);
-            *p = text.into_bytes();
+            *p = replace_once(p, from.as_bytes(), to.as_bytes());
         }
     }
     assert_eq!(
@@ -149,6 +148,15 @@ async fn same_reply(
         "{what}: reply through the proxy differs from the node's"
     );
     got
+}
+
+/// `packet` with the first `from` replaced by `to`, byte for byte: the
+/// packet's header (0xff, error code) is not text and must stay as it is.
+fn replace_once(packet: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    match packet.windows(from.len()).position(|w| w == from) {
+        Some(at) => [&packet[..at], to, &packet[at + from.len()..]].concat(),
+        None => packet.to_vec(),
+    }
 }
 
 /// The session still gets its own replies: a marker comes back unchanged.
