@@ -85,6 +85,7 @@ impl Server {
         let config = Arc::new(config);
         let topology = Topology::new(&config);
         let pools = Pools::new(&config, crate::tls::node_targets(&config)?);
+        pools.spawn_reaper();
         let (handle, controller) = topology::failover_channel();
         let coordination = config.coordination.clone().map(|co| {
             let port = mysql.local_addr().map_or(addr.port(), |a| a.port());

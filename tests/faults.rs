@@ -50,7 +50,8 @@ struct Report {
     samples: u64,
     errors: BTreeMap<String, u64>,
     recovery: Option<Duration>,
-    diverged: bool,
+    /// Why a node was left diverged (the proxy's own reason), if one was.
+    diverged: Option<String>,
     /// The cluster never reached the scenario's starting state: a failure.
     not_ready: bool,
     /// The master committed without a replica's acknowledgement during the
@@ -395,7 +396,7 @@ async fn scenario_on(name: &str, hold: Duration, fault: Fault, path: Path) -> Re
     load.await.ok();
     sampling.await.ok();
     let snap = p.context.topology.snapshot();
-    report.diverged = snap.nodes.iter().any(|n| n.diverged);
+    report.diverged = snap.nodes.iter().find_map(|n| n.diverged.clone());
     // The master at the fault committed without an ack at some point.
     report.semi_sync_lapsed = lapses() > lapses_before || unacked[master].load(Ordering::Relaxed);
     let final_master = snap.master.unwrap_or(0);
@@ -420,7 +421,7 @@ async fn scenario_on(name: &str, hold: Duration, fault: Fault, path: Path) -> Re
         .iter()
         .filter(|(w, n, _, _)| !present.contains(&(*w, *n)))
         .count();
-    if report.diverged {
+    if report.diverged.is_some() {
         let acked_set: std::collections::HashSet<(u64, u64)> =
             acked.iter().map(|(w, n, _, _)| (*w, *n)).collect();
         let extra: Vec<(u64, u64)> = rows_of(1 - final_master)
@@ -440,7 +441,7 @@ async fn scenario_on(name: &str, hold: Duration, fault: Fault, path: Path) -> Re
     report.samples = samples.load(Ordering::Relaxed);
     report.errors = ledger.errors.lock().map(|e| e.clone()).unwrap_or_default();
     make_whole(c);
-    if !report.diverged && c.try_wait_replicated().is_ok() {
+    if report.diverged.is_none() && c.try_wait_replicated().is_ok() {
         let sum = |i: usize| {
             c.nodes[i]
                 .sql(&format!("CHECKSUM TABLE `{db}`.ledger"))
@@ -574,13 +575,16 @@ fn table(reports: &[Report]) -> String {
             } else {
                 errors.join(", ")
             },
-            if r.diverged {
+            if let Some(why) = &r.diverged {
                 let lapsed = if r.semi_sync_lapsed {
                     "; unacknowledged commits"
                 } else {
                     ""
                 };
-                format!("yes ({}, {} acked{lapsed})", r.extra_rows, r.extra_acked)
+                format!(
+                    "yes ({}, {} acked{lapsed}): {why}",
+                    r.extra_rows, r.extra_acked
+                )
             } else {
                 "no".into()
             },
@@ -670,7 +674,7 @@ async fn one_writer_whatever_fails() {
                         || r.two_writers > 0
                         || (r.master_moved && !may_move(r))
                         || r.extra_acked > 0
-                        || r.diverged
+                        || r.diverged.is_some()
                         || !r.checksums_equal)
         })
         .collect();

@@ -69,7 +69,7 @@ async fn an_unacknowledged_tail_is_rewound_and_the_old_master_rejoins() {
             let snap = topology.snapshot();
             let n = &snap.nodes[old];
             assert!(
-                !n.diverged,
+                n.diverged.is_none(),
                 "{} was kept diverged (SQLPROXY_TEST_LOG=error shows why)",
                 n.name
             );

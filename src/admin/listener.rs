@@ -92,6 +92,7 @@ async fn session(
     let users = admin.users();
     let spec = login::LoginSpec {
         users: &users,
+        guard: &admin.login_guard,
         connection_id: id,
         nonce: &nonce,
         server_version: ADMIN_VERSION,

@@ -181,6 +181,8 @@ pub struct AdminContext {
     /// `[http.tls]`: the HTTPS balancer's certificates, when it runs with
     /// them (swapped by a reload).
     pub http_tls: Option<Arc<crate::tls::TlsSlot>>,
+    /// Failed admin logins, per address and user (the data port has its own).
+    pub login_guard: crate::frontend::login_guard::LoginGuard,
 }
 
 impl AdminContext {
@@ -190,7 +192,12 @@ impl AdminContext {
         http_tls: Option<Arc<crate::tls::TlsSlot>>,
     ) -> Arc<AdminContext> {
         let config = Arc::clone(&proxy.config);
+        let login_guard = crate::frontend::login_guard::LoginGuard::new(
+            config.mysql.max_connect_errors,
+            config.mysql.host_block_time,
+        );
         Arc::new(AdminContext {
+            login_guard,
             users: ArcSwap::from_pointee(admin_users(&config)),
             running: ArcSwap::new(config),
             proxy,

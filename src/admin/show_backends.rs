@@ -74,7 +74,7 @@ fn backends(admin: &AdminContext) -> ResultSet {
             cell(yes_no(
                 snap.readable(n.id, proxy.config.failover.max_replication_lag),
             )),
-            cell(yes_no(n.diverged)),
+            cell(yes_no(n.diverged.is_some())),
             n.read_only
                 .map(|r| if r { "ON" } else { "OFF" }.to_string()),
             semi_sync(n),
@@ -85,7 +85,10 @@ fn backends(admin: &AdminContext) -> ResultSet {
             cell(load(|c| c.errors.load(Relaxed))),
             cell(load(|c| c.failures.load(Relaxed))),
             avg.and_then(cell),
-            n.state_reason.as_ref().and_then(cell),
+            match &n.diverged {
+                Some(why) => Some(format!("diverged: {why}")),
+                None => n.state_reason.as_ref().and_then(cell),
+            },
             n.last_error.clone(),
         ]);
     }

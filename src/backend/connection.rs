@@ -79,7 +79,13 @@ pub struct BackendConn {
     reply_pending: bool,
     /// When the last command was sent (or the connection made).
     last_sent: std::time::Instant,
+    /// When the login finished: the pool closes connections past
+    /// `pool.max_lifetime` instead of reusing them.
+    pub born: std::time::Instant,
     pub read_timeout: Duration,
+    /// The node's connection slot (`pool.max_per_node`), given back when
+    /// the connection closes.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A reply that is a single OK or ERR packet.
@@ -211,7 +217,9 @@ impl BackendConn {
             used: false,
             reply_pending: false,
             last_sent: std::time::Instant::now(),
+            born: std::time::Instant::now(),
             read_timeout,
+            slot: None,
         };
         conn.expect_ok(TRACK_GTID).await?;
         Ok(conn)

@@ -30,6 +30,10 @@ pub enum BackendError {
     Tls(String),
     #[error("no usable password for this user yet (hash-only user who has not logged in)")]
     NoSecret,
+    /// The node's connection limit was reached and no slot came free in
+    /// time: the node is fine, the proxy is at its own bound.
+    #[error("all {limit} connections to the node are in use (pool.max_per_node), none freed within {waited:?}")]
+    PoolFull { limit: u32, waited: Duration },
 }
 
 impl BackendError {
@@ -61,6 +65,7 @@ impl BackendError {
             BackendError::Protocol(_)
             | BackendError::Plugin(_)
             | BackendError::NoSecret
+            | BackendError::PoolFull { .. }
             | BackendError::Tls(_) => false,
         }
     }

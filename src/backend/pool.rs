@@ -6,31 +6,70 @@
 //! collation and schema, so a checked-out connection needs no setup.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::connection::{BackendConn, ConnKey, Credentials, NodeAddr};
 use super::error::BackendError;
 use crate::config::Config;
 use crate::tls::NodeTlsTarget;
 
-/// Idle connections older than this are closed rather than reused: a node
-/// restart or a firewall may have silently dropped them.
-const MAX_IDLE_AGE: Duration = Duration::from_secs(300);
-
 struct NodePool {
     name: Arc<str>,
     address: String,
     /// TLS towards this node (`node_tls`), None in cleartext.
     tls: Option<NodeTlsTarget>,
+    /// One permit per connection the proxy holds to the node, idle and
+    /// resetting ones included: the node's own `max_connections` is never
+    /// reached through the proxy, so the monitor (which has its own
+    /// connection outside the pool) and operators always get in.
+    slots: Arc<Semaphore>,
+    limit: u32,
+    /// Sessions waiting for a slot: while any wait, a returned connection
+    /// is closed rather than kept idle, so its slot goes to them.
+    waiting: AtomicUsize,
     idle: Mutex<HashMap<ConnKey, Vec<(BackendConn, Instant)>>>,
+}
+
+impl NodePool {
+    /// Closes one idle connection, of any kind, freeing its slot.
+    fn close_one_idle(&self) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let victim = idle
+            .iter_mut()
+            .filter_map(|(k, list)| list.first().map(|(_, since)| (k.clone(), *since)))
+            .min_by_key(|(_, since)| *since);
+        let Some((key, _)) = victim else {
+            return false;
+        };
+        if let Some(list) = idle.get_mut(&key) {
+            if !list.is_empty() {
+                list.remove(0);
+            }
+            if list.is_empty() {
+                idle.remove(&key);
+            }
+        }
+        true
+    }
+}
+
+/// What the pool keeps, and for how long (`[pool]`).
+struct Limits {
+    max_idle: usize,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    checkout_timeout: Duration,
+    max_lifetime: Duration,
+    idle_timeout: Duration,
 }
 
 pub struct Pools {
     nodes: Vec<NodePool>,
-    max_idle: usize,
-    connect_timeout: Duration,
-    read_timeout: Duration,
+    limits: Limits,
 }
 
 impl Pools {
@@ -42,16 +81,27 @@ impl Pools {
             nodes: config
                 .nodes
                 .iter()
-                .map(|(name, n)| NodePool {
-                    name: Arc::from(name.as_str()),
-                    address: n.address.clone(),
-                    tls: tls.next().flatten(),
-                    idle: Mutex::new(HashMap::new()),
+                .map(|(name, n)| {
+                    let limit = n.max_connections.unwrap_or(config.pool.max_per_node);
+                    NodePool {
+                        name: Arc::from(name.as_str()),
+                        address: n.address.clone(),
+                        tls: tls.next().flatten(),
+                        slots: Arc::new(Semaphore::new(limit as usize)),
+                        limit,
+                        waiting: AtomicUsize::new(0),
+                        idle: Mutex::new(HashMap::new()),
+                    }
                 })
                 .collect(),
-            max_idle: config.pool.max_idle,
-            connect_timeout: config.pool.connect_timeout,
-            read_timeout: config.pool.read_timeout,
+            limits: Limits {
+                max_idle: config.pool.max_idle,
+                connect_timeout: config.pool.connect_timeout,
+                read_timeout: config.pool.read_timeout,
+                checkout_timeout: config.pool.checkout_timeout,
+                max_lifetime: config.pool.max_lifetime,
+                idle_timeout: config.pool.idle_timeout,
+            },
         })
     }
 
@@ -68,7 +118,7 @@ impl Pools {
         while let Some((mut conn, since)) = list.pop() {
             // A node that closed an idle connection (or said something on
             // it, such as a shutdown error) makes it unusable.
-            if since.elapsed() < MAX_IDLE_AGE && conn.can_change_hands() {
+            if self.reusable(&conn, since) && conn.can_change_hands() {
                 return Some(conn);
             }
         }
@@ -89,20 +139,59 @@ impl Pools {
             .nodes
             .get(node)
             .ok_or(BackendError::Protocol("unknown node"))?;
+        let slot = self.slot(pool).await?;
         let to = NodeAddr {
             node,
             name: pool.name.clone(),
             address: &pool.address,
             tls: pool.tls.as_ref(),
         };
-        BackendConn::connect(
+        let mut conn = BackendConn::connect(
             to,
             creds,
             key.clone(),
-            self.connect_timeout,
-            self.read_timeout,
+            self.limits.connect_timeout,
+            self.limits.read_timeout,
         )
-        .await
+        .await?;
+        conn.slot = Some(slot);
+        Ok(conn)
+    }
+
+    /// A connection slot on the node: a free one, one an idle connection of
+    /// another kind gives up, or one freed within `pool.checkout_timeout`.
+    async fn slot(&self, pool: &NodePool) -> Result<OwnedSemaphorePermit, BackendError> {
+        if let Ok(permit) = Arc::clone(&pool.slots).try_acquire_owned() {
+            return Ok(permit);
+        }
+        while pool.close_one_idle() {
+            if let Ok(permit) = Arc::clone(&pool.slots).try_acquire_owned() {
+                return Ok(permit);
+            }
+        }
+        pool.waiting.fetch_add(1, Ordering::SeqCst);
+        let waited = tokio::time::timeout(
+            self.limits.checkout_timeout,
+            Arc::clone(&pool.slots).acquire_owned(),
+        )
+        .await;
+        pool.waiting.fetch_sub(1, Ordering::SeqCst);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                tracing::warn!(node = %pool.name, limit = pool.limit, "node connection limit reached");
+                Err(BackendError::PoolFull {
+                    limit: pool.limit,
+                    waited: self.limits.checkout_timeout,
+                })
+            }
+        }
+    }
+
+    /// Young enough, and idle briefly enough, to be handed out again.
+    fn reusable(&self, conn: &BackendConn, idle_since: Instant) -> bool {
+        idle_since.elapsed() < self.limits.idle_timeout
+            && conn.born.elapsed() < self.limits.max_lifetime
     }
 
     /// Takes a connection back. Broken ones are dropped (closing the socket);
@@ -137,18 +226,64 @@ impl Pools {
             conn.reply_read(),
             "a connection with an unread reply must never reach the pool"
         );
-        if !conn.can_change_hands() {
+        if !conn.can_change_hands() || !self.reusable(&conn, Instant::now()) {
             return;
         }
         let Some(pool) = self.nodes.get(conn.node) else {
             return;
         };
+        if pool.waiting.load(Ordering::SeqCst) > 0 {
+            // Closed: its slot goes to a session waiting at the limit.
+            return;
+        }
         conn.key.schema = conn.sync.schema.clone();
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(conn.key.clone()).or_default();
-        if list.len() < self.max_idle {
+        if list.len() < self.limits.max_idle {
             list.push((conn, Instant::now()));
         }
+    }
+
+    /// Closes idle connections past `pool.idle_timeout` or
+    /// `pool.max_lifetime`, so a quiet proxy does not sit on node slots.
+    fn reap(&self) {
+        for pool in &self.nodes {
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            for list in idle.values_mut() {
+                list.retain(|(conn, since)| self.reusable(conn, *since));
+            }
+            idle.retain(|_, list| !list.is_empty());
+        }
+    }
+
+    /// Reaps idle connections in the background until the pools are gone.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let every =
+            (self.limits.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let pools: Weak<Pools> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match pools.upgrade() {
+                    Some(p) => p.reap(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Connections the proxy holds to each node, idle ones included, and
+    /// the node's limit (for stats).
+    pub fn slot_counts(&self) -> Vec<(Arc<str>, u32, u32)> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let free = u32::try_from(n.slots.available_permits()).unwrap_or(u32::MAX);
+                (n.name.clone(), n.limit.saturating_sub(free), n.limit)
+            })
+            .collect()
     }
 
     /// Closes every idle connection to a node (it went down).

@@ -256,6 +256,12 @@ impl Config {
                 return Err(invalid(key, "between 1s and 365 days (MariaDB's bounds)"));
             }
         }
+        if self.mysql.max_connect_errors == 0 {
+            return Err(invalid("mysql.max_connect_errors", "must be at least 1"));
+        }
+        if self.mysql.host_block_time.is_zero() {
+            return Err(invalid("mysql.host_block_time", "must be greater than 0"));
+        }
         if self.mysql.max_pending_logins == 0 {
             return Err(invalid("mysql.max_pending_logins", "must be at least 1"));
         }
@@ -337,11 +343,14 @@ impl Config {
         if m.timeout.is_zero() {
             return Err(invalid("monitor.timeout", "must be greater than 0"));
         }
-        if self.pool.connect_timeout.is_zero() {
-            return Err(invalid("pool.connect_timeout", "must be greater than 0"));
-        }
-        if self.pool.read_timeout.is_zero() {
-            return Err(invalid("pool.read_timeout", "must be greater than 0"));
+        self.pool.validate().map_err(|(k, r)| invalid(k, r))?;
+        for (name, node) in &self.nodes {
+            if node.max_connections == Some(0) {
+                return Err(invalid(
+                    format!("nodes.{name}.max_connections"),
+                    "must be at least 1",
+                ));
+            }
         }
         if let Some(http) = &self.http {
             http.validate().map_err(|e| invalid(e.key, e.reason))?;

@@ -42,6 +42,14 @@ pub struct MysqlConfig {
     /// Connections still logging in from one source address; more get 1040.
     #[serde(default = "defaults::max_pending_logins_per_host")]
     pub max_pending_logins_per_host: u32,
+    /// Failed logins (wrong password, malformed handshake) from one address
+    /// before it is refused with 1129 (MariaDB's `max_connect_errors`;
+    /// the proxy checks passwords, so the node's own never counts them).
+    #[serde(default = "defaults::max_connect_errors")]
+    pub max_connect_errors: u32,
+    /// How long those failures count, and so how long a block lasts.
+    #[serde(default = "defaults::host_block_time", with = "humantime_serde")]
+    pub host_block_time: Duration,
     /// A logged-in client idle this long between commands is disconnected
     /// (MariaDB's `wait_timeout`); a session's own `SET wait_timeout` wins.
     #[serde(default = "defaults::wait_timeout", with = "humantime_serde")]
@@ -72,6 +80,46 @@ pub struct PoolConfig {
     /// A node that sends nothing for this long during a reply is given up on.
     #[serde(default = "defaults::read_timeout", with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Connections the proxy opens to one node at most, idle ones included
+    /// (ProxySQL's per-server `max_connections`); a node's own
+    /// `[nodes.NAME] max_connections` overrides it. Below MariaDB's default
+    /// `max_connections` (151), so clients can never take the slots the
+    /// monitor, replication and an operator's console need.
+    #[serde(default = "defaults::max_per_node")]
+    pub max_per_node: u32,
+    /// How long a session waits for a connection slot on a node at its
+    /// limit before it gets 1040 (Too many connections).
+    #[serde(default = "defaults::checkout_timeout", with = "humantime_serde")]
+    pub checkout_timeout: Duration,
+    /// A connection older than this, from its login, is closed when it is
+    /// given back instead of being reused (node-side memory, a password
+    /// changed on the node, a load balancer's own idle cut).
+    #[serde(default = "defaults::max_lifetime", with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// An idle pooled connection unused for this long is closed.
+    #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl PoolConfig {
+    /// The offending key and why, for `ConfigError::Invalid`.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        for (key, t) in [
+            ("pool.connect_timeout", self.connect_timeout),
+            ("pool.read_timeout", self.read_timeout),
+            ("pool.checkout_timeout", self.checkout_timeout),
+            ("pool.max_lifetime", self.max_lifetime),
+            ("pool.idle_timeout", self.idle_timeout),
+        ] {
+            if t.is_zero() {
+                return Err((key, "must be greater than 0"));
+            }
+        }
+        if self.max_per_node == 0 {
+            return Err(("pool.max_per_node", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for PoolConfig {
@@ -80,6 +128,10 @@ impl Default for PoolConfig {
             max_idle: defaults::max_idle(),
             connect_timeout: defaults::connect_timeout(),
             read_timeout: defaults::read_timeout(),
+            max_per_node: defaults::max_per_node(),
+            checkout_timeout: defaults::checkout_timeout(),
+            max_lifetime: defaults::max_lifetime(),
+            idle_timeout: defaults::idle_timeout(),
         }
     }
 }
@@ -167,6 +219,13 @@ mod defaults {
     pub fn max_pending_logins_per_host() -> u32 {
         64
     }
+    /// MariaDB's default.
+    pub fn max_connect_errors() -> u32 {
+        100
+    }
+    pub fn host_block_time() -> Duration {
+        Duration::from_secs(300)
+    }
     /// MariaDB's `wait_timeout` and `interactive_timeout` default: 8 hours.
     pub fn wait_timeout() -> Duration {
         Duration::from_secs(28_800)
@@ -188,5 +247,17 @@ mod defaults {
     /// Long enough for any statement a shop runs; a node silent this long is dead.
     pub fn read_timeout() -> Duration {
         Duration::from_secs(3600)
+    }
+    pub fn max_per_node() -> u32 {
+        128
+    }
+    pub fn checkout_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn max_lifetime() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(300)
     }
 }

@@ -20,6 +20,10 @@ pub struct NodeConfig {
     /// TLS towards this node; unset = `node_tls.mode`.
     #[serde(default)]
     pub tls: Option<super::NodeTlsMode>,
+    /// Connections the proxy opens to this node at most; unset =
+    /// `pool.max_per_node`.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
 }
 
 /// Health checks (HAProxy `inter`, `rise`, `fall`, `timeout check`).

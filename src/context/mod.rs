@@ -31,6 +31,8 @@ pub struct ProxyContext {
     pub topology: Arc<Topology>,
     pub pools: Arc<Pools>,
     pub users: Users,
+    /// Failed logins on the MySQL port, per address and user.
+    pub login_guard: crate::frontend::login_guard::LoginGuard,
     /// The master's version string, relayed in our greeting.
     pub server_version: ArcSwap<Vec<u8>>,
     /// Capabilities offered to clients.
@@ -90,6 +92,10 @@ impl ProxyContext {
             cache,
             coordination,
             users: Users::from_config(&config),
+            login_guard: crate::frontend::login_guard::LoginGuard::new(
+                config.mysql.max_connect_errors,
+                config.mysql.host_block_time,
+            ),
             metrics: Arc::new(Metrics::new(config.nodes.len())),
             sessions: Arc::new(SessionRegistry::default()),
             limit: Arc::new(Semaphore::new(config.mysql.max_connections as usize)),

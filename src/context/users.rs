@@ -9,6 +9,14 @@ use crate::backend::Credentials;
 use crate::config::{parse_native_hash, Config};
 use crate::protocol::handshake::NativeSecret;
 
+/// What an unknown user's token is checked against: no password hashes to
+/// it that anyone knows, and the check costs what a real one does.
+const UNKNOWN_USER: NativeSecret = NativeSecret {
+    stage2: [0x5a; 20],
+    stage1: None,
+    empty: false,
+};
+
 pub struct Users {
     users: HashMap<Vec<u8>, (Arc<str>, Mutex<NativeSecret>)>,
     /// Users who may log in only over TLS (`require_tls`).
@@ -65,7 +73,12 @@ impl Users {
     /// Verifies a mysql_native_password token; on success returns the
     /// credentials to use towards nodes.
     pub fn authenticate(&self, user: &[u8], nonce: &[u8], token: &[u8]) -> Option<Credentials> {
-        let (name, secret) = self.users.get(user)?;
+        let Some((name, secret)) = self.users.get(user) else {
+            // The same work as for a known user, so that the time a denial
+            // takes does not tell which user names exist.
+            std::hint::black_box(UNKNOWN_USER.verify(nonce, token));
+            return None;
+        };
         let mut secret = secret.lock().unwrap_or_else(|p| p.into_inner());
         let stage1 = secret.verify(nonce, token)?;
         if secret.stage1.is_none() && !secret.empty {

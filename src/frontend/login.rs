@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::login_guard::LoginGuard;
 use super::FrontendError;
 use crate::backend::Credentials;
 use crate::context::Users;
@@ -35,6 +36,8 @@ const SSL_REQUEST_LEN: usize = 32;
 /// What a listener offers in the connection phase.
 pub struct LoginSpec<'a> {
     pub users: &'a Users,
+    /// Counts failed logins; refuses blocked addresses, slows guessing.
+    pub guard: &'a LoginGuard,
     pub connection_id: u32,
     pub nonce: &'a [u8; 20],
     pub server_version: &'a [u8],
@@ -72,6 +75,14 @@ pub async fn login(
     mut io: PacketIo,
     spec: &LoginSpec<'_>,
 ) -> Result<(PacketIo, Login), FrontendError> {
+    let peer = io.peer_addr().ok().map(|a| a.ip());
+    if let Some(host) = peer.filter(|h| spec.guard.is_blocked(*h)) {
+        // Before the greeting, as MariaDB refuses a blocked host.
+        let err = ProxyError::host_blocked(&host.to_string(), spec.guard.block_time());
+        io.queue(0, &err.to_payload_pre_handshake());
+        io.flush().await?;
+        return Err(FrontendError::Rejected(err));
+    }
     let mut server_caps = spec.server_caps & !caps::SSL;
     if spec.tls.is_some() {
         server_caps |= caps::SSL;
@@ -108,6 +119,7 @@ pub async fn login(
     }
     let mut seq = pkt.seq.wrapping_add(1);
     let Some(hello) = handshake::parse_client_hello(&pkt.payload) else {
+        spec.guard.protocol_error(peer);
         return reject(&mut io, seq, ProxyError::malformed_packet()).await;
     };
     let mut token = hello.auth.clone();
@@ -129,9 +141,12 @@ pub async fn login(
     let denied =
         |hello: &ClientHello| ProxyError::access_denied(&hello.user, &host, !token.is_empty());
     let Some(creds) = spec.users.authenticate(&hello.user, spec.nonce, &token) else {
+        let hold = spec.guard.failed(peer, &hello.user);
+        tokio::time::sleep(hold).await;
         let err = denied(&hello);
         return reject(&mut io, seq, err).await;
     };
+    spec.guard.succeeded(peer);
     let tls_required =
         spec.tls.as_ref().is_some_and(|t| t.require) || spec.users.requires_tls(&hello.user);
     if tls_info.is_none() && tls_required {

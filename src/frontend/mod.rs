@@ -9,6 +9,7 @@
 //! * `state`: [`state::SessionState`], what a session knows about itself.
 
 pub mod login;
+pub mod login_guard;
 pub mod pending;
 pub mod session;
 pub mod state;

@@ -79,7 +79,7 @@ pub(super) fn encode(
             "1 when the node has transactions the master lacks (kept out of rotation)",
             MetricType::Gauge,
         ),
-        |id| node(id).map(|n| u64::from(n.diverged)),
+        |id| node(id).map(|n| u64::from(n.diverged.is_some())),
     )?;
     {
         let mut m = enc.encode_descriptor(

@@ -27,6 +27,29 @@ impl ProxyError {
         Self::new(1040, "08004", "Too many connections")
     }
 
+    /// 1040 for a node at the proxy's own connection limit for it: the
+    /// same code (drivers know it means "try again later"), a message that
+    /// says which bound was reached.
+    pub fn too_many_node_connections(node: &str, limit: u32) -> Self {
+        Self::new(
+            1040,
+            "08004",
+            format!("Too many connections: all {limit} of sqlproxy's connections to node '{node}' are in use (pool.max_per_node)"),
+        )
+    }
+
+    /// 1129 ER_HOST_IS_BLOCKED, for an address past `mysql.max_connect_errors`.
+    pub fn host_blocked(host: &str, block: std::time::Duration) -> Self {
+        Self::new(
+            1129,
+            "HY000",
+            format!(
+                "Host '{host}' is blocked because of many connection errors; it is unblocked {}s after its first (mysql.host_block_time)",
+                block.as_secs()
+            ),
+        )
+    }
+
     /// 1045 ER_ACCESS_DENIED_ERROR.
     pub fn access_denied(user: &[u8], host: &str, using_password: bool) -> Self {
         Self::new(

@@ -55,7 +55,8 @@ pub struct NodeStatus {
     pub check_latency: Option<Duration>,
     /// Has transactions the master lacks (found when it came back after a
     /// failover): kept out of rotation and reported, never rejoined silently.
-    pub diverged: bool,
+    /// Holds why it was not rewound, for the operator who repairs it.
+    pub diverged: Option<String>,
 }
 
 impl NodeStatus {
@@ -84,7 +85,7 @@ impl NodeStatus {
             last_check: None,
             last_ok: None,
             check_latency: None,
-            diverged: false,
+            diverged: None,
         }
     }
 
@@ -176,7 +177,7 @@ impl TopologySnapshot {
         if Some(id) == self.master {
             return true;
         }
-        if n.diverged || n.last_error_kind == Some(CheckErrorKind::Denied) {
+        if n.diverged.is_some() || n.last_error_kind == Some(CheckErrorKind::Denied) {
             return false;
         }
         if self.master().is_none_or(|m| m.state != NodeState::Up) {
@@ -381,9 +382,10 @@ impl Topology {
         self.update_node(id, |n| n.read_only = Some(read_only));
     }
 
-    /// Marks a node as diverged (or no longer).
-    pub(crate) fn set_diverged(&self, id: NodeId, diverged: bool) {
-        self.update_node(id, |n| n.diverged = diverged);
+    /// Marks a node as diverged, with why it was not repaired (or, with
+    /// None, no longer diverged).
+    pub(crate) fn set_diverged(&self, id: NodeId, why: Option<String>) {
+        self.update_node(id, |n| n.diverged.clone_from(&why));
     }
 
     /// The operator sets a node's [`AdminState`]; returns the previous one,

@@ -256,7 +256,7 @@ impl<N: Nodes> Session<N> {
                 if error.suggests_node_down() {
                     self.ctx.topology.suspect(node);
                 }
-                self.send_backend_error(seq, &error).await;
+                self.send_backend_error(seq, Some(node), &error).await;
                 Ok(Outcome::Failed)
             }
             Ran::UnknownStatement => Ok(Outcome::UnknownStatement),

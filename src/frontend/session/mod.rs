@@ -60,6 +60,7 @@ pub async fn run(
     let version = ctx.server_version.load_full();
     let spec = login::LoginSpec {
         users: &ctx.users,
+        guard: &ctx.login_guard,
         connection_id: id,
         nonce: &nonce,
         server_version: &version,
@@ -216,7 +217,7 @@ impl<N: Nodes> Session<N> {
         if self.state.setup.schema.is_some() {
             // The node decides whether the schema exists (1049 otherwise).
             if let Err(e) = self.open_master().await {
-                self.send_backend_error(seq, &e).await;
+                self.send_backend_error(seq, None, &e).await;
                 return;
             }
         }
@@ -344,19 +345,29 @@ impl<N: Nodes> Session<N> {
     }
 
     /// A node's own ERR goes through unchanged; anything else becomes ours.
-    async fn send_backend_error(&mut self, seq: u8, e: &BackendError) {
+    /// `node` is the node it came from, None for the master.
+    async fn send_backend_error(
+        &mut self,
+        seq: u8,
+        node: Option<crate::topology::NodeId>,
+        e: &BackendError,
+    ) {
+        let name = match node.or(self.ctx.topology.snapshot().master) {
+            Some(n) => self.nodes.node_name(n),
+            None => Arc::from("?"),
+        };
         let res = match e {
             BackendError::Server { payload, .. } => {
                 let payload = crate::protocol::err::with_sqlstate(payload);
                 self.client.queue(seq, &payload);
                 self.client.flush().await.map_err(FrontendError::from)
             }
+            BackendError::PoolFull { limit, .. } => {
+                let err = ProxyError::too_many_node_connections(&name, *limit);
+                self.reply_err(seq, err).await
+            }
             other => {
                 tracing::warn!(error = %other, "node unavailable");
-                let name = match self.ctx.topology.snapshot().master {
-                    Some(m) => self.nodes.node_name(m),
-                    None => Arc::from("?"),
-                };
                 let err = ProxyError::backend_unavailable(&name, &other.to_string());
                 self.reply_err(seq, err).await
             }

@@ -56,7 +56,7 @@ impl<N: Nodes> Session<N> {
         self.reset_session(cu.db);
         if self.state.setup.schema.is_some() {
             if let Err(e) = self.open_master().await {
-                self.send_backend_error(seq, &e).await;
+                self.send_backend_error(seq, None, &e).await;
                 return Ok(Flow::Close);
             }
         }

@@ -48,7 +48,7 @@ pub fn best_candidate(snap: &TopologySnapshot, old: NodeId, priority: &[NodeId])
         .filter(|n| {
             n.id != old
                 && n.state == NodeState::Up
-                && !n.diverged
+                && n.diverged.is_none()
                 && n.last_error_kind != Some(CheckErrorKind::Denied)
         })
         .collect();

@@ -65,7 +65,7 @@ pub(super) async fn run(
         // A rewind stops the node's replication; the snapshot may not show it yet.
         let mut stopped = false;
         if has_diverged(&own, &master_pos) {
-            if n.diverged {
+            if n.diverged.is_some() {
                 continue;
             }
             match rewind(
@@ -81,7 +81,7 @@ pub(super) async fn run(
                 Err(reason) => {
                     tracing::error!(node = %n.name, binlog = %own, master = %master_pos, %reason,
                         "node has transactions the master lacks and was not rewound: kept out of rotation; repair it by hand");
-                    topology.set_diverged(n.id, true);
+                    topology.set_diverged(n.id, Some(format!("not rewound: {reason}")));
                     continue;
                 }
                 Ok(done) => {
@@ -98,14 +98,18 @@ pub(super) async fn run(
                 after => {
                     tracing::error!(node = %n.name, positions = ?after,
                         "node still holds transactions the master lacks after the rewind (or its position is unreadable): kept out of rotation; repair it by hand");
-                    topology.set_diverged(n.id, true);
+                    let why = match after {
+                        Some((own, master_pos)) => format!("still has transactions the master lacks after a rewind (binlog {own}, master {master_pos})"),
+                        None => "its position is unreadable after a rewind".to_string(),
+                    };
+                    topology.set_diverged(n.id, Some(why));
                     continue;
                 }
             }
         }
-        if n.diverged {
+        if n.diverged.is_some() {
             // Repaired by hand (or its extra transactions reached the master).
-            topology.set_diverged(n.id, false);
+            topology.set_diverged(n.id, None);
         }
         // After a rewind the node is brought back whatever auto_rejoin says:
         // the rewind is what took its replication down.

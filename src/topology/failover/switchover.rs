@@ -45,7 +45,7 @@ pub(super) async fn run(
     if snap.master == Some(new) {
         return Err(FailoverError::AlreadyMaster(to.into()));
     }
-    if target.diverged && !force {
+    if target.diverged.is_some() && !force {
         return Err(FailoverError::Diverged(to.into()));
     }
     if force {
