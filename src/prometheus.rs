@@ -199,6 +199,37 @@ impl Collector for Exporter {
             ),
             |id| idle.get(id).map(|(_, n)| *n as u64),
         )?;
+        let slots = ctx.pools.slot_counts();
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_connections",
+                "Connections the proxy holds to the node, idle ones included",
+                MetricType::Gauge,
+            ),
+            |id| slots.get(id).map(|s| u64::from(s.held)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_connections_max",
+                "The proxy's limit of connections to the node (pool.max_per_node)",
+                MetricType::Gauge,
+            ),
+            |id| slots.get(id).map(|s| u64::from(s.limit)),
+        )?;
+        per_node(
+            &mut enc,
+            &names,
+            (
+                "node_connection_waits_failed",
+                "Sessions that waited pool.checkout_timeout for a connection to the node in vain (1040)",
+                MetricType::Counter,
+            ),
+            |id| slots.get(id).map(|s| s.timeouts),
+        )?;
         let in_use = ctx.sessions.in_use(names.len());
         per_node(
             &mut enc,

@@ -178,6 +178,7 @@ fn alert_rules_pass_promtool_and_fire_as_expected() {
         "SqlproxySemiSyncOff",
         "SqlproxyMonitorDenied",
         "SqlproxyPoolExhausted",
+        "SqlproxyNodeConnectionsExhausted",
         "SqlproxyHttpWorkerDown",
     ] {
         assert!(rules.contains(&format!("alert: {alert}\n")), "{alert}");

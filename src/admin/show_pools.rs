@@ -29,7 +29,7 @@ impl AdminCommand for ShowPools {
             ("max_connections", ColKind::Int),
         ]);
         for (id, (name, idle)) in idle.iter().enumerate() {
-            let (held, limit) = slots.get(id).map_or((0, 0), |(_, h, l)| (*h, *l));
+            let (held, limit) = slots.get(id).map_or((0, 0), |s| (s.held, s.limit));
             rs.push(vec![
                 cell(name),
                 cell(idle),

@@ -24,7 +24,7 @@ pub mod threads;
 pub use connection::{BackendConn, ConnKey, Credentials, SimpleReply};
 pub use error::BackendError;
 pub use node_conns::{Abandon, ClientSink, Job, NodeConns, Ran};
-pub use pool::Pools;
+pub use pool::{Pools, SlotCount};
 pub use relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};
 pub use setup::SessionSetup;
 pub use threads::{HeldThreads, KillTargets, ThreadOwners};

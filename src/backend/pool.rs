@@ -6,7 +6,7 @@
 //! collation and schema, so a checked-out connection needs no setup.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ struct NodePool {
     /// Sessions waiting for a slot: while any wait, a returned connection
     /// is closed rather than kept idle, so its slot goes to them.
     waiting: AtomicUsize,
+    /// Sessions that waited in vain for a slot (1040), since start.
+    timeouts: AtomicU64,
     idle: Mutex<HashMap<ConnKey, Vec<(BackendConn, Instant)>>>,
 }
 
@@ -67,6 +69,14 @@ struct Limits {
     idle_timeout: Duration,
 }
 
+/// One node's connection slots, as stats show them.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotCount {
+    pub held: u32,
+    pub limit: u32,
+    pub timeouts: u64,
+}
+
 pub struct Pools {
     nodes: Vec<NodePool>,
     limits: Limits,
@@ -90,6 +100,7 @@ impl Pools {
                         slots: Arc::new(Semaphore::new(limit as usize)),
                         limit,
                         waiting: AtomicUsize::new(0),
+                        timeouts: AtomicU64::new(0),
                         idle: Mutex::new(HashMap::new()),
                     }
                 })
@@ -179,6 +190,7 @@ impl Pools {
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
+                pool.timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %pool.name, limit = pool.limit, "node connection limit reached");
                 Err(BackendError::PoolFull {
                     limit: pool.limit,
@@ -274,14 +286,18 @@ impl Pools {
         });
     }
 
-    /// Connections the proxy holds to each node, idle ones included, and
-    /// the node's limit (for stats).
-    pub fn slot_counts(&self) -> Vec<(Arc<str>, u32, u32)> {
+    /// Per node: the connections the proxy holds (idle ones included),
+    /// its limit, and how many sessions gave up waiting at it (for stats).
+    pub fn slot_counts(&self) -> Vec<SlotCount> {
         self.nodes
             .iter()
             .map(|n| {
                 let free = u32::try_from(n.slots.available_permits()).unwrap_or(u32::MAX);
-                (n.name.clone(), n.limit.saturating_sub(free), n.limit)
+                SlotCount {
+                    held: n.limit.saturating_sub(free),
+                    limit: n.limit,
+                    timeouts: n.timeouts.load(Ordering::Relaxed),
+                }
             })
             .collect()
     }
