@@ -34,6 +34,13 @@ pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// HAProxy's `timeout http-request`: the whole header must arrive within
 /// this, which cuts slowloris clients.
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole request body, from the end of its header. The server timeout
+/// restarts at every body chunk, so without this a client dripping a byte
+/// every few seconds holds a connection and a worker slot for ever (HAProxy
+/// bounds it with `timeout http-request` and `option http-buffer-request`).
+/// 60 s is PHP's default `max_input_time` too; raise it if large uploads
+/// come over slow links (64 MiB in 60 s needs about 9 Mbit/s).
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// HAProxy's `timeout queue`: how long a request waits for a worker slot.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle upstream connections older than this are not reused: PHP-FPM/Apache
@@ -171,6 +178,10 @@ pub struct Timeouts {
     /// Whole request header (HTTP/1), which cuts slowloris clients.
     #[serde(default = "d::request_header", with = "humantime_serde")]
     pub request_header: Duration,
+    /// Whole request body, from the end of its header → 408 (or a cut
+    /// connection once the response has started).
+    #[serde(default = "d::request_body", with = "humantime_serde")]
+    pub request_body: Duration,
     #[serde(default = "d::queue", with = "humantime_serde")]
     pub queue: Duration,
     /// Idle upstream connections older than this are closed, not reused.
@@ -185,6 +196,7 @@ impl Default for Timeouts {
             server: d::server(),
             client: d::client(),
             request_header: d::request_header(),
+            request_body: d::request_body(),
             queue: d::queue(),
             upstream_idle: d::upstream_idle(),
         }
@@ -335,6 +347,7 @@ impl HttpConfig {
             ("server", t.server),
             ("client", t.client),
             ("request_header", t.request_header),
+            ("request_body", t.request_body),
             ("queue", t.queue),
         ] {
             if v.is_zero() {
@@ -420,6 +433,9 @@ mod d {
     }
     pub fn request_header() -> Duration {
         DEFAULT_REQUEST_HEADER_TIMEOUT
+    }
+    pub fn request_body() -> Duration {
+        DEFAULT_REQUEST_BODY_TIMEOUT
     }
     pub fn queue() -> Duration {
         DEFAULT_QUEUE_TIMEOUT

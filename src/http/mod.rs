@@ -17,6 +17,8 @@
 //! * `headers`: hop-by-hop, `X-Forwarded-*`, `Via`, sticky cookie.
 //! * `body`: the response body type (a worker's stream or a page made here)
 //!   and the streamed body that returns connection, slot and in-flight mark.
+//! * `upload`: the request body towards a worker: progress for the server
+//!   timeout, and the deadline on the whole body.
 //! * `health`: active checks with rise/fall, the only writer of health.
 //! * `idle`: the client idle and request-header timeouts, on the client socket.
 //! * `tls`: HTTPS: certificates by SNI, ALPN, the bounded handshake.
@@ -38,6 +40,7 @@ mod select;
 mod shard;
 mod stats;
 pub mod tls;
+mod upload;
 mod upstream;
 
 pub use error::{GatewayError, HttpError};

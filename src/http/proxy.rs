@@ -19,12 +19,13 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::body::{Progress, ProgressBody, UpstreamBody};
+use super::body::UpstreamBody;
 use super::error::{full, GatewayError, RespBody};
 use super::headers::{self, ClientInfo};
 use super::idle::InFlight;
 use super::pool::{self, Conn, UpBody};
 use super::stats::FrontendStats;
+use super::upload::{Progress, UploadBody, UploadTimeout};
 use super::upstream::{Lease, Upstreams};
 use crate::config::http::Cidr;
 use crate::config::{HttpConfig, Timeouts};
@@ -180,12 +181,17 @@ impl Proxy {
             headers: parts.headers.clone(),
         });
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        // Only a request with a body can make progress while waiting.
+        // Only a request with a body can make progress while waiting, or
+        // hold a worker while it trickles in.
         let (up_body, progress) = if body.is_end_stream() {
             (empty_body(), None)
         } else {
             let progress = Progress::new();
-            let b = ProgressBody::new(Limited::new(body, limit).boxed(), Arc::clone(&progress));
+            let b = UploadBody::new(
+                Limited::new(body, limit).boxed(),
+                Arc::clone(&progress),
+                self.timeouts.request_body,
+            );
             (b.boxed(), Some(progress))
         };
         let mut pending = Some(Request::from_parts(parts, up_body));
@@ -269,9 +275,16 @@ impl Proxy {
                         }
                     }
                     let err = e.into_error();
-                    if body_too_large(&err) {
+                    if caused_by::<http_body_util::LengthLimitError>(&err) {
                         return Err(GatewayError::BodyTooLarge {
                             limit: self.max_body,
+                        });
+                    }
+                    if caused_by::<UploadTimeout>(&err) {
+                        // hyper aborted the request; `conn` is dropped here,
+                        // so that worker connection is closed, not pooled.
+                        return Err(GatewayError::RequestBodyTimeout {
+                            secs: self.timeouts.request_body.as_secs_f64(),
                         });
                     }
                     if err.is_user() {
@@ -381,11 +394,12 @@ impl Proxy {
     }
 }
 
-/// The client's body went over `max_body_size` while being streamed.
-fn body_too_large(err: &hyper::Error) -> bool {
+/// `err` came from an `E` (our request body's own errors, which hyper
+/// wraps): the body went over `max_body_size`, or past its deadline.
+fn caused_by<E: std::error::Error + 'static>(err: &hyper::Error) -> bool {
     let mut src = err.source();
     while let Some(s) = src {
-        if s.is::<http_body_util::LengthLimitError>() {
+        if s.is::<E>() {
             return true;
         }
         src = s.source();

@@ -1,0 +1,80 @@
+//! Clients and workers that are slow, stuck or odd, over real loopback
+//! sockets: a request body that drips, a client that stops reading its
+//! response, an HTTP/2 client that only pings, upgrade tokens other than
+//! WebSocket, and which dropped requests are replayed on another worker.
+//!
+//! Deadlines here are guards that turn a hang into a failure; the tests
+//! assert what the client and the worker see (status, closed connection,
+//! counters), never how long it took.
+
+mod http_common;
+
+use std::time::Duration;
+
+use http_common::*;
+use hyper::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a test waits for the balancer to act before calling it a hang.
+const HANG: Duration = Duration::from_secs(30);
+
+/// Reads until the peer closes (EOF or reset); panics if it stays open.
+async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(HANG, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the balancer left the connection open");
+    out
+}
+
+#[tokio::test]
+async fn a_dripping_request_body_gets_408_and_frees_the_worker() {
+    let w = Worker::start("wa1").await;
+    let sections = "[timeouts]\nrequest_body = \"1s\"\n";
+    let bal = Balancer::start(config("", sections, &[(&w, 1)])).await;
+    let mut s = TcpStream::connect(bal.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nfirst")
+        .await
+        .unwrap();
+    // One byte at a time, never the whole body: each byte would restart
+    // the server timeout, so only a deadline on the whole body ends this.
+    let mut reply = Vec::new();
+    for _ in 0..(HANG.as_millis() / 200) {
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(n)) => {
+                reply.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Ok(Err(e)) => panic!("reset without a response: {e}"),
+            Err(_) => {}
+        }
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+    }
+    assert!(!reply.is_empty(), "no answer to a body that never ends");
+    reply.extend(read_until_closed(&mut s).await);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    // The worker saw its request's connection end (it was not kept for
+    // another request) and never got a whole body.
+    wait_until("the worker's connection is cut", || async {
+        w.aborted() == 1
+    })
+    .await;
+    assert_eq!(w.posts(), 0);
+    // A body that arrives in time is served as usual.
+    let r = send(&client(), Method::POST, &bal.url("/upload"), None, "cart=1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, "wa1 6");
+}
