@@ -78,3 +78,34 @@ async fn a_dripping_request_body_gets_408_and_frees_the_worker() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, "wa1 6");
 }
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_and_frees_the_worker() {
+    let w = Worker::start("wa1").await;
+    let sections = "[timeouts]\nclient = \"1s\"\n";
+    let mut cfg = config("", sections, &[(&w, 1)]);
+    // One request at a time on the worker: the next client is served only
+    // if the stuck one gave its slot back.
+    cfg.backends[0].maxconn = 1;
+    let bal = Balancer::start(cfg).await;
+    let mut s = TcpStream::connect(bal.addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Never read: the socket buffers fill and the balancer's writes stall.
+    wait_until("the worker's response is cut", || async {
+        w.aborted() == 1
+    })
+    .await;
+    let got = read_until_closed(&mut s).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got[..got.len().min(80)])
+    );
+    assert!(
+        got.len() < 1 << 30,
+        "the whole body cannot have gone through"
+    );
+    let r = get(&client(), &bal.url("/")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

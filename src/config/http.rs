@@ -29,7 +29,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The seed's `timeout server 60s`: a PHP page slower than this is a 504.
 pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The seed's `timeout client 60s`: a client connection idle this long (no
-/// request in flight, no byte moved) is closed.
+/// request in flight, no byte moved) is closed, and so is one whose client
+/// has not made room for a waiting write this long (it stopped reading).
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// HAProxy's `timeout http-request`: the whole header must arrive within
 /// this, which cuts slowloris clients.
@@ -172,7 +173,8 @@ pub struct Timeouts {
     /// Wait for the response head, and for each body chunk after it.
     #[serde(default = "d::server", with = "humantime_serde")]
     pub server: Duration,
-    /// Client connection idle with nothing in flight.
+    /// Client connection idle with nothing in flight, or a write waiting
+    /// for the client to read.
     #[serde(default = "d::client", with = "humantime_serde")]
     pub client: Duration,
     /// Whole request header (HTTP/1), which cuts slowloris clients.

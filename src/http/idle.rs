@@ -5,6 +5,11 @@
 //!   byte for `timeout` while no request of it is in flight is closed (a
 //!   slow worker is the server timeout's business, not this one's). hyper's
 //!   HTTP/2 server has no idle limit of its own.
+//! * **client send** (HAProxy applies `timeout client` to writes too): a
+//!   write that has waited `timeout` for the client to make room closes the
+//!   connection, request in flight or not. A client that stopped reading
+//!   (its TCP window full) would otherwise hold the connection, and with
+//!   it the worker connection and worker slot its response streams from.
 //! * **request header** (HTTP/1 only): from the moment a connection starts
 //!   waiting for a request (it opened, or it wrote its last response byte)
 //!   the whole header must arrive within `header_timeout`, however the
@@ -118,6 +123,8 @@ pub struct IdleIo<T> {
     /// Never later than the earliest deadline that can apply.
     timer: Pin<Box<Sleep>>,
     in_flight: InFlightCount,
+    /// Since when a write has been waiting for the client to make room.
+    write_blocked: Option<Instant>,
 }
 
 /// Which way the pending operation went.
@@ -144,6 +151,7 @@ impl<T> IdleIo<T> {
             proto: Proto::Sniffing(0),
             timer: Box::pin(tokio::time::sleep_until(now + timeout.min(header_timeout))),
             in_flight,
+            write_blocked: None,
         }
     }
 
@@ -156,6 +164,14 @@ impl<T> IdleIo<T> {
             }
             let now = Instant::now();
             let busy = self.in_flight.busy();
+            if let Some(since) = self.write_blocked {
+                if since + self.timeout <= now {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client send timeout",
+                    ));
+                }
+            }
             if !busy && self.last + self.timeout <= now {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -182,7 +198,12 @@ impl<T> IdleIo<T> {
             } else {
                 self.last + self.timeout
             };
-            self.timer.as_mut().reset(idle_next.min(header_next));
+            // A write blocked since after the timer was last armed is due
+            // no earlier than that timer, so it needs no arming of its own.
+            let send_next = self.write_blocked.map_or(idle_next, |s| s + self.timeout);
+            self.timer
+                .as_mut()
+                .reset(idle_next.min(header_next).min(send_next));
         }
     }
 
@@ -197,6 +218,16 @@ impl<T> IdleIo<T> {
         let now = Instant::now();
         self.last = now;
         self.last_write = now;
+        self.write_blocked = None;
+    }
+
+    /// A write (or flush) has to wait for the client: the send timeout
+    /// starts, unless it already runs.
+    fn write_pending<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        if self.write_blocked.is_none() {
+            self.write_blocked = Some(Instant::now());
+        }
+        self.pending(cx, Op::Write)
     }
 }
 
@@ -231,7 +262,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
                 self.wrote();
                 Poll::Ready(r)
             }
-            Poll::Pending => self.pending(cx, Op::Write),
+            Poll::Pending => self.write_pending(cx),
         }
     }
 
@@ -245,7 +276,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
                 self.wrote();
                 Poll::Ready(r)
             }
-            Poll::Pending => self.pending(cx, Op::Write),
+            Poll::Pending => self.write_pending(cx),
         }
     }
 
@@ -253,12 +284,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         self.inner.is_write_vectored()
     }
 
+    // A TLS stream buffers writes and waits for the client in its flush
+    // (and in the close_notify of its shutdown): the same send timeout.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.write_pending(cx),
+            ready => ready,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Pending => self.write_pending(cx),
+            ready => ready,
+        }
     }
 }
 
@@ -406,6 +445,43 @@ mod tests {
         assert_eq!(n, H2_PREFACE.len());
         assert_eq!(err.to_string(), "client idle timeout");
         assert_eq!(start.elapsed().as_secs(), IDLE.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_cut_even_mid_response() {
+        let (a, b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let mut io = io(a, &count);
+        let _response = count.enter();
+        let start = Instant::now();
+        // The client reads nothing: after 64 bytes every write waits.
+        let err = loop {
+            if let Err(e) = io.write_all(&[b'x'; 16]).await {
+                break e;
+            }
+        };
+        assert_eq!(err.to_string(), "client send timeout");
+        assert_eq!(start.elapsed(), IDLE);
+        drop(b);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_slowly_is_not_cut() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let mut io = io(a, &count);
+        let _response = count.enter();
+        // 16 bytes read every half idle timeout: the writes wait, never
+        // for a whole idle timeout.
+        let reader = async {
+            let mut buf = [0u8; 16];
+            for _ in 0..14 {
+                tokio::time::sleep(IDLE / 2).await;
+                b.read_exact(&mut buf).await.unwrap();
+            }
+        };
+        let (written, ()) = tokio::join!(io.write_all(&[b'x'; 64 + 160]), reader);
+        assert!(written.is_ok(), "{written:?}");
     }
 
     #[test]
