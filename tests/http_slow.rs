@@ -109,3 +109,45 @@ async fn a_client_that_stops_reading_is_cut_and_frees_the_worker() {
     let r = get(&client(), &bal.url("/")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+#[tokio::test]
+async fn an_http2_connection_without_streams_closes_even_while_pinged() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let w = Worker::start("wa1").await;
+    let sections = "[timeouts]\nclient = \"1s\"\n";
+    let bal = Balancer::start(config("", sections, &[(&w, 1)])).await;
+    let io = TokioIo::new(TcpStream::connect(bal.addr).await.unwrap());
+    let (mut send_req, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(100))
+        .keep_alive_while_idle(true)
+        .handshake(io)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = |path: &str| {
+        hyper::Request::get(format!("http://x:{}{path}", bal.addr.port()))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    // An open stream keeps the connection, however long it waits.
+    let held = send_req.send_request(req("/hold"));
+    let release = async {
+        wait_until("the request is held", || async { w.holding() == 1 }).await;
+        // Well past the client timeout, with only pings moving.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        w.release(1);
+    };
+    let (r, ()) = tokio::join!(held, release);
+    let r = r.expect("the held request is answered");
+    assert_eq!(r.status(), 200);
+    r.into_body().collect().await.unwrap();
+    // Then no stream: pings alone do not keep the connection.
+    let ended = tokio::time::timeout(HANG, conn)
+        .await
+        .expect("an idle HTTP/2 connection must be closed, pings or not")
+        .unwrap();
+    if let Err(e) = ended {
+        assert!(!e.is_timeout(), "the client gave up, not the balancer: {e}");
+    }
+}

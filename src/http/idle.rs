@@ -1,10 +1,15 @@
 //! The client-side timeouts, kept on the client socket itself so that a
 //! request costs no timer of its own:
 //!
-//! * **client idle** (HAProxy `timeout client`): a connection that moved no
-//!   byte for `timeout` while no request of it is in flight is closed (a
-//!   slow worker is the server timeout's business, not this one's). hyper's
-//!   HTTP/2 server has no idle limit of its own.
+//! * **client idle** (HAProxy `timeout client`): a connection with no
+//!   request in flight is closed after `timeout` (a slow worker is the
+//!   server timeout's business, not this one's). On HTTP/1 it counts from
+//!   the last byte moved either way. On HTTP/2 it counts from the last time
+//!   a stream was open, not from the last byte: PING, SETTINGS and
+//!   WINDOW_UPDATE frames move bytes without any request, and a client
+//!   pinging an idle connection must not keep it for ever. hyper's HTTP/2
+//!   server has no idle limit of its own (its keep-alive options only make
+//!   the server ping).
 //! * **client send** (HAProxy applies `timeout client` to writes too): a
 //!   write that has waited `timeout` for the client to make room closes the
 //!   connection, request in flight or not. A client that stopped reading
@@ -23,12 +28,12 @@
 //! until its response body is finished ([`InFlight`] guard, carried by the
 //! body), so a long response is never mistaken for a client that went quiet.
 //! Whether a connection speaks HTTP/2 is read from its first bytes (the
-//! client preface); HTTP/2 connections get only the idle timeout.
+//! client preface); HTTP/2 connections get no request header timeout.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,20 +47,37 @@ pub struct InFlightCount(Arc<Shared>);
 
 #[derive(Default)]
 struct Shared {
-    requests: AtomicUsize,
+    /// Requests in flight (low 32 bits) and requests ever started (high 32
+    /// bits, wrapping), in one word so that a request still costs one
+    /// atomic add: any change of the word means a stream opened or ended.
+    requests: AtomicU64,
     /// The connection was upgraded (WebSocket): bytes are relayed as they
     /// come and no request header is awaited any more.
     tunnel: AtomicBool,
 }
 
+/// One request entering: one more in flight, one more started.
+const ENTER: u64 = (1 << 32) | 1;
+const IN_FLIGHT: u64 = u32::MAX as u64;
+
+/// A snapshot of [`Shared::requests`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Requests(u64);
+
+impl Requests {
+    fn busy(self) -> bool {
+        self.0 & IN_FLIGHT > 0
+    }
+}
+
 impl InFlightCount {
     pub fn enter(&self) -> InFlight {
-        self.0.requests.fetch_add(1, Ordering::AcqRel);
+        self.0.requests.fetch_add(ENTER, Ordering::AcqRel);
         InFlight(Arc::clone(&self.0))
     }
 
-    fn busy(&self) -> bool {
-        self.0.requests.load(Ordering::Acquire) > 0
+    fn requests(&self) -> Requests {
+        Requests(self.0.requests.load(Ordering::Acquire))
     }
 
     fn tunnel(&self) -> bool {
@@ -123,6 +145,13 @@ pub struct IdleIo<T> {
     /// Never later than the earliest deadline that can apply.
     timer: Pin<Box<Sleep>>,
     in_flight: InFlightCount,
+    /// HTTP/2: the last time a stream was seen open, or seen to have
+    /// opened or ended since the look before; the idle timeout counts
+    /// from here. Looked at on each write (a stream's end is a write) and
+    /// when the timer fires.
+    streams_at: Instant,
+    /// `in_flight` at that look.
+    seen: Requests,
     /// Since when a write has been waiting for the client to make room.
     write_blocked: Option<Instant>,
 }
@@ -150,9 +179,22 @@ impl<T> IdleIo<T> {
             last_write: now,
             proto: Proto::Sniffing(0),
             timer: Box::pin(tokio::time::sleep_until(now + timeout.min(header_timeout))),
+            streams_at: now,
+            seen: in_flight.requests(),
             in_flight,
             write_blocked: None,
         }
+    }
+
+    /// Notes at `now` whether a stream is open or opened or ended since the
+    /// last look; returns whether one is open.
+    fn observe_streams(&mut self, now: Instant) -> bool {
+        let requests = self.in_flight.requests();
+        if requests.busy() || requests != self.seen {
+            self.streams_at = now;
+        }
+        self.seen = requests;
+        requests.busy()
     }
 
     /// Called when an operation is pending: errors once a deadline has
@@ -163,7 +205,7 @@ impl<T> IdleIo<T> {
                 return Ok(());
             }
             let now = Instant::now();
-            let busy = self.in_flight.busy();
+            let busy = self.observe_streams(now);
             if let Some(since) = self.write_blocked {
                 if since + self.timeout <= now {
                     return Err(io::Error::new(
@@ -172,7 +214,14 @@ impl<T> IdleIo<T> {
                     ));
                 }
             }
-            if !busy && self.last + self.timeout <= now {
+            // Bytes an HTTP/2 client sends need no request; an HTTP/1
+            // client's bytes are requests.
+            let idle_from = if self.proto == Proto::Http2 {
+                self.streams_at
+            } else {
+                self.last
+            };
+            if !busy && idle_from + self.timeout <= now {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "client idle timeout",
@@ -196,7 +245,7 @@ impl<T> IdleIo<T> {
             let idle_next = if busy {
                 now + self.timeout
             } else {
-                self.last + self.timeout
+                idle_from + self.timeout
             };
             // A write blocked since after the timer was last armed is due
             // no earlier than that timer, so it needs no arming of its own.
@@ -219,6 +268,9 @@ impl<T> IdleIo<T> {
         self.last = now;
         self.last_write = now;
         self.write_blocked = None;
+        if self.proto == Proto::Http2 {
+            self.observe_streams(now);
+        }
     }
 
     /// A write (or flush) has to wait for the client: the send timeout
@@ -445,6 +497,48 @@ mod tests {
         assert_eq!(n, H2_PREFACE.len());
         assert_eq!(err.to_string(), "client idle timeout");
         assert_eq!(start.elapsed().as_secs(), IDLE.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_bytes_without_a_stream_do_not_keep_a_connection() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let mut io = io(a, &count);
+        b.write_all(H2_PREFACE).await.unwrap();
+        let start = Instant::now();
+        // A PING (here: a byte) every second, and never a request.
+        let reader = async {
+            let (err, _) = read_until_error(&mut io).await;
+            (err, start.elapsed())
+        };
+        let ((err, cut_after), ()) = tokio::join!(reader, trickle(&mut b, 100));
+        assert_eq!(err.to_string(), "client idle timeout");
+        assert_eq!(cut_after.as_secs(), IDLE.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_idle_counts_from_the_last_stream() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let (mut rd, mut wr) = tokio::io::split(io(a, &count));
+        b.write_all(H2_PREFACE).await.unwrap();
+        let start = Instant::now();
+        let guard = count.enter();
+        let stream = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            // A small response: its body ends (the guard goes) before
+            // hyper writes its last frame.
+            drop(guard);
+            wr.write_all(b"resp").await.unwrap();
+            wr
+        };
+        let reader = async {
+            let (err, _) = read_until_error(&mut rd).await;
+            (err, start.elapsed())
+        };
+        let (_wr, (err, cut_after), ()) = tokio::join!(stream, reader, trickle(&mut b, 120));
+        assert_eq!(err.to_string(), "client idle timeout");
+        assert_eq!(cut_after.as_secs(), 30 + IDLE.as_secs());
     }
 
     #[tokio::test(start_paused = true)]
