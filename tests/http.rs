@@ -531,9 +531,11 @@ async fn upgrade_is_passed_through() {
     let sections = "[timeouts]\nrequest_header = \"300ms\"\n";
     let bal = Balancer::start(config("", sections, &[(&w, 1)])).await;
     let mut s = tokio::net::TcpStream::connect(bal.addr).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];
@@ -542,7 +544,7 @@ async fn upgrade_is_passed_through() {
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
     tokio::time::sleep(Duration::from_millis(900)).await;
     s.write_all(b"hello through the tunnel").await.unwrap();
     let mut echo = [0u8; 24];

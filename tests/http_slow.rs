@@ -36,6 +36,21 @@ async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
     out
 }
 
+/// Reads one response head (through the blank line).
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(HANG, s.read(&mut b))
+            .await
+            .expect("a response head")
+            .expect("read");
+        assert_eq!(n, 1, "closed before the response head: {head:?}");
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 #[tokio::test]
 async fn a_dripping_request_body_gets_408_and_frees_the_worker() {
     let w = Worker::start("wa1").await;
@@ -150,4 +165,46 @@ async fn an_http2_connection_without_streams_closes_even_while_pinged() {
     if let Err(e) = ended {
         assert!(!e.is_timeout(), "the client gave up, not the balancer: {e}");
     }
+}
+
+#[tokio::test]
+async fn only_websocket_upgrades_are_tunnelled() {
+    let w = Worker::start("wa1").await;
+    let bal = Balancer::start(config("", "", &[(&w, 1)])).await;
+    // h2c: the worker would switch, so the balancer must not ask it to.
+    let mut s = TcpStream::connect(bal.addr).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("upgrade"), "{head}");
+    let h = w.state.last_headers.lock().unwrap().clone().unwrap();
+    assert!(!h.contains_key("upgrade"), "{h:?}");
+    assert!(!h.contains_key("http2-settings"), "{h:?}");
+    // Served as a plain request, the connection stays HTTP/1.1.
+    let mut body = [0u8; 5];
+    s.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, b"wa1 0");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_until_closed(&mut s).await;
+    assert!(reply.starts_with(b"HTTP/1.1 200"), "{reply:?}");
+
+    // WebSocket, whatever its case, is still tunnelled.
+    let mut s = TcpStream::connect(bal.addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    s.write_all(b"frame").await.unwrap();
+    let mut echo = [0u8; 5];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"frame");
 }
