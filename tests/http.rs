@@ -69,7 +69,9 @@ async fn leastconn_prefers_the_idle_worker() {
 async fn killed_worker_is_rerouted_then_returns() {
     let (a, b) = (Worker::start("wa1").await, Worker::start("wa2").await);
     let health = "[health]\ninterval = \"100ms\"\ntimeout = \"500ms\"\nrise = 2\nfall = 2\n";
-    let bal = Balancer::start(config("", health, &[(&a, 1), (&b, 1)])).await;
+    // GETs in flight on wa1 when it dies are replayed only with empty-response.
+    let retry_on = "retry_on = [\"conn-failure\", \"empty-response\"]";
+    let bal = Balancer::start(config(retry_on, health, &[(&a, 1), (&b, 1)])).await;
     let c = client();
     // Four clients in a loop while wa1 dies.
     let stop = Arc::new(AtomicBool::new(false));
@@ -131,7 +133,9 @@ async fn post_is_never_sent_twice() {
     let (a, b) = (Worker::start("wa1").await, Worker::start("wa2").await);
     a.set_mode(Mode::DieAfterBody);
     b.set_mode(Mode::DieAfterBody);
-    let bal = Balancer::start(config("retries = 3", "", &[(&a, 1), (&b, 1)])).await;
+    // Even with empty-response listed, which replays a dropped GET.
+    let top = "retries = 3\nretry_on = [\"conn-failure\", \"empty-response\"]";
+    let bal = Balancer::start(config(top, "", &[(&a, 1), (&b, 1)])).await;
     let c = client();
     let r = send(&c, Method::POST, &bal.url("/order"), None, "cart=42").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);

@@ -208,3 +208,42 @@ async fn only_websocket_upgrades_are_tunnelled() {
     s.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"frame");
 }
+#[tokio::test]
+async fn a_dropped_request_is_replayed_only_with_empty_response() {
+    let (a, b) = (Worker::start("wa1").await, Worker::start("wa2").await);
+    a.set_mode(Mode::DieAfterBody);
+    b.set_mode(Mode::DieAfterBody);
+    let c = client();
+    // Default (`conn-failure`): a request that reached a worker is not
+    // sent again, even a GET.
+    let bal = Balancer::start(config("retries = 3", "", &[(&a, 1), (&b, 1)])).await;
+    for (i, method) in [Method::GET, Method::DELETE].into_iter().enumerate() {
+        let r = send(&c, method.clone(), &bal.url("/catalog"), None, "").await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{method}");
+        assert_eq!(
+            a.gets() + b.gets(),
+            i + 1,
+            "{method} reached one worker once"
+        );
+    }
+    // With `empty-response`, one that got nothing back is: retries + 1 attempts.
+    let bal = Balancer::start(config(
+        "retries = 3\nretry_on = [\"conn-failure\", \"empty-response\"]",
+        "",
+        &[(&a, 1), (&b, 1)],
+    ))
+    .await;
+    let before = a.gets() + b.gets();
+    let r = get(&c, &bal.url("/catalog")).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(a.gets() + b.gets(), before + 4);
+    // A connect failure moves on by default.
+    a.set_mode(Mode::Normal);
+    b.kill().await;
+    let bal = Balancer::start(config("retries = 3", "", &[(&b, 1), (&a, 1)])).await;
+    for _ in 0..4 {
+        let r = get(&c, &bal.url("/")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.worker(), "wa1");
+    }
+}

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MAXCONN: usize = 20_000;
 /// The seed's `retries 3`.
 pub const DEFAULT_RETRIES: u32 = 3;
+/// HAProxy's default `retry-on conn-failure`: only a request no worker saw
+/// is moved on. One that reached a worker may have been acted on (a
+/// PrestaShop GET can have side effects), so replaying it is opt-in.
+pub const DEFAULT_RETRY_ON: &[RetryOn] = &[RetryOn::ConnFailure];
 /// Requests allowed to wait for a worker slot when every worker is at its
 /// `maxconn`; beyond this the balancer answers 503 at once.
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
@@ -92,6 +96,9 @@ pub struct HttpConfig {
     /// request may be retried at all.
     #[serde(default = "d::retries")]
     pub retries: u32,
+    /// Which failures those attempts are spent on (HAProxy's `retry-on`).
+    #[serde(default = "d::retry_on")]
+    pub retry_on: Vec<RetryOn>,
     /// Client connections served at once; further ones wait in the kernel backlog.
     #[serde(default = "d::maxconn")]
     pub maxconn: usize,
@@ -148,6 +155,20 @@ pub enum Balance {
     Leastconn,
     /// Power of two random choices: the less loaded of two random workers.
     Random2,
+}
+
+/// HAProxy's `retry-on` keywords: the failures a request may be moved to
+/// another worker after (`src/http/retry.rs` has the whole rule).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// The connect failed, or the request was handed back unsent: no
+    /// worker saw it. Any method, POST included.
+    ConnFailure,
+    /// The request was sent and the worker's connection closed without one
+    /// response byte. Only for body-less GET, HEAD, OPTIONS, TRACE, PUT and
+    /// DELETE; never for a POST.
+    EmptyResponse,
 }
 
 /// One worker (`server wa1 10.0.0.1:80 weight 1 maxconn 100 check`).
@@ -403,6 +424,9 @@ mod d {
     pub fn retries() -> u32 {
         DEFAULT_RETRIES
     }
+    pub fn retry_on() -> Vec<RetryOn> {
+        DEFAULT_RETRY_ON.to_vec()
+    }
     pub fn maxconn() -> usize {
         DEFAULT_MAXCONN
     }
@@ -557,10 +581,26 @@ mod tests {
         let c = parse(MIN).unwrap();
         assert_eq!(c.balance, Balance::Roundrobin);
         assert_eq!(c.retries, DEFAULT_RETRIES);
+        assert_eq!(c.retry_on, [RetryOn::ConnFailure]);
         assert_eq!(c.health.rise, DEFAULT_RISE);
         assert_eq!(c.timeouts.server, DEFAULT_SERVER_TIMEOUT);
         assert_eq!(c.backends[0].weight, 1);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn retry_on_takes_haproxy_keywords() {
+        let c = parse(&format!(
+            "retry_on = [\"conn-failure\", \"empty-response\"]\n{MIN}"
+        ))
+        .unwrap();
+        assert_eq!(c.retry_on, [RetryOn::ConnFailure, RetryOn::EmptyResponse]);
+        assert!(parse(&format!("retry_on = []\n{MIN}"))
+            .unwrap()
+            .retry_on
+            .is_empty());
+        let e = parse(&format!("retry_on = [\"response-timeout\"]\n{MIN}")).unwrap_err();
+        assert!(e.contains("response-timeout"), "{e}");
     }
 
     #[test]
@@ -600,6 +640,7 @@ mod tests {
         assert_eq!(c.max_header_size, DEFAULT_MAX_HEADER_SIZE);
         assert_eq!(c.max_body_size, DEFAULT_MAX_BODY_SIZE);
         assert_eq!(c.threads, AUTO_THREADS);
+        assert_eq!(c.retry_on, DEFAULT_RETRY_ON);
         assert_eq!(
             (c.retries, c.maxconn, c.max_queue, c.pool_max_idle),
             (

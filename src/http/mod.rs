@@ -13,7 +13,8 @@
 //! * `pool`: keep-alive HTTP/1.1 connections to one worker.
 //! * `shard`: the event loops (one thread + runtime + listener + pools
 //!   each, HAProxy's `nbthread`) and the client connection task.
-//! * `proxy`: one request's path: pick, connect, send, retry rules, errors.
+//! * `proxy`: one request's path: pick, connect, send, retry, errors.
+//! * `retry`: whether a failed attempt moves to another worker (`retry_on`).
 //! * `headers`: hop-by-hop, `X-Forwarded-*`, `Via`, sticky cookie.
 //! * `body`: the response body type (a worker's stream or a page made here)
 //!   and the streamed body that returns connection, slot and in-flight mark.
@@ -36,6 +37,7 @@ mod page;
 mod pool;
 mod proxy;
 mod redirect;
+mod retry;
 mod select;
 mod shard;
 mod stats;
