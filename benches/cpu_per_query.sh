@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One sysbench run against one target, with the CPU each process spent per
 # query (utime + stime from /proc/<pid>/stat): the figures behind the A/B
-# comparisons in docs/performance.md ("The SQL path").
+# comparisons in docs/performance-history.md ("The SQL path").
 #
 #   benches/cpu_per_query.sh direct|haproxy|sqlproxy|cache|cn1 [test] [threads] [seconds]
 #

@@ -144,6 +144,11 @@ for node in cn1 cn2; do
         SET GLOBAL max_connections = 500;
         SET GLOBAL slave_exec_mode = 'IDEMPOTENT';"
 done
+# Nodes start fenced (read_only, scripts/cluster.cnf) until a sqlproxy names
+# the master. sysbench prepares directly on cn1 and HAProxy sends writes there
+# as the seed does, so cn1 is the writer here from the start (sqlproxy, with
+# config/ha.toml's priorities, picks the same node).
+admin cn1 -e "SET GLOBAL read_only = OFF"
 tables=$(admin cn1 -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '$DB'")
 if [ "$tables" != "$TABLES" ]; then
     step "sysbench prepare: $TABLES tables of $TABLE_SIZE rows on cn1"

@@ -69,7 +69,9 @@ async fn leastconn_prefers_the_idle_worker() {
 async fn killed_worker_is_rerouted_then_returns() {
     let (a, b) = (Worker::start("wa1").await, Worker::start("wa2").await);
     let health = "[health]\ninterval = \"100ms\"\ntimeout = \"500ms\"\nrise = 2\nfall = 2\n";
-    let bal = Balancer::start(config("", health, &[(&a, 1), (&b, 1)])).await;
+    // GETs in flight on wa1 when it dies are replayed only with empty-response.
+    let retry_on = "retry_on = [\"conn-failure\", \"empty-response\"]";
+    let bal = Balancer::start(config(retry_on, health, &[(&a, 1), (&b, 1)])).await;
     let c = client();
     // Four clients in a loop while wa1 dies.
     let stop = Arc::new(AtomicBool::new(false));
@@ -131,7 +133,9 @@ async fn post_is_never_sent_twice() {
     let (a, b) = (Worker::start("wa1").await, Worker::start("wa2").await);
     a.set_mode(Mode::DieAfterBody);
     b.set_mode(Mode::DieAfterBody);
-    let bal = Balancer::start(config("retries = 3", "", &[(&a, 1), (&b, 1)])).await;
+    // Even with empty-response listed, which replays a dropped GET.
+    let top = "retries = 3\nretry_on = [\"conn-failure\", \"empty-response\"]";
+    let bal = Balancer::start(config(top, "", &[(&a, 1), (&b, 1)])).await;
     let c = client();
     let r = send(&c, Method::POST, &bal.url("/order"), None, "cart=42").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
@@ -531,9 +535,11 @@ async fn upgrade_is_passed_through() {
     let sections = "[timeouts]\nrequest_header = \"300ms\"\n";
     let bal = Balancer::start(config("", sections, &[(&w, 1)])).await;
     let mut s = tokio::net::TcpStream::connect(bal.addr).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];
@@ -542,7 +548,7 @@ async fn upgrade_is_passed_through() {
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
     tokio::time::sleep(Duration::from_millis(900)).await;
     s.write_all(b"hello through the tunnel").await.unwrap();
     let mut echo = [0u8; 24];

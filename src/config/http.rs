@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MAXCONN: usize = 20_000;
 /// The seed's `retries 3`.
 pub const DEFAULT_RETRIES: u32 = 3;
+/// HAProxy's default `retry-on conn-failure`: only a request no worker saw
+/// is moved on. One that reached a worker may have been acted on (a
+/// PrestaShop GET can have side effects), so replaying it is opt-in.
+pub const DEFAULT_RETRY_ON: &[RetryOn] = &[RetryOn::ConnFailure];
 /// Requests allowed to wait for a worker slot when every worker is at its
 /// `maxconn`; beyond this the balancer answers 503 at once.
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
@@ -29,11 +33,19 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The seed's `timeout server 60s`: a PHP page slower than this is a 504.
 pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The seed's `timeout client 60s`: a client connection idle this long (no
-/// request in flight, no byte moved) is closed.
+/// request in flight, no byte moved) is closed, and so is one whose client
+/// has not made room for a waiting write this long (it stopped reading).
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// HAProxy's `timeout http-request`: the whole header must arrive within
 /// this, which cuts slowloris clients.
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole request body, from the end of its header. The server timeout
+/// restarts at every body chunk, so without this a client dripping a byte
+/// every few seconds holds a connection and a worker slot for ever (HAProxy
+/// bounds it with `timeout http-request` and `option http-buffer-request`).
+/// 60 s is PHP's default `max_input_time` too; raise it if large uploads
+/// come over slow links (64 MiB in 60 s needs about 9 Mbit/s).
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// HAProxy's `timeout queue`: how long a request waits for a worker slot.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle upstream connections older than this are not reused: PHP-FPM/Apache
@@ -84,6 +96,9 @@ pub struct HttpConfig {
     /// request may be retried at all.
     #[serde(default = "d::retries")]
     pub retries: u32,
+    /// Which failures those attempts are spent on (HAProxy's `retry-on`).
+    #[serde(default = "d::retry_on")]
+    pub retry_on: Vec<RetryOn>,
     /// Client connections served at once; further ones wait in the kernel backlog.
     #[serde(default = "d::maxconn")]
     pub maxconn: usize,
@@ -142,6 +157,20 @@ pub enum Balance {
     Random2,
 }
 
+/// HAProxy's `retry-on` keywords: the failures a request may be moved to
+/// another worker after (`src/http/retry.rs` has the whole rule).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// The connect failed, or the request was handed back unsent: no
+    /// worker saw it. Any method, POST included.
+    ConnFailure,
+    /// The request was sent and the worker's connection closed without one
+    /// response byte. Only for body-less GET, HEAD, OPTIONS, TRACE, PUT and
+    /// DELETE; never for a POST.
+    EmptyResponse,
+}
+
 /// One worker (`server wa1 10.0.0.1:80 weight 1 maxconn 100 check`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -165,12 +194,17 @@ pub struct Timeouts {
     /// Wait for the response head, and for each body chunk after it.
     #[serde(default = "d::server", with = "humantime_serde")]
     pub server: Duration,
-    /// Client connection idle with nothing in flight.
+    /// Client connection idle with nothing in flight, or a write waiting
+    /// for the client to read.
     #[serde(default = "d::client", with = "humantime_serde")]
     pub client: Duration,
     /// Whole request header (HTTP/1), which cuts slowloris clients.
     #[serde(default = "d::request_header", with = "humantime_serde")]
     pub request_header: Duration,
+    /// Whole request body, from the end of its header → 408 (or a cut
+    /// connection once the response has started).
+    #[serde(default = "d::request_body", with = "humantime_serde")]
+    pub request_body: Duration,
     #[serde(default = "d::queue", with = "humantime_serde")]
     pub queue: Duration,
     /// Idle upstream connections older than this are closed, not reused.
@@ -185,6 +219,7 @@ impl Default for Timeouts {
             server: d::server(),
             client: d::client(),
             request_header: d::request_header(),
+            request_body: d::request_body(),
             queue: d::queue(),
             upstream_idle: d::upstream_idle(),
         }
@@ -335,6 +370,7 @@ impl HttpConfig {
             ("server", t.server),
             ("client", t.client),
             ("request_header", t.request_header),
+            ("request_body", t.request_body),
             ("queue", t.queue),
         ] {
             if v.is_zero() {
@@ -388,6 +424,9 @@ mod d {
     pub fn retries() -> u32 {
         DEFAULT_RETRIES
     }
+    pub fn retry_on() -> Vec<RetryOn> {
+        DEFAULT_RETRY_ON.to_vec()
+    }
     pub fn maxconn() -> usize {
         DEFAULT_MAXCONN
     }
@@ -420,6 +459,9 @@ mod d {
     }
     pub fn request_header() -> Duration {
         DEFAULT_REQUEST_HEADER_TIMEOUT
+    }
+    pub fn request_body() -> Duration {
+        DEFAULT_REQUEST_BODY_TIMEOUT
     }
     pub fn queue() -> Duration {
         DEFAULT_QUEUE_TIMEOUT

@@ -21,10 +21,26 @@ fn minimal_gets_defaults() {
     let c = parse(MIN).unwrap();
     assert_eq!(c.balance, Balance::Roundrobin);
     assert_eq!(c.retries, DEFAULT_RETRIES);
+    assert_eq!(c.retry_on, [RetryOn::ConnFailure]);
     assert_eq!(c.health.rise, DEFAULT_RISE);
     assert_eq!(c.timeouts.server, DEFAULT_SERVER_TIMEOUT);
     assert_eq!(c.backends[0].weight, 1);
     assert!(c.validate().is_ok());
+}
+
+#[test]
+fn retry_on_takes_haproxy_keywords() {
+    let c = parse(&format!(
+        "retry_on = [\"conn-failure\", \"empty-response\"]\n{MIN}"
+    ))
+    .unwrap();
+    assert_eq!(c.retry_on, [RetryOn::ConnFailure, RetryOn::EmptyResponse]);
+    assert!(parse(&format!("retry_on = []\n{MIN}"))
+        .unwrap()
+        .retry_on
+        .is_empty());
+    let e = parse(&format!("retry_on = [\"response-timeout\"]\n{MIN}")).unwrap_err();
+    assert!(e.contains("response-timeout"), "{e}");
 }
 
 #[test]
@@ -64,6 +80,7 @@ fn the_documented_example_parses_and_validates() {
     assert_eq!(c.max_header_size, DEFAULT_MAX_HEADER_SIZE);
     assert_eq!(c.max_body_size, DEFAULT_MAX_BODY_SIZE);
     assert_eq!(c.threads, AUTO_THREADS);
+    assert_eq!(c.retry_on, DEFAULT_RETRY_ON);
     assert_eq!(
         (c.retries, c.maxconn, c.max_queue, c.pool_max_idle),
         (

@@ -5,13 +5,12 @@
 //! response: at the end of the body the connection goes back to the
 //! pool and the slot is freed; if the client goes away early, the connection
 //! is closed instead (its state is unknown). Between chunks it applies the
-//! server timeout, so a worker that stalls mid-body is cut. [`ProgressBody`]
-//! does the opposite direction's bookkeeping for the server timeout.
+//! server timeout, so a worker that stalls mid-body is cut. The request
+//! body, going the other way, is `upload`'s.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::idle::InFlight;
-use super::pool::{BoxError, Conn, UpBody};
+use super::pool::{BoxError, Conn};
 use super::upstream::Lease;
 
 /// A worker stopped sending in the middle of a body.
@@ -184,113 +183,5 @@ impl Drop for UpstreamBody {
         if self.inner.is_end_stream() {
             self.finish();
         }
-    }
-}
-
-/// When a request last made progress towards the worker: the server timeout
-/// counts from the last request-body chunk, so a long upload is not a 504.
-pub struct Progress {
-    base: Instant,
-    /// Milliseconds after `base`.
-    last_ms: AtomicU64,
-}
-
-impl Progress {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Progress {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        })
-    }
-
-    pub fn touch(&self) {
-        let ms = self.base.elapsed().as_millis() as u64;
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    pub fn last(&self) -> Instant {
-        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    /// Awaits `fut` until it completes or nothing moved for `idle`.
-    pub async fn within<F: Future>(&self, idle: Duration, fut: F) -> Option<F::Output> {
-        tokio::pin!(fut);
-        loop {
-            match tokio::time::timeout_at(self.last() + idle, &mut fut).await {
-                Ok(out) => return Some(out),
-                Err(_) if self.last() + idle <= Instant::now() => return None,
-                Err(_) => {}
-            }
-        }
-    }
-}
-
-/// A client request body that touches a [`Progress`] on every chunk.
-pub struct ProgressBody {
-    inner: UpBody,
-    progress: Arc<Progress>,
-}
-
-impl ProgressBody {
-    pub fn new(inner: UpBody, progress: Arc<Progress>) -> Self {
-        ProgressBody { inner, progress }
-    }
-}
-
-impl Body for ProgressBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &r {
-            this.progress.touch();
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn progress_extends_the_server_timeout() {
-        let idle = Duration::from_millis(100);
-        let slow = async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            7
-        };
-        let p = Progress::new();
-        let toucher = {
-            let p = Arc::clone(&p);
-            async move {
-                for _ in 0..10 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    p.touch();
-                }
-            }
-        };
-        let (got, ()) = tokio::join!(p.within(idle, slow), toucher);
-        assert_eq!(
-            got,
-            Some(7),
-            "an upload still moving keeps the request alive"
-        );
-        let silent = Progress::new();
-        let never = std::future::pending::<()>();
-        assert_eq!(silent.within(idle, never).await, None);
     }
 }

@@ -65,6 +65,9 @@ pub enum GatewayError {
     },
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    /// `timeouts.request_body` passed before the client sent its whole body.
+    #[error("request body not complete within {secs:.1}s")]
+    RequestBodyTimeout { secs: f64 },
     #[error("client request body failed: {0}")]
     ClientBody(hyper::Error),
     #[error("bad request: {0}")]
@@ -82,6 +85,7 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::ClientBody(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -94,6 +98,7 @@ impl GatewayError {
             | GatewayError::InvalidResponse { .. }
             | GatewayError::ConnectionLost { .. } => ErrorSource::Worker,
             GatewayError::BodyTooLarge { .. }
+            | GatewayError::RequestBodyTimeout { .. }
             | GatewayError::ClientBody(_)
             | GatewayError::BadRequest(_) => ErrorSource::Client,
         }
@@ -111,6 +116,7 @@ impl GatewayError {
                 "The server returned an invalid or incomplete response."
             }
             GatewayError::BodyTooLarge { .. } => "The request body is too large.",
+            GatewayError::RequestBodyTimeout { .. } => "The request body did not arrive in time.",
             GatewayError::ClientBody(_) | GatewayError::BadRequest(_) => {
                 "Your browser sent an invalid request."
             }
@@ -164,6 +170,9 @@ mod tests {
             GatewayError::BodyTooLarge { limit: 1 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+        let slow = GatewayError::RequestBodyTimeout { secs: 60.0 };
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow.source_kind(), ErrorSource::Client);
         let r = GatewayError::NoWorker(PickError::NoneHealthy).into_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");

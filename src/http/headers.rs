@@ -1,6 +1,7 @@
 //! Header rewriting between client and worker: hop-by-hop headers removed
 //! per RFC 9110 §7.6.1 (plus `Keep-Alive`, `Proxy-Connection`, `TE`,
-//! `Transfer-Encoding`, `Upgrade` unless the request upgrades), the
+//! `Transfer-Encoding`, `Upgrade` unless the request upgrades to WebSocket,
+//! the only protocol tunnelled), the
 //! `X-Forwarded-For/-Proto/-Host` headers PrestaShop builds URLs from, `Via`
 //! on both directions, and the sticky cookie (read, stripped, inserted).
 //! Pure functions over `http` types, no I/O. In the usual case (no list
@@ -27,11 +28,48 @@ pub fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// An HTTP/1.1 request asking to switch protocols (WebSocket).
+/// An HTTP/1.1 request asking to switch to WebSocket, the one protocol the
+/// balancer tunnels (as HAProxy does): `Connection: upgrade` and a
+/// `websocket` token in `Upgrade`, in any case. Any other protocol (`h2c`,
+/// a TLS upgrade, ...) is not asked of the worker: its `Upgrade` goes with
+/// the other hop-by-hop headers and the request is served as a plain one,
+/// which RFC 9110 §7.8 lets a server do. A worker that switched to h2c
+/// would otherwise leave a tunnel the balancer cannot see into.
 pub fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
         && connection_has(headers, "upgrade")
+        && upgrade_tokens(headers).any(is_websocket)
+}
+
+/// The protocols `Upgrade` lists (`name[/version]`), in order.
+fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn is_websocket(token: &str) -> bool {
+    let name = token.split_once('/').map_or(token, |(n, _)| n);
+    name.trim().eq_ignore_ascii_case("websocket")
+}
+
+/// Keeps only the WebSocket protocols in `Upgrade` (`websocket, h2c` →
+/// `websocket`): the worker must not pick a protocol we do not tunnel.
+fn keep_websocket_only(headers: &mut HeaderMap) {
+    if upgrade_tokens(headers).all(is_websocket) {
+        return;
+    }
+    let kept: Vec<&str> = upgrade_tokens(headers)
+        .filter(|t| is_websocket(t))
+        .collect();
+    // Tokens of a valid value joined by ", ": cannot fail.
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+        headers.insert(header::UPGRADE, v);
+    }
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -152,10 +190,13 @@ pub struct ClientInfo<'a> {
 }
 
 /// Turns a client request head into the head sent to a worker (HTTP/1.1,
-/// origin-form URI, `Host` kept).
+/// origin-form URI, `Host` kept). `upgrade`: [`is_upgrade_request`].
 pub fn prepare_request(parts: &mut request::Parts, client: &ClientInfo<'_>, upgrade: bool) {
     let h = &mut parts.headers;
     strip_hop_by_hop(h, upgrade);
+    if upgrade {
+        keep_websocket_only(h);
+    }
     // Room for the four headers added below at once: the map hyper parsed
     // is sized for the client's headers, and would otherwise grow twice.
     h.try_reserve(4).ok();
@@ -410,6 +451,48 @@ mod tests {
         prepare_request(&mut p, &i, false);
         assert_eq!(p.headers["x-forwarded-proto"], "https");
         assert_eq!(p.headers["x-forwarded-host"], "www.shop.example");
+    }
+
+    #[test]
+    fn only_websocket_is_an_upgrade() {
+        let check = |connection: &str, upgrade: &str, version: Version| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONNECTION,
+                HeaderValue::from_str(connection).unwrap(),
+            );
+            h.insert(header::UPGRADE, HeaderValue::from_str(upgrade).unwrap());
+            is_upgrade_request(version, &h)
+        };
+        let v11 = Version::HTTP_11;
+        for (connection, upgrade, want) in [
+            ("Upgrade", "websocket", true),
+            ("keep-alive, Upgrade", "WebSocket", true),
+            ("upgrade", "websocket/13", true),
+            ("Upgrade", "h2c, websocket", true),
+            ("Upgrade, HTTP2-Settings", "h2c", false),
+            ("Upgrade", "TLS/1.2", false),
+            ("Upgrade", "echo", false),
+            ("keep-alive", "websocket", false),
+            ("Upgrade", "websockets", false),
+        ] {
+            assert_eq!(
+                check(connection, upgrade, v11),
+                want,
+                "Connection: {connection}, Upgrade: {upgrade}"
+            );
+        }
+        assert!(!check("Upgrade", "websocket", Version::HTTP_10));
+        let mut p = parts(
+            Request::get("/ws")
+                .header("connection", "Upgrade")
+                .header("upgrade", "h2c, WebSocket/13")
+                .body(())
+                .unwrap(),
+        );
+        assert!(is_upgrade_request(p.version, &p.headers));
+        prepare_request(&mut p, &info(), true);
+        assert_eq!(p.headers["upgrade"], "WebSocket/13", "h2c is not offered");
     }
 
     #[test]

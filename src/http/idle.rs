@@ -1,29 +1,39 @@
 //! The client-side timeouts, kept on the client socket itself so that a
 //! request costs no timer of its own:
 //!
-//! * **client idle** (HAProxy `timeout client`): a connection that moved no
-//!   byte for `timeout` while no request of it is in flight is closed (a
-//!   slow worker is the server timeout's business, not this one's). hyper's
-//!   HTTP/2 server has no idle limit of its own.
+//! * **client idle** (HAProxy `timeout client`): a connection with no
+//!   request in flight is closed after `timeout` (a slow worker is the
+//!   server timeout's business, not this one's). On HTTP/1 it counts from
+//!   the last byte moved either way. On HTTP/2 it counts from the last time
+//!   a stream was open, not from the last byte: PING, SETTINGS and
+//!   WINDOW_UPDATE frames move bytes without any request, and a client
+//!   pinging an idle connection must not keep it for ever. hyper's HTTP/2
+//!   server has no idle limit of its own (its keep-alive options only make
+//!   the server ping).
+//! * **client send** (HAProxy applies `timeout client` to writes too): a
+//!   write that has waited `timeout` for the client to make room closes the
+//!   connection, request in flight or not. A client that stopped reading
+//!   (its TCP window full) would otherwise hold the connection, and with
+//!   it the worker connection and worker slot its response streams from.
 //! * **request header** (HTTP/1 only): from the moment a connection starts
 //!   waiting for a request (it opened, or it wrote its last response byte)
 //!   the whole header must arrive within `header_timeout`, however the
 //!   bytes trickle in; this cuts slowloris clients and ends idle keep-alive
 //!   connections, as hyper's `header_read_timeout` does. hyper's version
 //!   arms and drops a timer per request, which measurably costs throughput
-//!   (`docs/performance.md`, "HTTP balancer"); here one timer per connection
+//!   (`docs/performance-history.md`, "HTTP balancer"); here one timer per connection
 //!   is re-armed only when it fires.
 //!
 //! A request is in flight from the moment hyper hands it to the service
 //! until its response body is finished ([`InFlight`] guard, carried by the
 //! body), so a long response is never mistaken for a client that went quiet.
 //! Whether a connection speaks HTTP/2 is read from its first bytes (the
-//! client preface); HTTP/2 connections get only the idle timeout.
+//! client preface); HTTP/2 connections get no request header timeout.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,20 +47,37 @@ pub struct InFlightCount(Arc<Shared>);
 
 #[derive(Default)]
 struct Shared {
-    requests: AtomicUsize,
+    /// Requests in flight (low 32 bits) and requests ever started (high 32
+    /// bits, wrapping), in one word so that a request still costs one
+    /// atomic add: any change of the word means a stream opened or ended.
+    requests: AtomicU64,
     /// The connection was upgraded (WebSocket): bytes are relayed as they
     /// come and no request header is awaited any more.
     tunnel: AtomicBool,
 }
 
+/// One request entering: one more in flight, one more started.
+const ENTER: u64 = (1 << 32) | 1;
+const IN_FLIGHT: u64 = u32::MAX as u64;
+
+/// A snapshot of [`Shared::requests`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Requests(u64);
+
+impl Requests {
+    fn busy(self) -> bool {
+        self.0 & IN_FLIGHT > 0
+    }
+}
+
 impl InFlightCount {
     pub fn enter(&self) -> InFlight {
-        self.0.requests.fetch_add(1, Ordering::AcqRel);
+        self.0.requests.fetch_add(ENTER, Ordering::AcqRel);
         InFlight(Arc::clone(&self.0))
     }
 
-    fn busy(&self) -> bool {
-        self.0.requests.load(Ordering::Acquire) > 0
+    fn requests(&self) -> Requests {
+        Requests(self.0.requests.load(Ordering::Acquire))
     }
 
     fn tunnel(&self) -> bool {
@@ -118,6 +145,15 @@ pub struct IdleIo<T> {
     /// Never later than the earliest deadline that can apply.
     timer: Pin<Box<Sleep>>,
     in_flight: InFlightCount,
+    /// HTTP/2: the last time a stream was seen open, or seen to have
+    /// opened or ended since the look before; the idle timeout counts
+    /// from here. Looked at on each write (a stream's end is a write) and
+    /// when the timer fires.
+    streams_at: Instant,
+    /// `in_flight` at that look.
+    seen: Requests,
+    /// Since when a write has been waiting for the client to make room.
+    write_blocked: Option<Instant>,
 }
 
 /// Which way the pending operation went.
@@ -143,8 +179,22 @@ impl<T> IdleIo<T> {
             last_write: now,
             proto: Proto::Sniffing(0),
             timer: Box::pin(tokio::time::sleep_until(now + timeout.min(header_timeout))),
+            streams_at: now,
+            seen: in_flight.requests(),
             in_flight,
+            write_blocked: None,
         }
+    }
+
+    /// Notes at `now` whether a stream is open or opened or ended since the
+    /// last look; returns whether one is open.
+    fn observe_streams(&mut self, now: Instant) -> bool {
+        let requests = self.in_flight.requests();
+        if requests.busy() || requests != self.seen {
+            self.streams_at = now;
+        }
+        self.seen = requests;
+        requests.busy()
     }
 
     /// Called when an operation is pending: errors once a deadline has
@@ -155,8 +205,23 @@ impl<T> IdleIo<T> {
                 return Ok(());
             }
             let now = Instant::now();
-            let busy = self.in_flight.busy();
-            if !busy && self.last + self.timeout <= now {
+            let busy = self.observe_streams(now);
+            if let Some(since) = self.write_blocked {
+                if since + self.timeout <= now {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client send timeout",
+                    ));
+                }
+            }
+            // Bytes an HTTP/2 client sends need no request; an HTTP/1
+            // client's bytes are requests.
+            let idle_from = if self.proto == Proto::Http2 {
+                self.streams_at
+            } else {
+                self.last
+            };
+            if !busy && idle_from + self.timeout <= now {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "client idle timeout",
@@ -180,9 +245,14 @@ impl<T> IdleIo<T> {
             let idle_next = if busy {
                 now + self.timeout
             } else {
-                self.last + self.timeout
+                idle_from + self.timeout
             };
-            self.timer.as_mut().reset(idle_next.min(header_next));
+            // A write blocked since after the timer was last armed is due
+            // no earlier than that timer, so it needs no arming of its own.
+            let send_next = self.write_blocked.map_or(idle_next, |s| s + self.timeout);
+            self.timer
+                .as_mut()
+                .reset(idle_next.min(header_next).min(send_next));
         }
     }
 
@@ -197,6 +267,19 @@ impl<T> IdleIo<T> {
         let now = Instant::now();
         self.last = now;
         self.last_write = now;
+        self.write_blocked = None;
+        if self.proto == Proto::Http2 {
+            self.observe_streams(now);
+        }
+    }
+
+    /// A write (or flush) has to wait for the client: the send timeout
+    /// starts, unless it already runs.
+    fn write_pending<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        if self.write_blocked.is_none() {
+            self.write_blocked = Some(Instant::now());
+        }
+        self.pending(cx, Op::Write)
     }
 }
 
@@ -231,7 +314,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
                 self.wrote();
                 Poll::Ready(r)
             }
-            Poll::Pending => self.pending(cx, Op::Write),
+            Poll::Pending => self.write_pending(cx),
         }
     }
 
@@ -245,7 +328,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
                 self.wrote();
                 Poll::Ready(r)
             }
-            Poll::Pending => self.pending(cx, Op::Write),
+            Poll::Pending => self.write_pending(cx),
         }
     }
 
@@ -253,12 +336,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         self.inner.is_write_vectored()
     }
 
+    // A TLS stream buffers writes and waits for the client in its flush
+    // (and in the close_notify of its shutdown): the same send timeout.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.write_pending(cx),
+            ready => ready,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Pending => self.write_pending(cx),
+            ready => ready,
+        }
     }
 }
 
@@ -406,6 +497,85 @@ mod tests {
         assert_eq!(n, H2_PREFACE.len());
         assert_eq!(err.to_string(), "client idle timeout");
         assert_eq!(start.elapsed().as_secs(), IDLE.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_bytes_without_a_stream_do_not_keep_a_connection() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let mut io = io(a, &count);
+        b.write_all(H2_PREFACE).await.unwrap();
+        let start = Instant::now();
+        // A PING (here: a byte) every second, and never a request.
+        let reader = async {
+            let (err, _) = read_until_error(&mut io).await;
+            (err, start.elapsed())
+        };
+        let ((err, cut_after), ()) = tokio::join!(reader, trickle(&mut b, 100));
+        assert_eq!(err.to_string(), "client idle timeout");
+        assert_eq!(cut_after.as_secs(), IDLE.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_idle_counts_from_the_last_stream() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let (mut rd, mut wr) = tokio::io::split(io(a, &count));
+        b.write_all(H2_PREFACE).await.unwrap();
+        let start = Instant::now();
+        let guard = count.enter();
+        let stream = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            // A small response: its body ends (the guard goes) before
+            // hyper writes its last frame.
+            drop(guard);
+            wr.write_all(b"resp").await.unwrap();
+            wr
+        };
+        let reader = async {
+            let (err, _) = read_until_error(&mut rd).await;
+            (err, start.elapsed())
+        };
+        let (_wr, (err, cut_after), ()) = tokio::join!(stream, reader, trickle(&mut b, 120));
+        assert_eq!(err.to_string(), "client idle timeout");
+        assert_eq!(cut_after.as_secs(), 30 + IDLE.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_cut_even_mid_response() {
+        let (a, b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let mut io = io(a, &count);
+        let _response = count.enter();
+        let start = Instant::now();
+        // The client reads nothing: after 64 bytes every write waits.
+        let err = loop {
+            if let Err(e) = io.write_all(&[b'x'; 16]).await {
+                break e;
+            }
+        };
+        assert_eq!(err.to_string(), "client send timeout");
+        assert_eq!(start.elapsed(), IDLE);
+        drop(b);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_slowly_is_not_cut() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let count = InFlightCount::default();
+        let mut io = io(a, &count);
+        let _response = count.enter();
+        // 16 bytes read every half idle timeout: the writes wait, never
+        // for a whole idle timeout.
+        let reader = async {
+            let mut buf = [0u8; 16];
+            for _ in 0..14 {
+                tokio::time::sleep(IDLE / 2).await;
+                b.read_exact(&mut buf).await.unwrap();
+            }
+        };
+        let (written, ()) = tokio::join!(io.write_all(&[b'x'; 64 + 160]), reader);
+        assert!(written.is_ok(), "{written:?}");
     }
 
     #[test]

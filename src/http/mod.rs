@@ -13,10 +13,13 @@
 //! * `pool`: keep-alive HTTP/1.1 connections to one worker.
 //! * `shard`: the event loops (one thread + runtime + listener + pools
 //!   each, HAProxy's `nbthread`) and the client connection task.
-//! * `proxy`: one request's path: pick, connect, send, retry rules, errors.
+//! * `proxy`: one request's path: pick, connect, send, retry, errors.
+//! * `retry`: whether a failed attempt moves to another worker (`retry_on`).
 //! * `headers`: hop-by-hop, `X-Forwarded-*`, `Via`, sticky cookie.
 //! * `body`: the response body type (a worker's stream or a page made here)
 //!   and the streamed body that returns connection, slot and in-flight mark.
+//! * `upload`: the request body towards a worker: progress for the server
+//!   timeout, and the deadline on the whole body.
 //! * `health`: active checks with rise/fall, the only writer of health.
 //! * `idle`: the client idle and request-header timeouts, on the client socket.
 //! * `tls`: HTTPS: certificates by SNI, ALPN, the bounded handshake.
@@ -34,10 +37,12 @@ mod page;
 mod pool;
 mod proxy;
 mod redirect;
+mod retry;
 mod select;
 mod shard;
 mod stats;
 pub mod tls;
+mod upload;
 mod upstream;
 
 pub use error::{GatewayError, HttpError};

@@ -1,12 +1,11 @@
 //! Forwarding one client request to a worker and its response back.
 //!
-//! **Retry rule** (the one that keeps an order from being placed twice): a
-//! request moves to another worker only if (a) the connection failed before
-//! the request was handed to it (connect error, or hyper gave the request
-//! back unsent), or (b) the method is idempotent, the request has no body,
-//! and not one response byte arrived. Non-idempotent requests always go on a
-//! fresh connection (HAProxy's `http-reuse safe`), so a keep-alive race with
-//! a worker closing an idle connection can never eat a POST.
+//! Which failed attempts move to another worker is `retry`'s decision
+//! (`http.retry_on`); this file measures the facts it needs: whether the
+//! request was sent, and whether one response byte came back. Requests that
+//! are not idempotent, or have a body, always go on a fresh connection
+//! (HAProxy's `http-reuse safe`), so a keep-alive race with a worker closing
+//! an idle connection can never eat a POST.
 
 use std::error::Error as _;
 use std::net::SocketAddr;
@@ -19,14 +18,16 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::body::{Progress, ProgressBody, UpstreamBody};
+use super::body::UpstreamBody;
 use super::error::{full, GatewayError, RespBody};
 use super::headers::{self, ClientInfo};
 use super::idle::InFlight;
 use super::pool::{self, Conn, UpBody};
+use super::retry::{self, Failure, RetryPolicy, Verdict};
 use super::stats::FrontendStats;
+use super::upload::{Progress, UploadBody, UploadTimeout};
 use super::upstream::{Lease, Upstreams};
-use crate::config::http::Cidr;
+use crate::config::http::{Cidr, RetryOn};
 use crate::config::{HttpConfig, Timeouts};
 
 /// What the proxy needs from the config, plus the shared state. There is
@@ -35,6 +36,7 @@ pub struct Proxy {
     ups: Arc<Upstreams>,
     shard: usize,
     retries: u32,
+    retry_on: RetryPolicy,
     timeouts: Timeouts,
     max_body: u64,
     trust_forwarded: bool,
@@ -64,7 +66,8 @@ impl ClientAddr {
     }
 }
 
-/// A body-less idempotent request head, kept so it can be sent again.
+/// A body-less idempotent request head, kept so it can be sent again after
+/// an empty response.
 struct Replay {
     method: Method,
     uri: Uri,
@@ -97,6 +100,7 @@ impl Proxy {
             ups,
             shard,
             retries: cfg.retries,
+            retry_on: RetryPolicy::new(&cfg.retry_on),
             timeouts: cfg.timeouts.clone(),
             max_body: cfg.max_body_size,
             trust_forwarded: cfg.trust_forwarded,
@@ -173,19 +177,28 @@ impl Proxy {
         };
         headers::prepare_request(&mut parts, &info, upgrade);
         let replayable = body.is_end_stream() && headers::is_idempotent(&parts.method);
-        // The head is only copied when a replay is possible at all.
-        let replay = (replayable && self.retries > 0).then(|| Replay {
+        // The head is only copied when a replay is possible at all. An
+        // unsent request comes back from hyper whole, and needs no copy.
+        let replay = (replayable
+            && self.retries > 0
+            && self.retry_on.lists(RetryOn::EmptyResponse))
+        .then(|| Replay {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             headers: parts.headers.clone(),
         });
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        // Only a request with a body can make progress while waiting.
+        // Only a request with a body can make progress while waiting, or
+        // hold a worker while it trickles in.
         let (up_body, progress) = if body.is_end_stream() {
             (empty_body(), None)
         } else {
             let progress = Progress::new();
-            let b = ProgressBody::new(Limited::new(body, limit).boxed(), Arc::clone(&progress));
+            let b = UploadBody::new(
+                Limited::new(body, limit).boxed(),
+                Arc::clone(&progress),
+                self.timeouts.request_body,
+            );
             (b.boxed(), Some(progress))
         };
         let mut pending = Some(Request::from_parts(parts, up_body));
@@ -222,8 +235,11 @@ impl Proxy {
                 }
                 Err(e) => {
                     backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(worker = %backend.name, error = %e, retry = can_retry, "http worker unreachable");
-                    if can_retry {
+                    let retry = can_retry
+                        && retry::verdict(Failure::NotSent, replayable, self.retry_on)
+                            == Verdict::Retry;
+                    tracing::warn!(worker = %backend.name, error = %e, retry, "http worker unreachable");
+                    if retry {
                         pending = Some(req);
                         self.note_retry(&lease, &mut tried, &mut attempt);
                         continue;
@@ -262,16 +278,26 @@ impl Proxy {
                     if let Some(unsent) = e.take_message() {
                         // Never reached the socket: safe for any method.
                         backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                        if can_retry {
+                        if can_retry
+                            && retry::verdict(Failure::NotSent, replayable, self.retry_on)
+                                == Verdict::Retry
+                        {
                             pending = Some(unsent);
                             self.note_retry(&lease, &mut tried, &mut attempt);
                             continue;
                         }
                     }
                     let err = e.into_error();
-                    if body_too_large(&err) {
+                    if caused_by::<http_body_util::LengthLimitError>(&err) {
                         return Err(GatewayError::BodyTooLarge {
                             limit: self.max_body,
+                        });
+                    }
+                    if caused_by::<UploadTimeout>(&err) {
+                        // hyper aborted the request; `conn` is dropped here,
+                        // so that worker connection is closed, not pooled.
+                        return Err(GatewayError::RequestBodyTimeout {
+                            secs: self.timeouts.request_body.as_secs_f64(),
                         });
                     }
                     if err.is_user() {
@@ -289,10 +315,15 @@ impl Proxy {
                             source: err,
                         });
                     }
-                    if replay.is_some() && nothing_back && can_retry {
-                        tracing::warn!(worker = %backend.name, error = %err, "http worker dropped an idempotent request; retrying");
-                        self.note_retry(&lease, &mut tried, &mut attempt);
-                        continue;
+                    if nothing_back && can_retry {
+                        let v = retry::verdict(Failure::EmptyResponse, replayable, self.retry_on);
+                        // `replay` is kept exactly when this can say Retry.
+                        if v == Verdict::Retry && replay.is_some() {
+                            tracing::warn!(worker = %backend.name, error = %err, "http worker dropped an idempotent request; retrying");
+                            self.note_retry(&lease, &mut tried, &mut attempt);
+                            continue;
+                        }
+                        tracing::debug!(worker = %backend.name, why = %v, "http request dropped by its worker is not replayed");
                     }
                     return Err(GatewayError::ConnectionLost {
                         worker: backend.name.clone(),
@@ -381,11 +412,12 @@ impl Proxy {
     }
 }
 
-/// The client's body went over `max_body_size` while being streamed.
-fn body_too_large(err: &hyper::Error) -> bool {
+/// `err` came from an `E` (our request body's own errors, which hyper
+/// wraps): the body went over `max_body_size`, or past its deadline.
+fn caused_by<E: std::error::Error + 'static>(err: &hyper::Error) -> bool {
     let mut src = err.source();
     while let Some(s) = src {
-        if s.is::<http_body_util::LengthLimitError>() {
+        if s.is::<E>() {
             return true;
         }
         src = s.source();

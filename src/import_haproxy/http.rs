@@ -112,7 +112,7 @@ pub fn map(m: &mut Mapper<'_>, out: &mut Output) -> Result<(), ImportError> {
             "retries",
             n,
             format!(
-                "`{}` (line {}): only idempotent, unanswered requests are retried",
+                "`{}` (line {}): spent on the failures http.retry_on lists (conn-failure by default, as `retry-on`)",
                 d.text(),
                 d.line
             ),

@@ -2,14 +2,18 @@
 //! what it receives (GETs, POSTs whose body it read, health checks) and can
 //! misbehave on demand: answer garbage, stay silent, drop the connection
 //! after reading a POST body, hold requests until released, or die.
+//! `/big` answers a body too large to ever finish, and the worker counts
+//! the requests whose connection was cut under them (`aborted`).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -38,6 +42,9 @@ pub struct WorkerState {
     pub checks: AtomicUsize,
     /// Requests parked in `/hold` right now.
     pub holding: AtomicUsize,
+    /// Requests whose connection ended under them: a request body that
+    /// never arrived whole, or a `/big` response cut before its end.
+    pub aborted: AtomicUsize,
     release: Semaphore,
     pub last_headers: Mutex<Option<HeaderMap>>,
 }
@@ -64,6 +71,7 @@ impl Worker {
                 posts: AtomicUsize::new(0),
                 checks: AtomicUsize::new(0),
                 holding: AtomicUsize::new(0),
+                aborted: AtomicUsize::new(0),
                 release: Semaphore::new(0),
                 last_headers: Mutex::new(None),
             }),
@@ -131,6 +139,10 @@ impl Worker {
         self.state.holding.load(Ordering::SeqCst)
     }
 
+    pub fn aborted(&self) -> usize {
+        self.state.aborted.load(Ordering::SeqCst)
+    }
+
     /// Lets `n` held requests answer.
     pub fn release(&self, n: usize) {
         self.state.release.add_permits(n);
@@ -169,14 +181,54 @@ impl WorkerState {
     }
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<Either<Full<Bytes>, BigBody>>;
 
 fn text(status: StatusCode, name: &str, body: String) -> Resp {
     Response::builder()
         .status(status)
         .header("x-worker", name)
-        .body(Full::new(Bytes::from(body)))
+        .body(Either::Left(Full::new(Bytes::from(body))))
         .unwrap()
+}
+
+/// `/big`'s body: 64 KiB chunks, far more than any socket buffer holds,
+/// made as they are read. Counts in `aborted` if dropped before its end.
+pub struct BigBody {
+    left: usize,
+    state: Arc<WorkerState>,
+}
+
+/// 1 GiB: only the bytes the sockets on the way can buffer ever move.
+const BIG_BODY: usize = 1 << 30;
+const BIG_CHUNK: usize = 64 * 1024;
+
+impl Body for BigBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(BIG_CHUNK);
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; n])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl Drop for BigBody {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            self.state.aborted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 async fn handle(
@@ -194,6 +246,9 @@ async fn handle(
     }
     *state.last_headers.lock().unwrap() = Some(req.headers().clone());
     if req.uri().path() == "/ws" && req.headers().contains_key("upgrade") {
+        // Switches to whatever protocol was asked for: the balancer decides
+        // which upgrades reach a worker at all.
+        let proto = req.headers()["upgrade"].clone();
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(up) = on.await {
@@ -209,14 +264,25 @@ async fn handle(
         return Ok(Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
-            .header("upgrade", "echo")
-            .body(Full::new(Bytes::new()))
+            .header("upgrade", proto)
+            .body(Either::Left(Full::new(Bytes::new())))
+            .unwrap());
+    }
+    if req.uri().path() == "/big" {
+        let body = BigBody {
+            left: BIG_BODY,
+            state: Arc::clone(&state),
+        };
+        return Ok(Response::builder()
+            .header("x-worker", name)
+            .body(Either::Right(body))
             .unwrap());
     }
     let is_post = req.method() == hyper::Method::POST;
     let hold = req.uri().path() == "/hold";
     let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
     let Ok(len) = body else {
+        state.aborted.fetch_add(1, Ordering::SeqCst);
         return Err(std::io::Error::other("body read failed"));
     };
     if is_post {
