@@ -42,9 +42,10 @@ pub struct MysqlConfig {
     /// Connections still logging in from one source address; more get 1040.
     #[serde(default = "defaults::max_pending_logins_per_host")]
     pub max_pending_logins_per_host: u32,
-    /// Failed logins (wrong password, malformed handshake) from one address
-    /// before it is refused with 1129 (MariaDB's `max_connect_errors`;
-    /// the proxy checks passwords, so the node's own never counts them).
+    /// Malformed connection phases from one address before it is refused
+    /// with 1129 (MariaDB's `max_connect_errors`; the proxy runs the
+    /// handshake, so the node's own never counts them). Wrong passwords do
+    /// not count here: they slow down (frontend/login_guard.rs).
     #[serde(default = "defaults::max_connect_errors")]
     pub max_connect_errors: u32,
     /// How long those failures count, and so how long a block lasts.

@@ -119,7 +119,7 @@ pub async fn login(
     }
     let mut seq = pkt.seq.wrapping_add(1);
     let Some(hello) = handshake::parse_client_hello(&pkt.payload) else {
-        spec.guard.protocol_error(peer);
+        spec.guard.handshake_error(peer);
         return reject(&mut io, seq, ProxyError::malformed_packet()).await;
     };
     let mut token = hello.auth.clone();
@@ -141,7 +141,7 @@ pub async fn login(
     let denied =
         |hello: &ClientHello| ProxyError::access_denied(&hello.user, &host, !token.is_empty());
     let Some(creds) = spec.users.authenticate(&hello.user, spec.nonce, &token) else {
-        let hold = spec.guard.failed(peer, &hello.user);
+        let hold = spec.guard.denied(peer, &hello.user);
         tokio::time::sleep(hold).await;
         let err = denied(&hello);
         return reject(&mut io, seq, err).await;
