@@ -3,7 +3,8 @@
 
 Reads results.tsv (one line per sysbench run) and memory.tsv, prints the
 table, and with --doc replaces the part of docs/performance.md between
-`<!-- sysbench:begin -->` and `<!-- sysbench:end -->` (creating the file, or
+`<!-- sysbench:begin -->` and `<!-- sysbench:end -->` (`--markers NAME` for
+another pair; creating the file, or
 appending the markers, when they are missing). Per (test, threads, target) it
 reports the median qps and median p95 over the rounds, the qps range, and the
 qps ratio to direct MariaDB and to HAProxy.
@@ -18,8 +19,6 @@ import statistics
 import subprocess
 from collections import defaultdict
 
-BEGIN = "<!-- sysbench:begin -->"
-END = "<!-- sysbench:end -->"
 TARGET_NAMES = {
     "direct": "direct MariaDB (cn1)",
     "haproxy": "HAProxy TCP",
@@ -153,7 +152,11 @@ def main() -> None:
         ap.add_argument("--" + a, required=True)
     ap.add_argument("--doc")
     ap.add_argument("--cache", help="SHOW CACHE output of the cache-on instance (tsv)")
+    ap.add_argument("--markers", default="sysbench",
+                    help="NAME of the <!-- NAME:begin/end --> pair the table replaces")
+    ap.add_argument("--tls", default="0", help="1: clients connected with TLS")
     args = ap.parse_args()
+    begin, end = f"<!-- {args.markers}:begin -->", f"<!-- {args.markers}:end -->"
     runs, tests, threads, targets = load_results(args.results)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mode = " (QUICK=1 smoke run: not a measurement)" if args.quick == "1" else ""
@@ -161,7 +164,12 @@ def main() -> None:
         f"Measured {now} by `benches/sysbench.sh`{mode}: {args.rounds} round(s) of "
         f"{args.time} s per run, targets in rotated order each round; sysbench data "
         f"{args.tables} tables x {args.table_size} rows (in the buffer pool), "
-        "server-side prepared statements (sysbench's default).",
+        "server-side prepared statements (sysbench's default)."
+        + (" Every client connection with TLS (`--mysql-ssl=on`, TLS 1.3 by default "
+           "on both ends): to cn1 directly, through HAProxy (TCP mode: TLS from the "
+           "client to the node), to sqlproxy (`[mysql.tls]`, the cluster's "
+           "certificate; its node connections in cleartext)."
+           if args.tls == "1" else ""),
         "",
         *machine(args.load_start),
         "",
@@ -175,15 +183,15 @@ def main() -> None:
     print(text)
     if not args.doc:
         return
-    block = f"{BEGIN}\n{text}\n{END}"
+    block = f"{begin}\n{text}\n{end}"
     try:
         with open(args.doc) as f:
             doc = f.read()
     except FileNotFoundError:
         doc = "# Performance\n\n## sysbench: direct MariaDB, HAProxy, sqlproxy\n\n"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + block + rest.split(END, 1)[1]
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + block + rest.split(end, 1)[1]
     else:
         doc = doc.rstrip("\n") + "\n\n" + block + "\n"
     with open(args.doc, "w") as f:

@@ -31,6 +31,13 @@
 #                      PROXY_BEFORE_PORT / PROXY_BEFORE_CACHE_PORT (14312/14313),
 #                      with BEFORE_CONFIG (default config/ha.toml: give that
 #                      build's own when its keys differ)
+#   TLS=1              every client connects with TLS (sysbench --mysql-ssl=on,
+#                      run in .cluster/tls where it finds its certificates):
+#                      direct to cn1, through HAProxy (TCP mode: TLS from the
+#                      client to the node) and to sqlproxy ([mysql.tls] with
+#                      the cluster's server certificate; node hops in
+#                      cleartext). The table goes between the sysbench-tls
+#                      markers of docs/performance.md
 #   NO_DOC=1           print the table only; leave docs/performance.md alone
 #   KEEP=1             leave HAProxy, sqlproxy and the cluster running
 #
@@ -127,6 +134,8 @@ if "$ROOT/scripts/cluster.sh" status >/dev/null 2>&1; then
     CLUSTER_WAS_UP=1
 fi
 "$ROOT/scripts/cluster.sh" up
+TLS=${TLS:-0}
+TLS_DIR=$ROOT/.cluster/tls
 
 # The unix-socket admin of a node, as scripts/cluster.sh logs in.
 admin() {
@@ -149,6 +158,9 @@ done
 # as the seed does, so cn1 is the writer here from the start (sqlproxy, with
 # config/ha.toml's priorities, picks the same node).
 admin cn1 -e "SET GLOBAL read_only = OFF"
+if [ "$TLS" = 1 ] && [ "$(admin cn1 -e "SELECT @@have_ssl")" != YES ]; then
+    die "TLS=1: the running cluster was started without TLS; restart it (scripts/cluster.sh down)"
+fi
 tables=$(admin cn1 -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '$DB'")
 if [ "$tables" != "$TABLES" ]; then
     step "sysbench prepare: $TABLES tables of $TABLE_SIZE rows on cn1"
@@ -186,7 +198,7 @@ start_proxy() { # port log [VAR=value...]: overrides for this instance
     env SQLPROXY_MYSQL__LISTEN="127.0.0.1:$port" SQLPROXY_ADMIN__LISTEN=127.0.0.1:0 \
         SQLPROXY_METRICS__LISTEN=127.0.0.1:0 SQLPROXY_HTTP__LISTEN=127.0.0.1:0 \
         SQLPROXY_HTTP__STATS__LISTEN=127.0.0.1:0 \
-        "$@" "${RUN_BIN:-$BIN}" --config "${RUN_CONFIG:-$CONFIG}" >"$log" 2>&1 &
+        "${TLS_ENV[@]}" "$@" "${RUN_BIN:-$BIN}" --config "${RUN_CONFIG:-$CONFIG}" >"$log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
     echo "$LAST_PID" >"$OUT/sqlproxy-$port.pid"
@@ -205,6 +217,12 @@ wait_answers() { # port name
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+TLS_ENV=()
+if [ "$TLS" = 1 ]; then
+    TLS_ENV=(SQLPROXY_MYSQL__TLS__CERT="$TLS_DIR/server.pem"
+        SQLPROXY_MYSQL__TLS__KEY="$TLS_DIR/server-key.pem")
+fi
 
 step "starting sqlproxy on 127.0.0.1:$PROXY_PORT"
 start_proxy "$PROXY_PORT" "$OUT/sqlproxy.log"
@@ -284,11 +302,15 @@ printf 'after_idle_clients\t%s\n' "$(rss_kib "$PROXY_PID")" >>"$MEMORY"
 # --- sysbench ----------------------------------------------------------------
 # run_one TEST THREADS TARGET SECONDS LOG: one sysbench run; prints "qps p95 errors".
 run_one() {
-    local status=0
-    sysbench "$1" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="${PORT[$3]}" \
+    local status=0 ssl=() dir=$OUT
+    if [ "$TLS" = 1 ]; then
+        # sysbench 1.0 reads its TLS files from the working directory.
+        ssl=(--mysql-ssl=on) dir=$TLS_DIR
+    fi
+    (cd "$dir" && exec sysbench "$1" "${ssl[@]}" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="${PORT[$3]}" \
         --mysql-user="$APP_USER" --mysql-password="$APP_PASSWORD" --mysql-db="$DB" \
         --tables="$TABLES" --table-size="$TABLE_SIZE" --threads="$2" --time="$4" \
-        --percentile=95 run >"$5" 2>&1 || status=$?
+        --percentile=95 run) >"$5" 2>&1 || status=$?
     if [ "$status" -ne 0 ]; then
         info "sysbench $1 $2 threads against $3 failed (exit $status), see $5"
         echo "0 0 failed"
@@ -357,4 +379,4 @@ doc=$ROOT/docs/performance.md
 "$PY" "$ROOT/benches/report.py" --results "$RESULTS" --memory "$MEMORY" \
     --time "$TIME" --rounds "$ROUNDS" --tables "$TABLES" --table-size "$TABLE_SIZE" \
     --quick "$QUICK" --idle-clients "$IDLE_CLIENTS" --load-start "$LOAD_START" ${doc:+--doc "$doc"} \
-    --cache "$OUT/cache.tsv"
+    --cache "$OUT/cache.tsv" --tls "$TLS" --markers "$([ "$TLS" = 1 ] && echo sysbench-tls || echo sysbench)"

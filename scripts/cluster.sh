@@ -9,6 +9,12 @@
 #
 #   CN1_PORT (default 13306), CN2_PORT (default 13307)   node ports
 #
+# Both nodes offer TLS (not required) with a throwaway CA made by openssl at
+# the first `up` in .cluster/tls/: ca.pem, the nodes' server.pem/server-key.pem
+# (for 127.0.0.1 and localhost) and a client.pem/client-key.pem that clients
+# such as sysbench (`--mysql-ssl=on` reads client-key.pem, client-cert.pem and
+# cacert.pem from its working directory, linked there too) can present.
+#
 # `up` installs mariadb-server with apt-get if mariadbd is missing, creates
 # and starts what is not running, and is safe to repeat. `down` stops both
 # nodes (clean shutdown, SIGKILL if that hangs). The tests never use this
@@ -100,6 +106,31 @@ find_tools() {
     ADMIN=$(find_program mariadb-admin) || die "mariadb-admin not found"
 }
 
+# The throwaway CA and certificates both nodes serve TLS with (first `up`).
+TLS_DIR=$CLUSTER_DIR/tls
+make_tls() {
+    [ -f "$TLS_DIR/server.pem" ] && return
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    step "TLS: a throwaway CA and certificates in $TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    local d=$TLS_DIR
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=sqlproxy demo CA" -keyout "$d/ca-key.pem" -out "$d/ca.pem" 2>/dev/null
+    local who
+    for who in server client; do
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj "/CN=$who" -keyout "$d/$who-key.pem" -out "$d/$who.csr" 2>/dev/null
+        openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" \
+            -CAcreateserial -days 3650 -out "$d/$who.pem" \
+            -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n') 2>/dev/null
+        rm -f "$d/$who.csr"
+    done
+    # The file names sysbench 1.0 looks for in its working directory.
+    ln -sf client.pem "$d/client-cert.pem"
+    ln -sf ca.pem "$d/cacert.pem"
+    chmod 0644 "$d"/*.pem
+}
+
 # Creates the data directory (first `up` only) and starts the node detached.
 start_node() {
     local node=$1 dir port id
@@ -126,7 +157,9 @@ start_node() {
     setsid "$MARIADBD" --defaults-file="$CNF" --user="$OS_USER" --datadir="$dir/data" \
         --port="$port" --socket="$(socket_of "$node")" --pid-file="$(pid_file "$node")" \
         --log-error="$(log_file "$node")" --tmpdir="$dir/tmp" \
-        --server-id="$id" --gtid-domain-id="$id" </dev/null >/dev/null 2>&1 &
+        --server-id="$id" --gtid-domain-id="$id" \
+        --ssl-ca="$TLS_DIR/ca.pem" --ssl-cert="$TLS_DIR/server.pem" \
+        --ssl-key="$TLS_DIR/server-key.pem" </dev/null >/dev/null 2>&1 &
     local waited=0
     until answers "$node"; do
         if [ "$waited" -ge $((START_WAIT * 10)) ] || ! kill -0 $! 2>/dev/null; then
@@ -174,6 +207,7 @@ up() {
     apt_install_missing mariadbd:mariadb-server mariadb:mariadb-client
     find_tools
     local node
+    make_tls
     for node in "${NODES[@]}"; do start_node "$node"; done
     for node in "${NODES[@]}"; do setup_node "$node"; done
     wait_replication

@@ -7,7 +7,8 @@
 #      and nftables (the fault suite cuts links between network namespaces),
 #      etcd-server and etcd-client (tests/coordination.rs runs a real etcd),
 #      protobuf-compiler (the etcd-client crate's build compiles etcd's
-#      protocol); and cargo-deb from crates.io
+#      protocol), curl and openssl (HTTP and TLS tests), python3-pymysql
+#      (PyMySQL against a node and the proxy); and cargo-deb from crates.io
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo test --all-targets
@@ -47,10 +48,16 @@ apt_install_missing \
     g++:g++ \
     etcd:etcd-server \
     etcdctl:etcd-client \
-    protoc:protobuf-compiler
+    protoc:protobuf-compiler \
+    curl:curl \
+    openssl:openssl
 # php-mysql is a PHP extension, not a program: ask PHP.
 if ! php -m 2>/dev/null | grep -qi '^pdo_mysql$'; then
     apt_install php-mysql
+fi
+# PyMySQL for Debian's own python3 (the tests run /usr/bin/python3).
+if ! /usr/bin/python3 -c 'import pymysql' 2>/dev/null; then
+    apt_install python3-pymysql
 fi
 info "mariadbd: $("$(find_program mariadbd)" --version)"
 info "php: $(php -r 'echo PHP_VERSION;') with $(php -m | grep -i -c mysql) mysql extension(s)"

@@ -151,22 +151,11 @@ impl<N: Nodes> Session<N> {
         db: &[u8],
         seq: u8,
     ) -> Result<(), FrontendError> {
-        let job = Job::Plain {
-            payload,
-            expect: Expect::Single,
+        let change = Change {
+            schema: Some(db),
+            ..Change::default()
         };
-        let rerun = Some(Rerun::IfNoReply);
-        if let Outcome::Replied(placement, node, out) = self
-            .run_command(Request::Master(Why::Use), job, seq, rerun)
-            .await?
-        {
-            let change = Change {
-                schema: Some(db),
-                ..Change::default()
-            };
-            self.apply(node, placement.home, &out, change);
-        }
-        Ok(())
+        self.on_master(payload, Why::Use, seq, change).await
     }
 
     pub(super) async fn set_option(
@@ -175,20 +164,32 @@ impl<N: Nodes> Session<N> {
         opt: u16,
         seq: u8,
     ) -> Result<(), FrontendError> {
+        // MYSQL_OPTION_MULTI_STATEMENTS_ON = 0, _OFF = 1
+        let change = Change {
+            multi_statements: Some(opt == 0),
+            ..Change::default()
+        };
+        self.on_master(payload, Why::Set, seq, change).await
+    }
+
+    /// A command with a one-packet reply that changes session state: run on
+    /// the master (re-run elsewhere if it got no reply), then applied.
+    async fn on_master(
+        &mut self,
+        payload: &[u8],
+        why: Why,
+        seq: u8,
+        change: Change<'_>,
+    ) -> Result<(), FrontendError> {
         let job = Job::Plain {
             payload,
             expect: Expect::Single,
         };
         let rerun = Some(Rerun::IfNoReply);
         if let Outcome::Replied(placement, node, out) = self
-            .run_command(Request::Master(Why::Set), job, seq, rerun)
+            .run_command(Request::Master(why), job, seq, rerun)
             .await?
         {
-            // MYSQL_OPTION_MULTI_STATEMENTS_ON = 0, _OFF = 1
-            let change = Change {
-                multi_statements: Some(opt == 0),
-                ..Change::default()
-            };
             self.apply(node, placement.home, &out, change);
         }
         Ok(())
