@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sqlproxy::protocol::execute::{bound_types, execute_layout, with_types};
 use sqlproxy::protocol::command::Command;
+use sqlproxy::protocol::execute::{bound_types, execute_layout, with_types};
 
 fuzz_target!(|data: &[u8]| {
     let Some((params, payload)) = data.split_first_chunk::<2>() else {

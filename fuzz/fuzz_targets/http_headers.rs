@@ -4,9 +4,9 @@
 //!
 //! The result is checked header by header against what the module doc
 //! promises: hop-by-hop headers and those `Connection` names are gone
-//! (`Upgrade` kept and `Connection: upgrade` set when upgrading), one
-//! `X-Forwarded-For` and one `Via` line with every earlier item in order and
-//! ours last, `X-Forwarded-Proto/-Host` ours unless trusted, `Host` kept or
+//! (`Upgrade` kept, its WebSocket protocols only, and `Connection: upgrade`
+//! set when upgrading), one `X-Forwarded-For` and one `Via` line with
+//! every earlier item in order and ours last, `X-Forwarded-Proto/-Host` ours unless trusted, `Host` kept or
 //! taken from the URI, the sticky cookie gone and every other cookie kept,
 //! an origin-form URI, and no other header touched.
 //!
@@ -154,7 +154,9 @@ fn check_request(
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     assert_eq!(
         is_upgrade,
-        version == Version::HTTP_11 && !values(lines, "upgrade").is_empty() && conn_upgrade
+        version == Version::HTTP_11
+            && conn_upgrade
+            && upgrade_tokens(lines).iter().any(|t| websocket(t))
     );
     let (mut parts, ()) = req.into_parts();
     let xff = forwarded_for(ip);
@@ -181,6 +183,14 @@ fn check_request(
         let was: Vec<HeaderValue> = before.iter().map(|v| (*v).clone()).collect();
         let want: Vec<HeaderValue> = match name.as_str() {
             "connection" if upgrade => vec![HeaderValue::from_static("upgrade")],
+            // Only WebSocket is tunnelled: other protocols are dropped.
+            "upgrade" if upgrade && !upgrade_tokens(lines).iter().all(|t| websocket(t)) => {
+                let kept: Vec<&str> = upgrade_tokens(lines)
+                    .into_iter()
+                    .filter(|t| websocket(t))
+                    .collect();
+                vec![HeaderValue::from_str(&kept.join(", ")).expect("tokens of valid values")]
+            }
             "host" => host.clone(),
             // A trusted proxy's list is extended; anyone else's replaced.
             "x-forwarded-for" if trust => merged(&before, &xff),
@@ -225,6 +235,23 @@ fn check_request(
     } else {
         assert_eq!(parts.uri, uri);
     }
+}
+
+/// The protocols the client's `Upgrade` lines list, in order.
+fn upgrade_tokens(lines: &Lines) -> Vec<&str> {
+    values(lines, "upgrade")
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// `websocket` or `websocket/<version>`, in any case.
+fn websocket(token: &str) -> bool {
+    let name = token.split('/').next().unwrap_or_default();
+    name.trim().eq_ignore_ascii_case("websocket")
 }
 
 fn cookie_value_in(lines: &[&HeaderValue], name: &str) -> bool {
