@@ -143,6 +143,20 @@ impl PacketIo {
         }
     }
 
+    /// The DER certificate a TLS server presented first (its leaf), on a
+    /// connection we opened.
+    pub fn server_leaf(&self) -> Option<Vec<u8>> {
+        match &self.stream {
+            Stream::Client(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| leaf.to_vec()),
+            _ => None,
+        }
+    }
+
     /// The cleartext TCP stream, refusing a TLS one or one with bytes
     /// already buffered (those would have to be TLS records).
     fn take_plain(self) -> Result<TcpStream, NetError> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sqlproxy::config::Config;
 use sqlproxy::topology::{
-    run_monitor, ChangeReason, MysqlProbe, Probe, Topology, TopologySnapshot,
+    run_monitor, ChangeReason, MysqlProbe, NodeSsl, Probe, Topology, TopologySnapshot,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -250,7 +250,7 @@ async fn monitor_follows_a_real_node_down_and_up() {
     // Wrong credentials: the node answered, so it is not "unreachable".
     let mut wrong = config(&db.address()).monitor;
     wrong.password = "not-the-password".into();
-    let e = MysqlProbe::new(&db.address(), &wrong, None)
+    let e = MysqlProbe::new(&db.address(), &wrong, NodeSsl::cleartext())
         .check()
         .await
         .expect_err("wrong password must fail");

@@ -13,34 +13,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{ClientIdentity, Conn, Opts, OptsBuilder, Row, SslOpts, Value};
+use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 
+use super::node_ssl::{NameError, NodeSsl};
 use super::replication::ReplicationStatus;
-use crate::config::{split_host_port, Config, MonitorConfig, NodeTlsMode};
-
-/// mysql_async's TLS options for node `name` (`node_tls`, the node's own
-/// `tls`), for the monitor and the failover controller; None in cleartext.
-/// `verify-ca` skips the name check only; the chain is always verified.
-pub fn node_ssl_opts(config: &Config, name: &str) -> Option<SslOpts> {
-    let mode = config.node_tls_mode(name);
-    if mode == NodeTlsMode::Off {
-        return None;
-    }
-    let t = &config.node_tls;
-    let identity = match (&t.cert, &t.key) {
-        (Some(cert), Some(key)) => {
-            Some(ClientIdentity::new(cert.clone().into(), key.clone().into()))
-        }
-        _ => None,
-    };
-    Some(
-        SslOpts::default()
-            .with_root_certs(t.ca.iter().map(|ca| ca.clone().into()).collect())
-            .with_disable_built_in_roots(true)
-            .with_client_identity(identity)
-            .with_danger_skip_domain_validation(mode == NodeTlsMode::VerifyCa),
-    )
-}
+use crate::config::{split_host_port, MonitorConfig};
 
 /// The monitor reads a few short rows; a small packet limit is plenty and
 /// keeps a confused server from making us buffer much.
@@ -120,6 +97,10 @@ pub enum CheckError {
     },
     #[error("{what}: no row")]
     NoRow { what: &'static str },
+    /// The name a `verify-ca` node's certificate holds could not be read
+    /// (node_ssl.rs).
+    #[error("{0}")]
+    CertificateName(#[from] NameError),
     #[error("{what}: unexpected value {value}")]
     BadValue { what: &'static str, value: String },
 }
@@ -215,7 +196,9 @@ impl CheckError {
                 e if is_tls_failure(e) => CheckErrorKind::Tls,
                 _ => CheckErrorKind::Other,
             },
-            CheckError::BadAddress { .. }
+            CheckError::CertificateName(NameError::Tls(_)) => CheckErrorKind::Tls,
+            CheckError::CertificateName(NameError::Network(_))
+            | CheckError::BadAddress { .. }
             | CheckError::NoRow { .. }
             | CheckError::BadValue { .. } => CheckErrorKind::Other,
         }
@@ -272,13 +255,16 @@ pub enum ProbeFailure {
 /// The real probe: a mysql_async connection as the monitor user.
 pub struct MysqlProbe {
     /// `Err` if the configured address does not parse (config validation
-    /// should have refused it); every check then fails with it.
+    /// should have refused it); every check then fails with it. TLS comes
+    /// from `ssl` at each connect.
     opts: Result<Opts, (String, String)>,
+    ssl: NodeSsl,
+    timeout: Duration,
     conn: Option<Conn>,
 }
 
 impl MysqlProbe {
-    pub fn new(address: &str, monitor: &MonitorConfig, ssl: Option<SslOpts>) -> MysqlProbe {
+    pub fn new(address: &str, monitor: &MonitorConfig, ssl: NodeSsl) -> MysqlProbe {
         let opts = split_host_port(address)
             .map(|(host, port)| {
                 OptsBuilder::default()
@@ -291,14 +277,18 @@ impl MysqlProbe {
                     .wait_timeout(Some(MONITOR_WAIT_TIMEOUT_SECS))
                     .tcp_keepalive(Some(MONITOR_TCP_KEEPALIVE))
                     .stmt_cache_size(0)
-                    .ssl_opts(ssl)
                     .into()
             })
             .map_err(|reason| (address.to_string(), reason));
-        MysqlProbe { opts, conn: None }
+        MysqlProbe {
+            opts,
+            ssl,
+            timeout: monitor.timeout,
+            conn: None,
+        }
     }
 
-    async fn connect(&self) -> Result<Conn, CheckError> {
+    async fn connect(&mut self) -> Result<Conn, CheckError> {
         let opts = match &self.opts {
             Ok(opts) => opts.clone(),
             Err((address, reason)) => {
@@ -308,9 +298,18 @@ impl MysqlProbe {
                 })
             }
         };
-        Conn::new(opts)
+        let ssl = self.ssl.opts(self.timeout).await?;
+        let opts = OptsBuilder::from_opts(opts).ssl_opts(ssl);
+        let conn = Conn::new(opts)
             .await
-            .map_err(|source| CheckError::Connect { source })
+            .map_err(|source| CheckError::Connect { source });
+        if conn
+            .as_ref()
+            .is_err_and(|e| e.kind() == CheckErrorKind::Tls)
+        {
+            self.ssl.forget();
+        }
+        conn
     }
 }
 
@@ -545,7 +544,7 @@ mod tests {
         let mut probe = MysqlProbe::new(
             &format!("127.0.0.1:{port}"),
             &MonitorConfig::default(),
-            None,
+            NodeSsl::cleartext(),
         );
         let e = probe.check().await.unwrap_err();
         assert!(matches!(e, CheckError::Connect { .. }), "{e}");
@@ -559,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_address_fails_every_check() {
-        let mut probe = MysqlProbe::new("nowhere", &MonitorConfig::default(), None);
+        let mut probe = MysqlProbe::new("nowhere", &MonitorConfig::default(), NodeSsl::cleartext());
         for _ in 0..2 {
             let e = probe.check().await.unwrap_err();
             assert!(

@@ -21,6 +21,7 @@ pub mod failover;
 pub mod gtid;
 mod health;
 mod monitor;
+mod node_ssl;
 mod replication;
 mod select;
 mod signals;
@@ -37,6 +38,7 @@ pub use failover::{
 };
 pub use health::{ChangeReason, Health, Transition};
 pub use monitor::{run_monitor, run_probes};
+pub use node_ssl::{NameError, NodeSsl};
 pub use replication::{IoThread, ReplicationStatus};
 pub use select::{ReadSelector, Weighted};
 pub use snapshot::{NodeStatus, Topology, TopologySnapshot};

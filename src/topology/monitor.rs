@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::check::{CheckError, CheckErrorKind, MysqlProbe, Probe, ProbeFailure};
 use super::gtid::GtidPos;
 use super::health::{Health, Transition};
+use super::node_ssl::NodeSsl;
 use super::snapshot::{CheckRecord, Topology};
 use super::{NodeId, NodeState, Role};
 use crate::config::{Config, MonitorConfig};
@@ -30,10 +31,8 @@ pub async fn run_monitor(topology: Arc<Topology>, config: Config, shutdown: Canc
         .snapshot()
         .nodes
         .iter()
-        .map(|n| {
-            let ssl = super::check::node_ssl_opts(&config, &n.name);
-            (n.id, MysqlProbe::new(&n.address, &config.monitor, ssl))
-        })
+        .zip(NodeSsl::for_nodes(&config))
+        .map(|(n, ssl)| (n.id, MysqlProbe::new(&n.address, &config.monitor, ssl)))
         .collect();
     run_probes(topology, probes, &config.monitor, shutdown).await;
 }

@@ -9,13 +9,14 @@ use mysql_async::prelude::Queryable;
 
 use super::FailoverError;
 use crate::config::Config;
+use crate::topology::node_ssl::NodeSsl;
 use crate::topology::snapshot::TopologySnapshot;
 use crate::topology::NodeId;
 
 pub(super) struct Control {
     addresses: Vec<(String, String)>,
     /// TLS towards each node (`node_tls`), by node id.
-    ssl: Vec<Option<mysql_async::SslOpts>>,
+    ssl: Vec<NodeSsl>,
     user: String,
     password: String,
     pub(super) timeout: Duration,
@@ -30,11 +31,7 @@ impl Control {
                 .iter()
                 .map(|n| (n.name.clone(), n.address.clone()))
                 .collect(),
-            ssl: snap
-                .nodes
-                .iter()
-                .map(|n| crate::topology::check::node_ssl_opts(config, &n.name))
-                .collect(),
+            ssl: NodeSsl::for_nodes(config),
             user: config.monitor.user.clone(),
             password: config.monitor.password.clone(),
             timeout: config.monitor.timeout.max(Duration::from_secs(2)),
@@ -74,7 +71,11 @@ impl Control {
             error: e,
         };
         let missing = self.conns.get(id).is_some_and(Option::is_none);
-        let opts = if missing { Some(self.opts(id)?) } else { None };
+        let opts = if missing {
+            Some(self.opts(id).await?)
+        } else {
+            None
+        };
         let slot = self
             .conns
             .get_mut(id)
@@ -92,7 +93,7 @@ impl Control {
     /// How to log in to a node as the controller does (TLS included), also
     /// for a connection of one's own (the rewind's session settings must not
     /// leak into ours).
-    pub(super) fn opts(&self, id: NodeId) -> Result<mysql_async::OptsBuilder, FailoverError> {
+    pub(super) async fn opts(&self, id: NodeId) -> Result<mysql_async::OptsBuilder, FailoverError> {
         let (name, address) = self
             .addresses
             .get(id)
@@ -102,6 +103,16 @@ impl Control {
                 node: name.clone(),
                 error,
             })?;
+        let ssl = match self.ssl.get(id) {
+            Some(ssl) => ssl
+                .opts(self.timeout)
+                .await
+                .map_err(|e| FailoverError::Control {
+                    node: name.clone(),
+                    error: e.to_string(),
+                })?,
+            None => None,
+        };
         Ok(mysql_async::OptsBuilder::default()
             .ip_or_hostname(host)
             .tcp_port(port)
@@ -110,7 +121,7 @@ impl Control {
             .prefer_socket(false)
             .max_allowed_packet(Some(16 * 1024 * 1024))
             .wait_timeout(Some(28_800))
-            .ssl_opts(self.ssl.get(id).cloned().flatten()))
+            .ssl_opts(ssl))
     }
 
     /// Runs a statement on a node; on any error the connection is dropped.

@@ -219,7 +219,7 @@ pub(super) async fn rewind(
         let start = tail::locate(&mut on_node, &ahead).await?;
         tracing::info!(node = %name, file = %start.file, pos = start.pos, "the tail the master lacks starts here");
         let txns = tail::read(
-            control.opts(node).map_err(sql(&name, "options"))?,
+            control.opts(node).await.map_err(sql(&name, "options"))?,
             &start,
             &ahead,
             &node_pos,
@@ -329,6 +329,7 @@ impl Session {
         // must find its row even if the values it sets are already there.
         let opts = control
             .opts(id)
+            .await
             .map_err(sql(&node, "options"))?
             .client_found_rows(true);
         let conn = tokio::time::timeout(limit, mysql_async::Conn::new(opts))
