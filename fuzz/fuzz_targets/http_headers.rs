@@ -7,8 +7,9 @@
 //! (`Upgrade` kept, its WebSocket protocols only, and `Connection: upgrade`
 //! set when upgrading), one `X-Forwarded-For` and one `Via` line with
 //! every earlier item in order and ours last, `X-Forwarded-Proto/-Host`
-//! ours unless trusted, `Host` kept or taken from the URI, the sticky cookie gone and every other cookie kept,
-//! an origin-form URI, and no other header touched.
+//! ours unless trusted, `Host` kept or taken from the URI, the sticky
+//! cookie gone and every other cookie kept, an origin-form URI, and no
+//! other header touched.
 //!
 //! Input: `flags ip(16)` then lines: the URI, the sticky cookie's name, then
 //! `name:value` headers. A one-byte name stands for one of `NAMES`.
