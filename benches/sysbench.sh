@@ -153,25 +153,9 @@ for node in cn1 cn2; do
         SET GLOBAL max_connections = 500;
         SET GLOBAL slave_exec_mode = 'IDEMPOTENT';"
 done
-# Nodes start fenced (read_only, scripts/cluster.cnf) until a sqlproxy names
-# the master. sysbench prepares directly on cn1 and HAProxy sends writes there
-# as the seed does, so cn1 is the writer here from the start (sqlproxy, with
-# config/ha.toml's priorities, picks the same node).
-admin cn1 -e "SET GLOBAL read_only = OFF"
 if [ "$TLS" = 1 ] && [ "$(admin cn1 -e "SELECT @@have_ssl")" != YES ]; then
     die "TLS=1: the running cluster was started without TLS; restart it (scripts/cluster.sh down)"
 fi
-tables=$(admin cn1 -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '$DB'")
-if [ "$tables" != "$TABLES" ]; then
-    step "sysbench prepare: $TABLES tables of $TABLE_SIZE rows on cn1"
-    admin cn1 -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
-    sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$CN1_PORT" \
-        --mysql-user="$APP_USER" --mysql-password="$APP_PASSWORD" --mysql-db="$DB" \
-        --tables="$TABLES" --table-size="$TABLE_SIZE" --threads=2 prepare >"$OUT/prepare.log"
-fi
-gtid=$(admin cn1 -e "SELECT @@gtid_binlog_pos")
-[ "$(admin cn2 -e "SELECT MASTER_GTID_WAIT('$gtid', 120)")" = 0 ] ||
-    die "cn2 did not catch up with cn1 ($gtid); see scripts/cluster.sh status"
 
 # --- sqlproxy ----------------------------------------------------------------
 if [ -n "${SQLPROXY_BIN:-}" ]; then
@@ -252,6 +236,32 @@ if [ -n "${BEFORE_BIN:-}" ]; then
     wait_answers "$PROXY_BEFORE_CACHE_PORT" "sqlproxy+cache (before)"
 fi
 
+# The data goes in through sqlproxy: nodes start fenced (read_only,
+# scripts/cluster.cnf) and fence themselves again when no proxy is connected
+# (the sqlproxy.self_fence event), while a running sqlproxy names cn1 master
+# (config/ha.toml's priorities) and keeps it writable, for HAProxy's writes
+# too.
+for _ in $(seq 1 150); do
+    [ "$(admin cn1 -e "SELECT @@read_only")" = 0 ] && break
+    sleep 0.2
+done
+[ "$(admin cn1 -e "SELECT @@read_only")" = 0 ] || die "sqlproxy did not make cn1 writable; see $OUT/sqlproxy.log"
+tables=$(admin cn1 -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '$DB'")
+if [ "$tables" != "$TABLES" ]; then
+    step "sysbench prepare: $TABLES tables of $TABLE_SIZE rows on cn1"
+    admin cn1 -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
+    sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PROXY_PORT" \
+        --mysql-user="$APP_USER" --mysql-password="$APP_PASSWORD" --mysql-db="$DB" \
+        --tables="$TABLES" --table-size="$TABLE_SIZE" --threads=2 prepare >"$OUT/prepare.log" 2>&1
+    # sysbench 1.0 exits 0 even when a table could not be created.
+    tables=$(admin cn1 -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '$DB'")
+    [ "$tables" = "$TABLES" ] || { tail -n 5 "$OUT/prepare.log" >&2; die "sysbench prepare made $tables of $TABLES tables"; }
+fi
+gtid=$(admin cn1 -e "SELECT @@gtid_binlog_pos")
+[ "$(admin cn2 -e "SELECT MASTER_GTID_WAIT('$gtid', 120)")" = 0 ] ||
+    die "cn2 did not catch up with cn1 ($gtid); see scripts/cluster.sh status"
+
+
 # --- HAProxy -----------------------------------------------------------------
 step "starting HAProxy on 127.0.0.1:$HAPROXY_PORT"
 "$HAPROXY" -c -q -f "$ROOT/benches/haproxy.cfg"
@@ -276,6 +286,16 @@ if [ -n "${BEFORE_BIN:-}" ]; then
     TARGETS+=(sqlproxy-before sqlproxy+cache-before)
     PORT[sqlproxy-before]=$PROXY_BEFORE_PORT
     PORT[sqlproxy+cache-before]=$PROXY_BEFORE_CACHE_PORT
+fi
+
+# sysbench's libmariadb falls back to cleartext, silently, where a server
+# offers no TLS: every target must take a login with a verified certificate.
+if [ "$TLS" = 1 ]; then
+    for target in "${TARGETS[@]}"; do
+        mariadb --no-defaults -h127.0.0.1 -P"${PORT[$target]}" -u"$APP_USER" -p"$APP_PASSWORD" \
+            --ssl-ca="$TLS_DIR/ca.pem" --ssl-verify-server-cert -e 'SELECT 1' >/dev/null ||
+            die "TLS=1: $target (port ${PORT[$target]}) does not take a verified TLS login"
+    done
 fi
 
 # --- memory: idle, then with idle clients ------------------------------------
