@@ -92,7 +92,10 @@ async fn the_data_path_and_the_monitor_run_over_tls() {
         if id == 2 {
             break tls;
         }
-        assert!(began.elapsed() < SAFETY, "cn2 (verify-ca) never took a read");
+        assert!(
+            began.elapsed() < SAFETY,
+            "cn2 (verify-ca) never took a read"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(replica_tls.starts_with("TLSv1."), "{replica_tls:?}");

@@ -134,7 +134,7 @@ impl<N: Nodes> Session<N> {
         let mut changes = self.ctx.topology.watch();
         loop {
             let holding = self.may_hold() && Instant::now() < deadline;
-            let (placement, _pass) = match self.place_gated(request).await {
+            let (placement, pass) = match self.place_gated(request).await {
                 Ok(p) => p,
                 Err(PlaceError::NoMaster) if holding => {
                     tracing::debug!("no master named: holding the command");
@@ -166,6 +166,8 @@ impl<N: Nodes> Session<N> {
                 let _ = tokio::time::timeout(pause, changes.changed()).await;
                 continue;
             }
+            // Released once the command's effects are applied (command loop).
+            self.write_pass = pass;
             return self.conclude(placement, ran, seq).await;
         }
     }

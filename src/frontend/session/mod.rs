@@ -44,6 +44,7 @@ use crate::protocol::handshake;
 use crate::protocol::response::ok_payload;
 use crate::protocol::{caps, status};
 use crate::router::Why;
+use crate::topology::failover::WritePass;
 pub use nodes::Nodes;
 
 /// Runs a client from greeting to goodbye. The login, the switch to TLS
@@ -140,6 +141,12 @@ pub(crate) struct Session<N: Nodes> {
     login_seq: u8,
     /// This session's open transaction is counted in the switchover gate.
     tx_counted: bool,
+    /// The gate pass of the command being handled: kept until the command
+    /// is done and its reply's effects applied, so a transaction the reply
+    /// opened is counted (`count_transaction`) before the pass stops
+    /// counting the statement. Otherwise a switchover could see nothing
+    /// writing in between and fence the master under an open transaction.
+    write_pass: Option<WritePass>,
     /// This session's entry in admin SHOW SESSIONS.
     activity: SessionHandle,
     /// Idle limit between commands unless the session set its own:
@@ -202,6 +209,7 @@ impl<N: Nodes> Session<N> {
             prepared: stmt::PreparedFacts::default(),
             login_seq: next_seq,
             tx_counted: false,
+            write_pass: None,
             activity,
             tap: None,
             cache_pending: WriteSet::default(),
@@ -268,6 +276,7 @@ impl<N: Nodes> Session<N> {
             let cmd = Command::parse(&payload);
             self.activity.begin(&cmd);
             let flow = self.dispatch(cmd, &payload, seq).await;
+            self.write_pass = None;
             let schema = self.state.setup.schema.as_deref();
             self.activity.end(schema, self.nodes.held());
             tracing::trace!(

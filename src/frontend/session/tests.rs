@@ -252,6 +252,7 @@ async fn session(fake: FakeNodes) -> (Session<FakeNodes>, TcpStream) {
         login_seq: 2,
         login_idle: std::time::Duration::from_secs(28800),
         tx_counted: false,
+        write_pass: None,
         activity,
         tap: None,
         cache_pending: WriteSet::default(),
@@ -309,6 +310,23 @@ async fn a_transaction_keeps_every_statement_on_the_master() {
         "COMMIT closed the transaction in the gate's count"
     );
     assert!(!s.state.in_transaction());
+}
+
+#[tokio::test]
+async fn a_transaction_is_counted_before_its_first_statement_leaves_the_gate() {
+    let in_tx = status::AUTOCOMMIT | status::IN_TRANS;
+    let (mut s, mut client) = session(fake(&[Answer::Ok(in_tx, None)])).await;
+    assert!(send(&mut s, &query("BEGIN")).await.is_ok());
+    assert_eq!(reply(&mut client).await[0], 0x00);
+    // The command is handled and its effects applied: the transaction is
+    // counted in the gate while the statement's pass is still held (the
+    // command loop drops it next), so a switchover never sees the count at
+    // zero in between and fences the master under the open transaction.
+    assert!(s.tx_counted);
+    assert!(
+        s.write_pass.is_some(),
+        "the pass outlives the reply's effects"
+    );
 }
 
 #[tokio::test]
