@@ -2,14 +2,17 @@
 //! session), it must owe no reply and have nothing readable. These tests
 //! drive the pool directly against a real node and try each way a
 //! connection could arrive dirty: returned before its reply was read, with
-//! a second reply still in flight, and closed by the node while idle.
+//! a second reply still in flight, and closed by the node while idle. And
+//! through the proxy: a session's own connection, closed by the node while
+//! the session ran a statement elsewhere, is never written to.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cluster, APP_PASSWORD, APP_USER};
+use common::{cluster, connect, Proxy, APP_PASSWORD, APP_USER};
+use mysql_async::prelude::Queryable;
 use sqlproxy::backend::{relay, BackendConn, ConnKey, Credentials, Pools, Sink};
 use sqlproxy::protocol::handshake::NativeSecret;
 use sqlproxy::protocol::response::Expect;
@@ -124,4 +127,65 @@ async fn an_idle_connection_the_node_closed_is_not_handed_out() {
     c.nodes[0].sql(&format!("KILL {thread}")).expect("kill");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_ne!(take(&pools, &key, &creds).await.id, first);
+}
+
+/// A switchover's fence kills the client connections of the master it
+/// demotes, and that node can be master again moments later: a session
+/// coming back to it must not send a write down the connection it still
+/// holds there, where it would be lost (1927) with no way to know whether
+/// it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_connection_the_node_closed_while_the_session_was_away_is_not_written_to() {
+    let c = cluster();
+    // Kills every application connection on cn1: no other test may run.
+    let _g = c.exclusive().await;
+    let db = c.fresh_db("held_conn_killed");
+    let proxy = Proxy::start(c.config());
+    let mut conn = connect(&proxy.url(Some(&db))).await;
+    conn.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, node INT)")
+        .await
+        .expect("create");
+    conn.query_drop("INSERT INTO t (node) VALUES (@@server_id)")
+        .await
+        .expect("first write");
+    // The session moves to the replica (once it has the write: reads
+    // follow the session's writes)...
+    let began = Instant::now();
+    while server_id_of(&mut conn, "SELECT /* sqlproxy:replica */ @@server_id").await != 2 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "cn2 never took a read"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...and meanwhile cn1 closes the connection the session holds there,
+    // as a switchover's fence does.
+    let mut direct = connect(&c.direct_url(0, None)).await;
+    let ids: Vec<u64> = direct
+        .query(
+            "SELECT ID FROM information_schema.PROCESSLIST \
+             WHERE USER = 'prestashop' AND ID <> CONNECTION_ID()",
+        )
+        .await
+        .expect("processlist");
+    assert!(!ids.is_empty(), "the session holds a connection to cn1");
+    for id in ids {
+        // Gone meanwhile (1094) is fine.
+        let _ = direct.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    conn.query_drop("INSERT INTO t (node) VALUES (@@server_id)")
+        .await
+        .expect("the write after coming back to cn1");
+    let rows: Vec<u32> = direct
+        .query(format!("SELECT node FROM {db}.t ORDER BY id"))
+        .await
+        .expect("rows on cn1");
+    assert_eq!(rows, [1, 1], "both writes on cn1");
+}
+
+async fn server_id_of(conn: &mut mysql_async::Conn, sql: &str) -> u32 {
+    match conn.query_first::<u32, _>(sql).await {
+        Ok(Some(id)) => id,
+        other => panic!("{sql}: {other:?}"),
+    }
 }

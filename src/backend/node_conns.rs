@@ -25,6 +25,9 @@ use crate::topology::NodeId;
 
 /// A held connection idle longer than this is checked before use (one
 /// non-blocking peek): rarely enough to cost nothing on a busy session.
+/// So is one the session comes back to from another node: the node's role
+/// may have changed meanwhile, and a switchover's fence kills the client
+/// connections of the master it demotes, which can become master again.
 const IDLE_RECHECK: Duration = Duration::from_millis(500);
 
 /// Resolves when a running command's reply must no longer be relayed.
@@ -97,6 +100,8 @@ pub struct NodeConns {
     statements: Statements,
     /// The node threads held, for a KILL naming this session.
     threads: Arc<HeldThreads>,
+    /// The node the last command ran on.
+    last_used: Option<NodeId>,
 }
 
 impl Drop for NodeConns {
@@ -116,6 +121,7 @@ impl NodeConns {
             conns: (0..nodes).map(|_| None).collect(),
             statements: Statements::default(),
             threads: Arc::default(),
+            last_used: None,
         }
     }
 
@@ -206,13 +212,15 @@ impl NodeConns {
             .conns
             .get_mut(node)
             .ok_or(BackendError::Protocol("unknown node"))?;
-        // A connection held but idle for a while may have been closed by the
-        // node meanwhile (a fence kills a demoted master's connections, a
-        // restart, wait_timeout): a command sent there would be lost with
-        // no way to tell whether it ran. Checked with a non-blocking peek.
+        // A connection held but idle for a while, or left for another node,
+        // may have been closed by the node meanwhile (a fence kills a
+        // demoted master's connections, a restart, wait_timeout): a command
+        // sent there would be lost with no way to tell whether it ran.
+        // Checked with a non-blocking peek.
+        let returning = self.last_used != Some(node);
         if slot
             .as_mut()
-            .is_some_and(|c| c.idle_for() > IDLE_RECHECK && !c.can_change_hands())
+            .is_some_and(|c| (returning || c.idle_for() > IDLE_RECHECK) && !c.can_change_hands())
         {
             *slot = None;
             self.threads.set(node, None);
@@ -298,7 +306,9 @@ impl NodeConns {
         abandon: Option<&mut Abandon>,
     ) -> Result<Ran, NetError> {
         let started = Instant::now();
-        if let Err(error) = self.open(node, setup).await {
+        let opened = self.open(node, setup).await.map(drop);
+        self.last_used = Some(node);
+        if let Err(error) = opened {
             return Ok(Ran::Unavailable { node, error });
         }
         let (payload, expect, stmt) = match self.wire_command(node, job).await {
