@@ -5,6 +5,8 @@
 //!
 //! * `node_conns`: [`NodeConns`], one session's connections; [`NodeConns::run`]
 //!   runs a command on the node it is told and relays the reply.
+//! * `job`: what a session hands `run` ([`Job`], [`ClientSink`]) and what
+//!   running it came to ([`Ran`]).
 //! * `setup`: [`SessionSetup`], what every connection of a session must share.
 //! * `statements`: client statement ids ↔ each connection's own.
 //! * `connection`: [`BackendConn`], one authenticated node connection.
@@ -14,6 +16,7 @@
 
 pub mod connection;
 pub mod error;
+mod job;
 pub mod node_conns;
 pub mod pool;
 pub mod relay;
@@ -23,7 +26,8 @@ pub mod threads;
 
 pub use connection::{BackendConn, ConnKey, Credentials, SimpleReply};
 pub use error::BackendError;
-pub use node_conns::{Abandon, ClientSink, Job, NodeConns, Ran};
+pub use job::{Abandon, ClientSink, Job, Ran};
+pub use node_conns::NodeConns;
 pub use pool::{Pools, SlotCount};
 pub use relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};
 pub use setup::SessionSetup;

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use super::connection::{BackendConn, ConnKey, Credentials};
 use super::error::BackendError;
+use super::job::{Abandon, ClientSink, Job, Ran};
 use super::pool::Pools;
-use super::relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};
+use super::relay::{relay, RelayError, RelayOutcome, Sink, StmtIds};
 use super::setup::{mark_synced, sync, SessionSetup};
 use super::statements::Statements;
-use super::threads::{HeldThreads, ThreadOwners};
-use crate::net::{NetError, PacketIo};
+use super::threads::HeldThreads;
+use crate::net::NetError;
 use crate::protocol::com;
 use crate::protocol::execute::with_statement_id;
 use crate::protocol::response::Expect;
@@ -29,68 +30,6 @@ use crate::topology::NodeId;
 /// may have changed meanwhile, and a switchover's fence kills the client
 /// connections of the master it demotes, which can become master again.
 const IDLE_RECHECK: Duration = Duration::from_millis(500);
-
-/// Resolves when a running command's reply must no longer be relayed.
-pub type Abandon = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// Where a reply goes: the client, with what the relay needs to know of it.
-pub struct ClientSink<'a> {
-    pub io: &'a mut PacketIo,
-    /// The client's capability flags.
-    pub caps: u32,
-    /// Capture / held flush for the result cache.
-    pub tap: Option<&'a mut Tap>,
-    /// For a statement that reads a process list: who holds which thread.
-    pub owners: Option<&'a ThreadOwners>,
-}
-
-/// A command to run on a node.
-#[derive(Debug, Clone, Copy)]
-pub enum Job<'a> {
-    /// Sent as the client sent it (COM_QUERY, COM_FIELD_LIST, COM_INIT_DB...).
-    Plain { payload: &'a [u8], expect: Expect },
-    /// COM_STMT_PREPARE: registered under [`NodeConns::next_statement_id`],
-    /// the id the client is shown.
-    Prepare { payload: &'a [u8] },
-    /// COM_STMT_EXECUTE of the client's statement `id`: prepared on the
-    /// connection first if needed, the id swapped, types re-sent if missing.
-    Execute {
-        payload: &'a [u8],
-        id: u32,
-        cursor: bool,
-    },
-    /// COM_STMT_FETCH: only where the statement's cursor is open.
-    Fetch { payload: &'a [u8], id: u32 },
-    /// COM_STMT_RESET of the client's statement `id` (prepared first if needed).
-    Reset { payload: &'a [u8], id: u32 },
-}
-
-/// What running a command came to.
-#[derive(Debug)]
-pub enum Ran {
-    /// The node replied (perhaps with an ERR); the reply reached the client.
-    Replied {
-        node: NodeId,
-        outcome: RelayOutcome,
-        took: Duration,
-        /// The node tried first failed before any byte reached the client.
-        fell_back_from: Option<(NodeId, String)>,
-    },
-    /// The node failed while the command ran. `delivered`: the command
-    /// reached the node (it may have run); `sent`: part of the reply reached
-    /// the client already; `next_seq` is the sequence id to use.
-    Lost {
-        node: NodeId,
-        delivered: bool,
-        sent: bool,
-        next_seq: u8,
-        error: String,
-    },
-    /// No usable connection to the node (or it refused the login).
-    Unavailable { node: NodeId, error: BackendError },
-    /// The client's statement id is unknown (or its cursor gone).
-    UnknownStatement,
-}
 
 pub struct NodeConns {
     pools: Arc<Pools>,
