@@ -13,7 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use super::*;
 use crate::backend::{Abandon, ClientSink, Credentials, Job, Ran, RelayOutcome, SessionSetup};
 use crate::config::Config;
+use crate::frontend::login::Login;
 use crate::protocol::com;
+use crate::protocol::handshake::{ClientHello, NativeSecret};
 use crate::topology::{
     failover_channel, IoThread, NodeId, NodeState, ReplicationStatus, Topology, TopologySnapshot,
 };
@@ -239,26 +241,24 @@ async fn session(fake: FakeNodes) -> (Session<FakeNodes>, TcpStream) {
     let activity = ctx
         .sessions
         .register(1, "app", None, None, Arc::default(), None);
-    let user: Arc<str> = Arc::from("app");
-    let session = Session {
-        client: PacketIo::new(server),
+    let login = Login {
+        hello: ClientHello {
+            capabilities: caps::PROTOCOL_41 | caps::DEPRECATE_EOF,
+            collation: 45,
+            user: b"app".to_vec(),
+            auth: Vec::new(),
+            db: None,
+            plugin: None,
+        },
+        creds: Credentials {
+            user: Arc::from("app"),
+            secret: NativeSecret::from_password("pw"),
+        },
         caps: caps::PROTOCOL_41 | caps::DEPRECATE_EOF,
-        user,
-        collation: 45,
-        nonce: [0; 20],
-        state: SessionState::new(None, false),
-        nodes: fake,
-        prepared: stmt::PreparedFacts::default(),
-        login_seq: 2,
-        login_idle: std::time::Duration::from_secs(28800),
-        tx_counted: false,
-        write_pass: None,
-        activity,
-        tap: None,
-        cache_pending: WriteSet::default(),
-        owners: None,
-        ctx,
+        next_seq: 2,
+        tls: None,
     };
+    let session = Session::new(ctx, PacketIo::new(server), login, [0; 20], activity, fake);
     (session, client)
 }
 
