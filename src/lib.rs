@@ -8,6 +8,7 @@
 //! * `rise_fall`: HAProxy's rise/fall counting, shared by the SQL and HTTP health checks.
 //! * `config`: figment TOML + `SQLPROXY_` env → [`config::Config`], validated; errors name the key.
 //! * `tls`: certificates and keys from the config → rustls configurations, reloadable.
+//! * `command_memory`: the one budget for large client commands buffered at once.
 //! * `net`: buffered packet I/O over one TCP stream, cleartext or TLS.
 //! * `topology`: the cluster as the proxy sees it: health checks, roles, snapshots, failover.
 //! * `coordination`: several instances, one writer: the election, the writer record and views in etcd.
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod backend;
 pub mod cache;
 pub mod cli;
+pub mod command_memory;
 pub mod config;
 pub mod context;
 pub mod coordination;

@@ -13,13 +13,14 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use rustls::pki_types::ServerName;
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
+use crate::command_memory::{CommandMemory, NoRoom, Reservation, LARGE};
 use crate::protocol::codec::{self, Chunk, Header, MAX_CHUNK};
 use crate::tls::TlsInfo;
 
@@ -44,6 +45,9 @@ pub enum NetError {
     /// TLS was asked of a connection that has unread bytes or is already TLS.
     #[error("cannot start TLS: {0}")]
     TlsState(&'static str),
+    /// `mysql.max_command_memory` had no room for a large command in time.
+    #[error(transparent)]
+    NoRoom(#[from] NoRoom),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -266,23 +270,27 @@ impl PacketIo {
         if self.rbuf.capacity() - self.rbuf.len() < 8 * 1024 {
             self.rbuf.reserve(64 * 1024);
         }
-        let read = async {
-            match &mut self.stream {
-                Stream::Plain(s) => s.read_buf(&mut self.rbuf).await,
-                Stream::Server(s) => s.read_buf(&mut self.rbuf).await,
-                Stream::Client(s) => s.read_buf(&mut self.rbuf).await,
-            }
-        };
-        let n = match timeout {
-            Some(t) => tokio::time::timeout(t, read)
-                .await
-                .map_err(|_| NetError::Timeout(t))??,
-            None => read.await?,
-        };
-        if n == 0 {
-            return Err(NetError::Closed);
+        read_some(&mut self.stream, &mut self.rbuf, timeout).await
+    }
+
+    /// The body of a large chunk whose header is at the front of the read
+    /// buffer, read into a buffer of its own sized to it: the read buffer
+    /// never grows to a large command's size, so nothing of it stays with
+    /// the connection afterwards, and the bytes are not copied again.
+    async fn large_chunk(
+        &mut self,
+        h: Header,
+        timeout: Option<Duration>,
+    ) -> Result<BytesMut, NetError> {
+        self.rbuf.advance(4);
+        let mut body = BytesMut::with_capacity(h.len);
+        let have = self.rbuf.len().min(h.len);
+        body.extend_from_slice(&self.rbuf.split_to(have));
+        while body.len() < h.len {
+            let missing = h.len - body.len();
+            read_some(&mut self.stream, &mut (&mut body).limit(missing), timeout).await?;
         }
-        Ok(n)
+        Ok(body)
     }
 
     /// Waits until a whole physical packet is buffered; returns its header.
@@ -315,6 +323,30 @@ impl PacketIo {
         first_timeout: Option<Duration>,
         timeout: Option<Duration>,
     ) -> Result<Packet, NetError> {
+        self.read_joined(limit, None, first_timeout, timeout).await
+    }
+
+    /// [`Self::read_packet`] for a client's command: each large chunk takes
+    /// its share of `memory` before its body is read (waiting at most
+    /// `timeout`), held in `held` until the caller is done with the command.
+    pub async fn read_command(
+        &mut self,
+        limit: usize,
+        memory: (&CommandMemory, &mut Reservation),
+        first_timeout: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<Packet, NetError> {
+        self.read_joined(limit, Some(memory), first_timeout, timeout)
+            .await
+    }
+
+    async fn read_joined(
+        &mut self,
+        limit: usize,
+        mut memory: Option<(&CommandMemory, &mut Reservation)>,
+        first_timeout: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<Packet, NetError> {
         let mut payload: Option<BytesMut> = None;
         let mut expected: Option<u8> = None;
         loop {
@@ -331,6 +363,17 @@ impl PacketIo {
                     self.fill(wait).await?;
                     continue;
                 }
+                Chunk::NeedBody(h) if h.len >= LARGE => {
+                    if let Some((budget, held)) = memory.as_mut() {
+                        budget.reserve(held, h.len, timeout).await?;
+                    }
+                    let chunk = self.large_chunk(h, timeout).await?;
+                    match join(&mut payload, chunk, h) {
+                        Some(packet) => return Ok(packet),
+                        None => expected = Some(h.seq.wrapping_add(1)),
+                    }
+                    continue;
+                }
                 Chunk::NeedBody(_) => {
                     self.fill(timeout).await?;
                     continue;
@@ -340,23 +383,16 @@ impl PacketIo {
                     return Err(NetError::Sequence { expected, got })
                 }
             };
+            if let (Some((budget, held)), true) = (memory.as_mut(), h.len >= LARGE) {
+                // A large chunk that arrived whole in one read: counted all the same.
+                budget.reserve(held, h.len, timeout).await?;
+            }
             let mut chunk = self.rbuf.split_to(4 + h.len);
             chunk.advance(4);
-            let joined = match payload.take() {
-                None => chunk,
-                Some(mut p) => {
-                    p.extend_from_slice(&chunk);
-                    p
-                }
-            };
-            if !h.continues() {
-                return Ok(Packet {
-                    seq: h.seq,
-                    payload: joined,
-                });
+            match join(&mut payload, chunk, h) {
+                Some(packet) => return Ok(packet),
+                None => expected = Some(h.seq.wrapping_add(1)),
             }
-            payload = Some(joined);
-            expected = Some(h.seq.wrapping_add(1));
         }
     }
 
@@ -387,7 +423,10 @@ impl PacketIo {
             }
             self.wbuf.clear();
             if self.wbuf.capacity() > 4 * FLUSH_THRESHOLD {
-                self.wbuf.shrink_to(FLUSH_THRESHOLD);
+                // A new small buffer rather than shrinking in place: a small
+                // block left at the start of the large one would keep the
+                // allocator from reusing the rest for the next large command.
+                self.wbuf = Vec::with_capacity(FLUSH_THRESHOLD);
             }
         }
         Ok(())
@@ -447,4 +486,48 @@ impl PacketIo {
             tracing::trace!(error = %e, "shutdown of a closed stream");
         }
     }
+}
+
+/// Reads what the stream has into `buf`; `Closed` at end of stream.
+async fn read_some(
+    stream: &mut Stream,
+    buf: &mut impl BufMut,
+    timeout: Option<Duration>,
+) -> Result<usize, NetError> {
+    let read = async {
+        match stream {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Server(s) => s.read_buf(buf).await,
+            Stream::Client(s) => s.read_buf(buf).await,
+        }
+    };
+    let n = match timeout {
+        Some(t) => tokio::time::timeout(t, read)
+            .await
+            .map_err(|_| NetError::Timeout(t))??,
+        None => read.await?,
+    };
+    if n == 0 {
+        return Err(NetError::Closed);
+    }
+    Ok(n)
+}
+
+/// Adds a chunk to the packet being joined; the packet once `h` ends it.
+fn join(payload: &mut Option<BytesMut>, chunk: BytesMut, h: Header) -> Option<Packet> {
+    let joined = match payload.take() {
+        None => chunk,
+        Some(mut p) => {
+            p.extend_from_slice(&chunk);
+            p
+        }
+    };
+    if h.continues() {
+        *payload = Some(joined);
+        return None;
+    }
+    Some(Packet {
+        seq: h.seq,
+        payload: joined,
+    })
 }

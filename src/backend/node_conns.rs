@@ -7,6 +7,7 @@
 //! to use, and the one a read may fall back to, are always given: this
 //! module never chooses a node.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -365,19 +366,20 @@ impl NodeConns {
     /// The bytes `job` sends on `node`'s connection, what its reply looks
     /// like and the statement ids the client must see; None when the
     /// statement is not known there (and cannot be prepared for it).
-    async fn wire_command(
+    /// Text commands and prepares go as the client sent them, not copied.
+    async fn wire_command<'j>(
         &mut self,
         node: NodeId,
-        job: Job<'_>,
-    ) -> Result<Option<(Vec<u8>, Expect, Option<StmtIds>)>, BackendError> {
+        job: Job<'j>,
+    ) -> Result<Option<(Cow<'j, [u8]>, Expect, Option<StmtIds>)>, BackendError> {
         Ok(Some(match job {
-            Job::Plain { payload, expect } => (payload.to_vec(), expect, None),
+            Job::Plain { payload, expect } => (Cow::Borrowed(payload), expect, None),
             Job::Prepare { payload } => {
                 let ids = StmtIds {
                     client: self.statements.next_id(),
                     node: None,
                 };
-                (payload.to_vec(), Expect::Prepare, Some(ids))
+                (Cow::Borrowed(payload), Expect::Prepare, Some(ids))
             }
             Job::Execute {
                 payload,
@@ -399,7 +401,7 @@ impl NodeConns {
                     client: id,
                     node: Some(stmt_id),
                 };
-                (p, expect, Some(ids))
+                (Cow::Owned(p), expect, Some(ids))
             }
             Job::Reset { payload, id } => {
                 let Some(stmt_id) = self.prepared_here(id, node).await? else {
@@ -412,7 +414,7 @@ impl NodeConns {
                     client: id,
                     node: Some(stmt_id),
                 };
-                (p, Expect::Single, Some(ids))
+                (Cow::Owned(p), Expect::Single, Some(ids))
             }
             Job::Fetch { payload, id } => {
                 let conn_id = self.conn_id(node);
@@ -426,7 +428,7 @@ impl NodeConns {
                     client: id,
                     node: Some(ns.stmt_id),
                 };
-                (p, Expect::Fetch, Some(ids))
+                (Cow::Owned(p), Expect::Fetch, Some(ids))
             }
         }))
     }

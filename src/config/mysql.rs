@@ -23,6 +23,12 @@ pub struct MysqlConfig {
     /// Largest command a client may send (bytes); larger gets error 1153.
     #[serde(default = "defaults::max_allowed_packet")]
     pub max_allowed_packet: u32,
+    /// Bytes of large commands (64 KiB and up, each counted twice: as read
+    /// and as sent) that all sessions together may hold at once. A command
+    /// that finds no room waits, its bytes left in the client's socket, up to
+    /// `client_read_timeout`, then gets 1041 and the connection closes.
+    #[serde(default = "defaults::max_command_memory")]
+    pub max_command_memory: u64,
     /// Prepared statements one session may keep open; one more gets MariaDB's
     /// 1461 (ER_MAX_PREPARED_STMT_COUNT_REACHED), as past `max_prepared_stmt_count`.
     #[serde(default = "defaults::max_prepared_statements")]
@@ -201,6 +207,10 @@ mod defaults {
     /// terabyte. Raise it (up to 1 GiB) together with the nodes' own.
     pub fn max_allowed_packet() -> u32 {
         16 << 20
+    }
+    /// Eight commands of the default `max_allowed_packet` at once.
+    pub fn max_command_memory() -> u64 {
+        256 << 20
     }
     /// MariaDB's `max_prepared_stmt_count` default: one session through the
     /// proxy may keep as many as a node would let it.

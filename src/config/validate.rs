@@ -57,6 +57,12 @@ impl Config {
                 "at most 1073741824 (1 GiB, the protocol's maximum)",
             ));
         }
+        if self.mysql.max_command_memory < 1 << 20 {
+            return Err(invalid(
+                "mysql.max_command_memory",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
         for (name, node) in &self.nodes {
             if name.is_empty()
                 || !name

@@ -33,6 +33,8 @@ pub struct ProxyContext {
     pub users: Users,
     /// Failed logins on the MySQL port, per address and user.
     pub login_guard: crate::frontend::login_guard::LoginGuard,
+    /// `mysql.max_command_memory`: large commands buffered at once.
+    pub command_memory: crate::command_memory::CommandMemory,
     /// The master's version string, relayed in our greeting.
     pub server_version: ArcSwap<Vec<u8>>,
     /// Capabilities offered to clients.
@@ -99,6 +101,9 @@ impl ProxyContext {
             metrics: Arc::new(Metrics::new(config.nodes.len())),
             sessions: Arc::new(SessionRegistry::default()),
             limit: Arc::new(Semaphore::new(config.mysql.max_connections as usize)),
+            command_memory: crate::command_memory::CommandMemory::new(
+                config.mysql.max_command_memory,
+            ),
             config,
             topology,
             pools,

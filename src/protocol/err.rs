@@ -104,7 +104,17 @@ impl ProxyError {
         )
     }
 
-    /// 1243 ER_UNKNOWN_STMT_HANDLER.
+    /// 1041 ER_OUT_OF_RESOURCES: no room for a large command in
+    /// `mysql.max_command_memory` in time (MariaDB's code for memory it
+    /// cannot have; the text names the proxy's key).
+    pub fn out_of_resources() -> Self {
+        Self::new(
+            1041,
+            "HY000",
+            "Out of memory; the proxy's mysql.max_command_memory stayed full of other clients' large commands",
+        )
+    }
+
     /// 1461 ER_MAX_PREPARED_STMT_COUNT_REACHED, with MariaDB's own text.
     pub fn too_many_prepared_statements(limit: u32) -> Self {
         Self::new(
@@ -116,6 +126,7 @@ impl ProxyError {
         )
     }
 
+    /// 1243 ER_UNKNOWN_STMT_HANDLER.
     pub fn unknown_stmt_handler(id: u32, func: &str) -> Self {
         Self::new(
             1243,

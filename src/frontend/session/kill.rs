@@ -28,11 +28,6 @@ const MAY_KILL_OTHERS: &str = "SELECT 1 FROM information_schema.USER_PRIVILEGES 
     LEFT(CURRENT_USER(), CHAR_LENGTH(CURRENT_USER()) - CHAR_LENGTH(SUBSTRING_INDEX(CURRENT_USER(), '@', -1)) - 1), \
     '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')";
 
-/// How long a killed session waits for its client to go after saying
-/// goodbye: bytes the client sent meanwhile are read, so the close is a
-/// FIN as from a node, not a reset.
-const KILLED_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// ER_KILL_DENIED_ERROR, as a node answers a KILL it refuses.
 const ER_KILL_DENIED: u16 = 1095;
 
@@ -91,15 +86,7 @@ impl<N: Nodes> Session<N> {
     /// Ends a session killed while it waited for a command: no word, the
     /// connection closed as a node closes a killed one.
     pub(super) async fn close_killed(&mut self) {
-        self.client.shutdown().await;
-        let drain = async {
-            while self.client.fill(None).await.is_ok() {
-                self.client.rbuf.clear();
-            }
-        };
-        if tokio::time::timeout(KILLED_DRAIN, drain).await.is_err() {
-            tracing::debug!("killed session's client still sending; closed");
-        }
+        self.close_draining().await;
     }
 
     /// Asks the master whether this session's account holds CONNECTION

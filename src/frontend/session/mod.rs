@@ -36,6 +36,7 @@ use super::state::SessionState;
 use super::{login_within, FrontendError};
 use crate::backend::{BackendError, ConnKey, NodeConns, Tap, ThreadOwners};
 use crate::cache::WriteSet;
+use crate::command_memory::Reservation;
 use crate::context::{ProxyContext, SessionHandle};
 use crate::net::{NetError, PacketIo};
 use crate::protocol::command::Command;
@@ -46,6 +47,9 @@ use crate::protocol::{caps, status};
 use crate::router::Why;
 use crate::topology::failover::WritePass;
 pub use nodes::Nodes;
+
+/// How long a closing session reads what its client still sends.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// Runs a client from greeting to goodbye. The login, the switch to TLS
 /// included, counts as `pending` and runs within `connect_timeout`; only
@@ -240,6 +244,9 @@ impl<N: Nodes> Session<N> {
         let timeout = Some(self.ctx.config.mysql.client_read_timeout);
         loop {
             let idle = self.state.idle_timeout.unwrap_or(self.login_idle);
+            // This command's share of mysql.max_command_memory, held until
+            // it has gone to its node.
+            let mut held = Reservation::default();
             let pkt = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 // KILL: closed without a word, as a node closes a killed connection.
@@ -247,7 +254,7 @@ impl<N: Nodes> Session<N> {
                     self.close_killed().await;
                     break;
                 }
-                p = self.client.read_packet(max, Some(idle), timeout) => p,
+                p = self.client.read_command(max, (&self.ctx.command_memory, &mut held), Some(idle), timeout) => p,
             };
             let pkt = match pkt {
                 Ok(p) => p,
@@ -256,6 +263,16 @@ impl<N: Nodes> Session<N> {
                     if let Err(e) = self.reply_err(1, ProxyError::packet_too_large()).await {
                         tracing::debug!(error = %e, "could not send 1153");
                     }
+                    break;
+                }
+                Err(NetError::NoRoom(e)) => {
+                    tracing::warn!(error = %e, "large command refused");
+                    if let Err(e) = self.reply_err(1, ProxyError::out_of_resources()).await {
+                        tracing::debug!(error = %e, "could not send 1041");
+                    }
+                    // The rest of the command is still coming: read and
+                    // dropped, so the client gets the error, not a reset.
+                    self.close_draining().await;
                     break;
                 }
                 Err(NetError::Timeout(_)) if self.client.rbuf.is_empty() => {
@@ -284,7 +301,9 @@ impl<N: Nodes> Session<N> {
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "command done"
             );
+            drop(payload);
             self.client.shrink();
+            drop(held);
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => break,
@@ -387,6 +406,22 @@ impl<N: Nodes> Session<N> {
     }
 
     /// Keeps the gate's count of open transactions on the master right.
+    /// Closes the client's connection after the proxy's last packet, reading
+    /// (and dropping) what the client still sends for a moment: closing with
+    /// unread bytes would be a reset, which can discard that last packet
+    /// before the client reads it.
+    async fn close_draining(&mut self) {
+        self.client.shutdown().await;
+        let drain = async {
+            while self.client.fill(None).await.is_ok() {
+                self.client.rbuf.clear();
+            }
+        };
+        if tokio::time::timeout(CLOSE_DRAIN, drain).await.is_err() {
+            tracing::debug!("client still sending after the close; cut");
+        }
+    }
+
     fn count_transaction(&mut self) {
         let open = self.state.status & status::IN_TRANS != 0;
         if open != self.tx_counted {
