@@ -301,7 +301,10 @@ fn config_toml_describes_the_cluster() {
     assert_eq!(cfg.nodes_by_priority(), vec!["cn1", "cn2"]);
     assert_eq!((cfg.nodes["cn1"].weight, cfg.nodes["cn2"].weight), (1, 1));
     assert_eq!(
-        cfg.users["prestashop"].password.as_deref(),
+        cfg.users["prestashop"]
+            .password
+            .as_ref()
+            .map(|p| p.expose()),
         Some("prestashop")
     );
     assert_eq!(cfg.monitor.user, "sqlproxy_monitor");

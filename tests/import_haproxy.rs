@@ -110,7 +110,7 @@ fn the_seeds_haproxy_becomes_one_master_and_split_reads() {
         (
             stats.uri.as_str(),
             stats.user.as_str(),
-            stats.password.as_str()
+            stats.password.expose()
         ),
         ("/haproxy", "admin", "secret")
     );

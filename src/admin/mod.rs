@@ -227,7 +227,7 @@ impl AdminContext {
 /// (a reload that disables it locks the still-open port).
 fn admin_users(config: &Config) -> Users {
     match config.admin_enabled() {
-        Some(a) => Users::only(&[(&a.user, &a.password)]),
+        Some(a) => Users::only(&[(&a.user, a.password.expose())]),
         None => Users::only(&[]),
     }
 }

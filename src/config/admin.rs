@@ -17,7 +17,7 @@ pub struct AdminConfig {
     pub user: String,
     /// Required (non-empty) when the port is enabled.
     #[serde(default)]
-    pub password: String,
+    pub password: super::Secret,
     /// `[admin.tls]`: the admin port's own certificate (same keys as `[mysql.tls]`).
     #[serde(default)]
     pub tls: Option<super::ListenerTls>,

@@ -279,7 +279,7 @@ pub struct StatsConfig {
     #[serde(default)]
     pub tls: bool,
     pub user: String,
-    pub password: String,
+    pub password: super::Secret,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -17,6 +17,7 @@ mod coordination;
 pub mod http;
 mod mysql;
 mod nodes;
+mod secret;
 mod tls;
 mod users;
 mod validate;
@@ -40,6 +41,7 @@ pub use mysql::{
     WAIT_TIMEOUT_MIN,
 };
 pub use nodes::{split_host_port, FailoverConfig, MonitorConfig, NodeConfig};
+pub use secret::Secret;
 pub use tls::{HttpTls, ListenerTls, NodeTls, NodeTlsMode, SniCertificate, TlsVersion};
 pub use users::{parse_native_hash, UserConfig};
 
@@ -278,7 +280,10 @@ mod secret_tests {
             "987654321".to_string(),
         )];
         let cfg = Config::from_toml_str(&toml, env).expect("loads");
-        assert_eq!(cfg.users["app"].password.as_deref(), Some("987654321"));
+        assert_eq!(
+            cfg.users["app"].password.as_ref().map(|p| p.expose()),
+            Some("987654321")
+        );
     }
 
     #[test]

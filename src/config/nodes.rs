@@ -33,7 +33,7 @@ pub struct MonitorConfig {
     #[serde(default = "defaults::monitor_user")]
     pub user: String,
     #[serde(default)]
-    pub password: String,
+    pub password: super::Secret,
     #[serde(default = "defaults::interval", with = "humantime_serde")]
     pub interval: Duration,
     #[serde(default = "defaults::timeout", with = "humantime_serde")]
@@ -48,7 +48,7 @@ impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
             user: defaults::monitor_user(),
-            password: String::new(),
+            password: super::Secret::default(),
             interval: defaults::interval(),
             timeout: defaults::timeout(),
             rise: defaults::rise(),
@@ -78,7 +78,7 @@ pub struct FailoverConfig {
     #[serde(default)]
     pub replication_user: Option<String>,
     #[serde(default)]
-    pub replication_password: Option<String>,
+    pub replication_password: Option<super::Secret>,
     /// Bound on each phase of a planned switchover (holding writes, waiting
     /// for transactions, waiting for the new master to catch up).
     #[serde(default = "defaults::switchover_timeout", with = "humantime_serde")]

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 pub struct UserConfig {
     /// Plain password: used to check clients and to log in to nodes.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<super::Secret>,
     /// `*` + 40 hex digits (mysql_native_password hash, as in `mysql.user`).
     /// With only the hash, backend logins use what a client's successful
     /// login reveals (SHA1 of the password), as ProxySQL does.
     #[serde(default)]
-    pub password_hash: Option<String>,
+    pub password_hash: Option<super::Secret>,
     /// This user may log in only over TLS (MariaDB's `REQUIRE SSL`).
     #[serde(default)]
     pub require_tls: bool,

@@ -101,7 +101,8 @@ impl Config {
                     return Err(invalid(key, "set `password` or `password_hash`"));
                 }
                 (_, Some(h)) => {
-                    parse_native_hash(h).map_err(|r| invalid(format!("{key}.password_hash"), r))?;
+                    parse_native_hash(h.expose())
+                        .map_err(|r| invalid(format!("{key}.password_hash"), r))?;
                 }
                 _ => {}
             }
@@ -148,7 +149,7 @@ impl Config {
             if a.listen == self.mysql.listen && a.listen.port() != 0 {
                 return Err(invalid("admin.listen", "same address as mysql.listen"));
             }
-            if a.password == EXAMPLE_PASSWORD && !a.listen.ip().is_loopback() {
+            if a.password.expose() == EXAMPLE_PASSWORD && !a.listen.ip().is_loopback() {
                 return Err(invalid(
                     "admin.password",
                     "the example's password on a non-loopback address: set a real one",
@@ -159,7 +160,7 @@ impl Config {
             let stats = h.stats.as_ref()?;
             Some((stats, stats.listen.unwrap_or(h.listen)))
         }) {
-            if s.0.password == EXAMPLE_PASSWORD && !s.1.ip().is_loopback() {
+            if s.0.password.expose() == EXAMPLE_PASSWORD && !s.1.ip().is_loopback() {
                 return Err(invalid(
                     "http.stats.password",
                     "the example's password on a non-loopback address: set a real one",

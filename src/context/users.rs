@@ -30,8 +30,10 @@ impl Users {
             .iter()
             .filter_map(|(name, u)| {
                 let secret = match (&u.password, &u.password_hash) {
-                    (Some(pw), _) => NativeSecret::from_password(pw),
-                    (None, Some(h)) => NativeSecret::from_stage2(parse_native_hash(h).ok()?),
+                    (Some(pw), _) => NativeSecret::from_password(pw.expose()),
+                    (None, Some(h)) => {
+                        NativeSecret::from_stage2(parse_native_hash(h.expose()).ok()?)
+                    }
                     (None, None) => return None,
                 };
                 Some((
@@ -86,7 +88,7 @@ impl Users {
         }
         Some(Credentials {
             user: name.clone(),
-            secret: *secret,
+            secret: secret.clone(),
         })
     }
 }

@@ -61,8 +61,11 @@ pub struct Stats {
 
 impl Stats {
     pub fn new(cfg: &StatsConfig, ups: Arc<Upstreams>, frontend: Arc<FrontendStats>) -> Self {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", cfg.user, cfg.password));
+        let token = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            cfg.user,
+            cfg.password.expose()
+        ));
         Stats {
             registry: super::metrics::registry(Arc::clone(&ups), Arc::clone(&frontend)),
             ups,

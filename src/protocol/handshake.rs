@@ -250,8 +250,9 @@ fn split_nul(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&b[..i], &b[i + 1..]))
 }
 
-/// A user's secret as mysql_native_password knows it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A user's secret as mysql_native_password knows it. Not `Copy`, so every
+/// copy is one made on purpose, and each is overwritten when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct NativeSecret {
     /// SHA1(SHA1(password)), what `mysql.user` stores (hex, after `*`).
     pub stage2: [u8; 20],

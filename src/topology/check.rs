@@ -271,7 +271,7 @@ impl MysqlProbe {
                     .ip_or_hostname(host)
                     .tcp_port(port)
                     .user(Some(monitor.user.clone()))
-                    .pass(Some(monitor.password.clone()))
+                    .pass(Some(monitor.password.expose().to_owned()))
                     .prefer_socket(false)
                     .max_allowed_packet(Some(MONITOR_MAX_PACKET))
                     .wait_timeout(Some(MONITOR_WAIT_TIMEOUT_SECS))

@@ -18,7 +18,7 @@ pub(super) struct Control {
     /// TLS towards each node (`node_tls`), by node id.
     ssl: Vec<NodeSsl>,
     user: String,
-    password: String,
+    password: crate::config::Secret,
     pub(super) timeout: Duration,
     conns: Vec<Option<mysql_async::Conn>>,
 }
@@ -117,7 +117,7 @@ impl Control {
             .ip_or_hostname(host)
             .tcp_port(port)
             .user(Some(self.user.clone()))
-            .pass(Some(self.password.clone()))
+            .pass(Some(self.password.expose().to_owned()))
             .prefer_socket(false)
             .max_allowed_packet(Some(16 * 1024 * 1024))
             .wait_timeout(Some(28_800))

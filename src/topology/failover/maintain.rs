@@ -182,7 +182,7 @@ async fn rejoin(
         let sql = format!(
             "CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos",
             user.replace('\'', "''"),
-            pass.replace('\'', "''")
+            pass.expose().replace('\'', "''")
         );
         if let Err(e) = control.exec(n.id, "STOP SLAVE", t).await {
             tracing::warn!(error = %e, "rejoin");
