@@ -189,3 +189,70 @@ async fn server_id_of(conn: &mut mysql_async::Conn, sql: &str) -> u32 {
         other => panic!("{sql}: {other:?}"),
     }
 }
+
+/// An account made for the privilege test, and one that may grant.
+const PROBE_USER: &str = "pool_probe";
+const GRANTOR_USER: &str = "pool_grantor";
+const TEST_PASSWORD: &str = "pool-test";
+
+/// `SHOW ENGINE INNODB STATUS` (needs PROCESS) as the probe, through the
+/// proxy in a new session: Ok, or the error code.
+async fn probe_process(url: &str) -> Result<(), u16> {
+    let mut conn = connect(url).await;
+    let r = conn
+        .query_drop("SHOW ENGINE INNODB STATUS")
+        .await
+        .map_err(|e| match e {
+            mysql_async::Error::Server(e) => e.code,
+            e => panic!("expected a server error, got {e}"),
+        });
+    conn.disconnect().await.expect("disconnect");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_through_the_proxy_reaches_the_next_session_as_a_new_node_login_would() {
+    let c = cluster();
+    let _g = c.shared().await;
+    c.nodes[0]
+        .sql(&format!(
+            "CREATE USER IF NOT EXISTS '{PROBE_USER}'@'%' IDENTIFIED BY '{TEST_PASSWORD}'; \
+             REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{PROBE_USER}'@'%'; \
+             CREATE USER IF NOT EXISTS '{GRANTOR_USER}'@'%' IDENTIFIED BY '{TEST_PASSWORD}'; \
+             GRANT ALL ON *.* TO '{GRANTOR_USER}'@'%' WITH GRANT OPTION"
+        ))
+        .expect("accounts");
+    c.wait_replicated();
+    let toml = format!(
+        "{}\n[users.{PROBE_USER}]\npassword = \"{TEST_PASSWORD}\"\n\
+         [users.{GRANTOR_USER}]\npassword = \"{TEST_PASSWORD}\"\n",
+        c.config_toml()
+    );
+    let config = sqlproxy::config::Config::from_toml_str(&toml, [])
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    let proxy = Proxy::start(config);
+    let url_of = |user: &str| {
+        format!(
+            "mysql://{user}:{TEST_PASSWORD}@{}?prefer_socket=false",
+            proxy.addr
+        )
+    };
+    let probe = url_of(PROBE_USER);
+    // The probe's sessions leave their node connections in the pool.
+    for _ in 0..3 {
+        assert_eq!(probe_process(&probe).await, Err(1227), "no PROCESS yet");
+    }
+    let mut grantor = connect(&url_of(GRANTOR_USER)).await;
+    grantor
+        .query_drop(format!("GRANT PROCESS ON *.* TO '{PROBE_USER}'@'%'"))
+        .await
+        .expect("grant");
+    // A new session logs in after the grant: it has it, as on the node.
+    assert_eq!(probe_process(&probe).await, Ok(()));
+    grantor
+        .query_drop(format!("REVOKE PROCESS ON *.* FROM '{PROBE_USER}'@'%'"))
+        .await
+        .expect("revoke");
+    assert_eq!(probe_process(&probe).await, Err(1227), "revoked again");
+    grantor.disconnect().await.expect("disconnect");
+}

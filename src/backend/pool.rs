@@ -80,6 +80,13 @@ pub struct SlotCount {
 pub struct Pools {
     nodes: Vec<NodePool>,
     limits: Limits,
+    /// When the pools were made; [`Pools::accounts_changed`] counts from it.
+    created: Instant,
+    /// Nanoseconds after `created` of the last account or privilege change
+    /// seen through the proxy: connections logged in before it are not
+    /// handed out again (a node fixes a connection's global privileges at
+    /// its login, and a new client must get what a new login would).
+    accounts_changed_at: AtomicU64,
 }
 
 impl Pools {
@@ -113,7 +120,19 @@ impl Pools {
                 max_lifetime: config.pool.max_lifetime,
                 idle_timeout: config.pool.idle_timeout,
             },
+            created: Instant::now(),
+            accounts_changed_at: AtomicU64::new(0),
         })
+    }
+
+    /// A GRANT, REVOKE or account statement succeeded: idle connections are
+    /// closed, and those now held by sessions are closed when given back.
+    pub fn accounts_changed(&self) {
+        let now = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.accounts_changed_at.fetch_max(now, Ordering::SeqCst);
+        for pool in &self.nodes {
+            pool.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 
     pub fn node_name(&self, node: usize) -> Arc<str> {
@@ -202,8 +221,13 @@ impl Pools {
 
     /// Young enough, and idle briefly enough, to be handed out again.
     fn reusable(&self, conn: &BackendConn, idle_since: Instant) -> bool {
+        let born = conn.born.saturating_duration_since(self.created).as_nanos();
         idle_since.elapsed() < self.limits.idle_timeout
             && conn.born.elapsed() < self.limits.max_lifetime
+            && match self.accounts_changed_at.load(Ordering::SeqCst) {
+                0 => true,
+                at => born > u128::from(at),
+            }
     }
 
     /// Takes a connection back. Broken ones are dropped (closing the socket);

@@ -52,6 +52,10 @@ pub struct Statement {
     /// SHOW COUNT(*) WARNINGS, SHOW PROFILE(S), `SHOW [SESSION] STATUS`, @@warning_count,
     /// @@error_count, GET DIAGNOSTICS, LAST_INSERT_ID(, FOUND_ROWS(, ROW_COUNT(, @@identity.
     pub same_conn: bool,
+    /// Changes accounts or privileges (GRANT, REVOKE, CREATE/ALTER/DROP/
+    /// RENAME USER or ROLE, SET PASSWORD, SET DEFAULT ROLE): pooled
+    /// connections logged in before it must not serve new sessions.
+    pub accounts: bool,
     /// `SET STATEMENT ... FOR <stmt>`: `kind` and the flags describe `<stmt>`.
     pub set_statement: bool,
     /// `/* sqlproxy:master */` or `/* sqlproxy:replica */` in any comment.
@@ -229,6 +233,7 @@ fn scan_inner(sql: &[u8], mode: LexMode) -> (Statement, bool) {
         non_deterministic: f.non_det,
         session_vars: f.session_vars,
         same_conn: f.same_conn,
+        accounts: f.accounts,
         set_statement: out.set_statement,
         hint: lexer.hint(),
         digest: digest.finish(),
@@ -295,6 +300,7 @@ impl Acc {
         acc.non_det |= f.non_det;
         acc.session_vars |= f.session_vars;
         acc.same_conn |= f.same_conn;
+        acc.accounts |= f.accounts;
         if self.first_kind.is_none() {
             self.first_kind = Some(kind);
         } else {

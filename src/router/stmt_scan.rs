@@ -27,6 +27,7 @@ pub(super) struct Flags {
     pub(super) non_det: bool,
     pub(super) session_vars: bool,
     pub(super) same_conn: bool,
+    pub(super) accounts: bool,
 }
 
 /// How many leading tokens of a statement are kept to decide its kind.
@@ -168,6 +169,19 @@ impl StmtScan {
             }
             Kw::Temporary if matches!(head0, Kw::Create | Kw::Drop) && self.ntok <= 4 => {
                 f.temp_table = true;
+            }
+            // GRANT, REVOKE; CREATE [OR REPLACE] / ALTER / DROP / RENAME USER
+            // or ROLE; SET PASSWORD, SET DEFAULT ROLE.
+            Kw::Grant | Kw::Revoke if self.ntok == 1 => f.accounts = true,
+            Kw::User | Kw::Role
+                if matches!(head0, Kw::Create | Kw::Alter | Kw::Drop | Kw::Rename)
+                    && (self.ntok == 2 || (self.ntok == 4 && prev[0] == Kw::Replace)) =>
+            {
+                f.accounts = true;
+            }
+            Kw::Password if head0 == Kw::Set && self.ntok == 2 => f.accounts = true,
+            Kw::Role if head0 == Kw::Set && self.ntok == 3 && prev[0] == Kw::Default => {
+                f.accounts = true;
             }
             _ => {}
         }

@@ -141,6 +141,10 @@ impl<N: Nodes> Session<N> {
             ..Change::default()
         };
         self.apply(node, placement.home, &out, change);
+        if stmt.accounts && out.error.is_none() {
+            tracing::info!("accounts or privileges changed: pooled node connections renewed");
+            self.ctx.pools.accounts_changed();
+        }
         self.record(&stmt.digest, placement.route, node, started, &out);
         Ok(Some(true))
     }

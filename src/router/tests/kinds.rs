@@ -262,3 +262,36 @@ fn non_utf8_text() {
     let s = classify(b"UPDATE t\xff SET a=1");
     assert_eq!(s.kind, StmtKind::Update);
 }
+
+#[test]
+fn account_and_privilege_statements_are_flagged() {
+    let accounts = |sql: &str| classify(sql.as_bytes()).accounts;
+    for sql in [
+        "GRANT SELECT ON shop.* TO 'app'@'%'",
+        "REVOKE PROCESS ON *.* FROM app",
+        "CREATE USER 'u'@'%' IDENTIFIED BY 'x'",
+        "CREATE OR REPLACE USER u",
+        "create user if not exists u",
+        "ALTER USER u IDENTIFIED BY 'y'",
+        "DROP USER IF EXISTS u",
+        "RENAME USER a TO b",
+        "CREATE ROLE r",
+        "DROP ROLE r",
+        "SET PASSWORD FOR u = PASSWORD('x')",
+        "SET DEFAULT ROLE r FOR u",
+        "SELECT 1; GRANT ALL ON *.* TO u",
+    ] {
+        assert!(accounts(sql), "{sql}");
+    }
+    for sql in [
+        "SELECT user FROM mysql.user",
+        "CREATE TABLE user (id INT)",
+        "CREATE TABLE t (role INT)",
+        "SET ROLE r",
+        "SET password_reuse = 1",
+        "SELECT 'GRANT'",
+        "SHOW GRANTS",
+    ] {
+        assert!(!accounts(sql), "{sql}");
+    }
+}
