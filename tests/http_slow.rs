@@ -247,3 +247,51 @@ async fn a_dropped_request_is_replayed_only_with_empty_response() {
         assert_eq!(r.worker(), "wa1");
     }
 }
+
+#[tokio::test]
+async fn an_http2_stream_whose_window_never_opens_is_cut_and_frees_the_worker() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let w = Worker::start("wa1").await;
+    let sections = "[timeouts]\nclient = \"1s\"\n";
+    let mut cfg = config("", sections, &[(&w, 1)]);
+    // One request at a time on the worker: the next client is served only
+    // if the stalled stream gave its slot back.
+    cfg.backends[0].maxconn = 1;
+    let bal = Balancer::start(cfg).await;
+    let io = TokioIo::new(TcpStream::connect(bal.addr).await.unwrap());
+    let (mut send_req, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        // Pings keep the connection itself busy: only the stream stalls.
+        .keep_alive_interval(Duration::from_millis(100))
+        .keep_alive_while_idle(true)
+        .handshake(io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://x:{}/big", bal.addr.port()))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let r = send_req.send_request(req).await.expect("the head arrives");
+    assert_eq!(r.status(), 200);
+    // The body is never read: hyper never releases flow-control capacity,
+    // so the stream's window stays shut once its first 64 KiB arrived.
+    let _unread = r;
+    wait_until("the worker's response is cut", || async {
+        w.aborted() == 1
+    })
+    .await;
+    let r = get(&client(), &bal.url("/")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A stream that is read gets its whole body, over HTTP/2 as well.
+    let req = hyper::Request::get(format!("http://x:{}/", bal.addr.port()))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let r = send_req.send_request(req).await.expect("a second stream");
+    assert_eq!(r.status(), 200);
+    let body = http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .expect("the whole body")
+        .to_bytes();
+    assert!(body.starts_with(b"wa1 "), "{body:?}");
+}

@@ -18,7 +18,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::body::UpstreamBody;
+use super::body::{self, UpstreamBody};
 use super::error::{full, GatewayError, RespBody};
 use super::headers::{self, ClientInfo};
 use super::idle::InFlight;
@@ -158,6 +158,7 @@ impl Proxy {
                 limit: self.max_body,
             });
         }
+        let http2 = req.version() == http::Version::HTTP_2;
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let sticky_to: Option<String> = self
@@ -344,7 +345,12 @@ impl Proxy {
                 }
                 _ => None,
             };
-            return Ok(self.respond(resp, conn, lease, client_upgrade, set_cookie, guard));
+            let resp = self.respond(resp, conn, lease, client_upgrade, set_cookie, guard);
+            return Ok(if http2 {
+                body::paced_by_client(resp, self.timeouts.client)
+            } else {
+                resp
+            });
         }
     }
 
