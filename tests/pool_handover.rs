@@ -256,3 +256,51 @@ async fn a_grant_through_the_proxy_reaches_the_next_session_as_a_new_node_login_
     assert_eq!(probe_process(&probe).await, Err(1227), "revoked again");
     grantor.disconnect().await.expect("disconnect");
 }
+
+/// Multi-statements switched on by one session with COM_SET_OPTION (as
+/// mysqli's `multi_query` does) survive the node's COM_RESET_CONNECTION;
+/// the next session that draws that connection must still be refused a
+/// multi-statement it never asked for (a guard against stacked SQL
+/// injection), as on a new node connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statements_one_session_switched_on_do_not_reach_the_next() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut config = c.config();
+    config.pool.max_idle = 1;
+    config.routing.read_split = false;
+    let proxy = Proxy::start(config);
+    let node = common::raw::login(
+        format!("{}:{}", c.nodes[0].host, c.nodes[0].port)
+            .parse()
+            .expect("node address"),
+        None,
+    )
+    .await;
+    let mut node = node;
+    common::raw::query(&mut node, "DO 1; DO 2").await;
+    let on_node = common::raw::read_result(&mut node).await;
+    assert_eq!(on_node, Err(1064), "a new node connection refuses it");
+
+    let mut first = common::raw::login(proxy.addr, None).await;
+    common::raw::send(&mut first, &[0x1b, 0, 0]).await;
+    // MariaDB answers COM_SET_OPTION with an EOF packet.
+    let ok = common::raw::read_packet(&mut first).await.expect("reply");
+    assert_eq!(ok[0], 0xfe, "{ok:?}");
+    common::raw::query(&mut first, "DO 1; DO 2").await;
+    assert_eq!(common::raw::read_result(&mut first).await, Ok(Vec::new()));
+    drop(first);
+    let began = Instant::now();
+    while proxy.context.pools.idle_counts()[0].1 != 1 {
+        assert!(began.elapsed() < Duration::from_secs(30), "pooled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut second = common::raw::login(proxy.addr, None).await;
+    common::raw::query(&mut second, "DO 3; DO 4").await;
+    assert_eq!(common::raw::read_result(&mut second).await, on_node);
+    assert_eq!(
+        proxy.context.pools.idle_counts()[0].1,
+        0,
+        "it drew that connection"
+    );
+}

@@ -366,7 +366,9 @@ impl BackendConn {
             return Err(BackendError::Protocol("unread bytes after a reset"));
         }
         self.sync.sets_applied = 0;
-        self.sync.multi_statements = self.key.caps & caps::MULTI_STATEMENTS != 0;
+        // `sync.multi_statements` stays: COM_RESET_CONNECTION does not undo
+        // a COM_SET_OPTION on the node, so the next session must be synced
+        // from what the connection really does.
         self.used = false;
         Ok(())
     }
