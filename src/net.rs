@@ -34,8 +34,10 @@ pub enum NetError {
     Closed,
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// `seq`: the sequence id of the chunk whose header passed the limit
+    /// (a reply follows it).
     #[error("packet of {size} bytes exceeds the limit of {limit}")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge { size: usize, limit: usize, seq: u8 },
     #[error("out-of-order packet: expected sequence {expected}, got {got}")]
     Sequence { expected: u8, got: u8 },
     /// The TLS handshake failed (bad ClientHello, unverifiable certificate,
@@ -46,8 +48,8 @@ pub enum NetError {
     #[error("cannot start TLS: {0}")]
     TlsState(&'static str),
     /// `mysql.max_command_memory` had no room for a large command in time.
-    #[error(transparent)]
-    NoRoom(#[from] NoRoom),
+    #[error("{source}")]
+    NoRoom { source: NoRoom, seq: u8 },
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -238,7 +240,11 @@ impl PacketIo {
             let len =
                 usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
             if len > limit || len >= MAX_CHUNK {
-                return Err(NetError::TooLarge { size: len, limit });
+                return Err(NetError::TooLarge {
+                    size: len,
+                    limit,
+                    seq: header[3],
+                });
             }
             let mut payload = BytesMut::zeroed(len);
             self.read_exact(&mut payload).await?;
@@ -365,7 +371,10 @@ impl PacketIo {
                 }
                 Chunk::NeedBody(h) if h.len >= LARGE => {
                     if let Some((budget, held)) = memory.as_mut() {
-                        budget.reserve(held, h.len, timeout).await?;
+                        budget
+                            .reserve(held, h.len, timeout)
+                            .await
+                            .map_err(|source| NetError::NoRoom { source, seq: h.seq })?;
                     }
                     let chunk = self.large_chunk(h, timeout).await?;
                     match join(&mut payload, chunk, h) {
@@ -378,14 +387,19 @@ impl PacketIo {
                     self.fill(timeout).await?;
                     continue;
                 }
-                Chunk::TooLarge { size } => return Err(NetError::TooLarge { size, limit }),
+                Chunk::TooLarge { size, seq } => {
+                    return Err(NetError::TooLarge { size, limit, seq })
+                }
                 Chunk::OutOfOrder { expected, got } => {
                     return Err(NetError::Sequence { expected, got })
                 }
             };
             if let (Some((budget, held)), true) = (memory.as_mut(), h.len >= LARGE) {
                 // A large chunk that arrived whole in one read: counted all the same.
-                budget.reserve(held, h.len, timeout).await?;
+                budget
+                    .reserve(held, h.len, timeout)
+                    .await
+                    .map_err(|source| NetError::NoRoom { source, seq: h.seq })?;
             }
             let mut chunk = self.rbuf.split_to(4 + h.len);
             chunk.advance(4);

@@ -535,3 +535,33 @@ async fn set_log_past_its_byte_bound_pins_the_session_to_the_master() {
         assert_eq!((Some(id), len), (master, 4096));
     }
 }
+
+/// A command of two chunks whose second passes max_allowed_packet: 1153
+/// with the sequence id after that chunk (mysqlnd checks it: a wrong one
+/// made PHP report "Packets out of order" and 2006 instead of 1153).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_command_of_two_chunks_gets_1153_in_sequence() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(c.config());
+    assert_eq!(proxy.context.config.mysql.max_allowed_packet, 16 << 20);
+    let mut s = raw_login(&proxy, None).await;
+    let mut first = vec![0xff, 0xff, 0xff, 0, 0x03];
+    first.extend_from_slice(b"SELECT '");
+    first.resize(4 + 0xff_ffff, b'x');
+    s.write_all(&first).await.unwrap();
+    s.write_all(&[3, 0, 0, 1, b'x', b'\'', b' ']).await.unwrap();
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).await.expect("a reply");
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8;
+    let mut err = vec![0u8; len];
+    s.read_exact(&mut err).await.expect("the error");
+    assert_eq!(
+        header[3], 2,
+        "the sequence id after the client's two chunks"
+    );
+    assert_eq!((err[0], u16::from_le_bytes([err[1], err[2]])), (0xff, 1153));
+    assert_eq!(&err[3..9], b"#08S01");
+    closed_after(&mut s).await;
+    still_serves(&proxy).await;
+}

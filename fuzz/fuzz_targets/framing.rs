@@ -114,7 +114,7 @@ fn incremental(
                 let n = reads.next().unwrap_or(1);
                 *filled = (*filled + n).min(stream.len());
             }
-            Chunk::TooLarge { size } => {
+            Chunk::TooLarge { size, .. } => {
                 // Judged from the header alone, before the body is buffered.
                 assert_eq!(next_chunk(&buf[..4], joined, expected, limit), step);
                 assert!(size > limit);

@@ -132,8 +132,11 @@ async fn session(
         };
         let pkt = match pkt {
             Ok(p) => p,
-            Err(NetError::TooLarge { .. }) => {
-                io.queue(1, &ProxyError::packet_too_large().to_payload());
+            Err(NetError::TooLarge { seq, .. }) => {
+                io.queue(
+                    seq.wrapping_add(1),
+                    &ProxyError::packet_too_large().to_payload(),
+                );
                 let _ = io.flush().await;
                 break;
             }

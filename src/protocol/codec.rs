@@ -46,7 +46,7 @@ pub enum Chunk {
     /// The packet would pass the limit with this chunk: `size` is the earlier
     /// chunks' bytes plus the length this header announces. Decided from the
     /// header alone, so an oversized body is never buffered.
-    TooLarge { size: usize },
+    TooLarge { size: usize, seq: u8 },
     /// A continuation chunk whose sequence id is not the one that follows
     /// the previous chunk's.
     OutOfOrder { expected: u8, got: u8 },
@@ -66,6 +66,7 @@ pub fn next_chunk(buf: &[u8], joined: usize, expected: Option<u8>, limit: usize)
     if joined + h.len > limit {
         return Chunk::TooLarge {
             size: joined + h.len,
+            seq: h.seq,
         };
     }
     if buf.len() < 4 + h.len {
@@ -138,11 +139,11 @@ mod tests {
         // The limit is checked from the header alone, counting earlier chunks.
         assert_eq!(
             next_chunk(&out[..4], 0, None, 4),
-            Chunk::TooLarge { size: 5 }
+            Chunk::TooLarge { size: 5, seq: 5 }
         );
         assert_eq!(
             next_chunk(&out[..4], 96, None, 100),
-            Chunk::TooLarge { size: 101 }
+            Chunk::TooLarge { size: 101, seq: 5 }
         );
         // A continuation's sequence id is checked once its body is here.
         assert_eq!(next_chunk(&out, 1, Some(5), 100), Chunk::Ready(h));
@@ -178,7 +179,8 @@ mod tests {
         assert_eq!(
             next_chunk(rest, MAX_CHUNK, Some(255), MAX_CHUNK + 9),
             Chunk::TooLarge {
-                size: MAX_CHUNK + 10
+                size: MAX_CHUNK + 10,
+                seq: 255
             }
         );
     }

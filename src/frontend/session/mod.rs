@@ -258,20 +258,24 @@ impl<N: Nodes> Session<N> {
             };
             let pkt = match pkt {
                 Ok(p) => p,
-                Err(NetError::TooLarge { size, .. }) => {
+                // Both answer after the chunk the client sent last, then
+                // close; the rest of the command is read and dropped, so the
+                // client gets the error, not a reset.
+                Err(NetError::TooLarge { size, seq, .. }) => {
                     tracing::info!(size, "client packet over max_allowed_packet");
-                    if let Err(e) = self.reply_err(1, ProxyError::packet_too_large()).await {
+                    let reply = self.reply_err(seq.wrapping_add(1), ProxyError::packet_too_large());
+                    if let Err(e) = reply.await {
                         tracing::debug!(error = %e, "could not send 1153");
                     }
+                    self.close_draining().await;
                     break;
                 }
-                Err(NetError::NoRoom(e)) => {
-                    tracing::warn!(error = %e, "large command refused");
-                    if let Err(e) = self.reply_err(1, ProxyError::out_of_resources()).await {
+                Err(NetError::NoRoom { source, seq }) => {
+                    tracing::warn!(error = %source, "large command refused");
+                    let reply = self.reply_err(seq.wrapping_add(1), ProxyError::out_of_resources());
+                    if let Err(e) = reply.await {
                         tracing::debug!(error = %e, "could not send 1041");
                     }
-                    // The rest of the command is still coming: read and
-                    // dropped, so the client gets the error, not a reset.
                     self.close_draining().await;
                     break;
                 }
