@@ -149,6 +149,10 @@ pub enum Consistency {
     /// A session reads only from nodes that applied its own writes.
     #[default]
     Session,
+    /// A read goes only to a node that applied every commit any client got
+    /// an OK for through this proxy (what a shop's next page needs: it is a
+    /// new session); until the monitor shows it has, to the master.
+    Global,
     /// Any healthy node within the lag limit.
     Eventual,
     /// Every read goes to the master.

@@ -90,6 +90,9 @@ pub struct PlaceInput<'a> {
     pub settings: Settings,
     /// For the weighted choice among read nodes.
     pub random: u64,
+    /// With `Consistency::Global`: the nodes (bit i for node i) that applied
+    /// every acknowledged commit.
+    pub applied_all_acked: u64,
 }
 
 /// The decision.
@@ -208,6 +211,14 @@ fn read(input: &PlaceInput, route: Route) -> Result<Placement, PlaceError> {
         if let (Some(g), Some(n)) = (input.session.last_gtid, node) {
             // Until the monitor shows the node applied the session's last write.
             if !snap.node(n).is_some_and(|n| n.has_applied(g)) {
+                node = master;
+            }
+        }
+    }
+    if node != master && settings.consistency == Consistency::Global {
+        // Until the monitor shows the node applied every acknowledged write.
+        if let Some(n) = node {
+            if n >= 64 || input.applied_all_acked & (1 << n) == 0 {
                 node = master;
             }
         }

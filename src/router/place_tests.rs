@@ -62,6 +62,7 @@ fn place_with(
         topology,
         settings,
         random,
+        applied_all_acked: 0,
     })
 }
 
@@ -372,4 +373,37 @@ fn without_a_master_writes_wait_and_reads_go_to_the_survivor() {
         DRAW_REPLICA,
     );
     assert_eq!(p, Err(PlaceError::NoMaster));
+}
+
+#[test]
+fn global_reads_go_only_to_nodes_that_applied_every_acknowledged_commit() {
+    let stmt = classify(b"SELECT * FROM cart");
+    let topo = cluster(0, "0-1-100");
+    let global = Settings {
+        consistency: Consistency::Global,
+        ..settings()
+    };
+    let at = |applied_all_acked: u64| {
+        place(&PlaceInput {
+            request: Request::Statement(&stmt),
+            // Another session wrote: this one has no write of its own.
+            session: SessionFacts::default(),
+            topology: &topo,
+            settings: global,
+            random: DRAW_REPLICA,
+            applied_all_acked,
+        })
+        .map(|p| (p.node, p.route.why))
+    };
+    assert_eq!(
+        at(1 << MASTER),
+        Ok((MASTER, Why::Read)),
+        "the replica lacks one"
+    );
+    assert_eq!(
+        at(0),
+        Ok((MASTER, Why::Read)),
+        "the mark vouches for nothing"
+    );
+    assert_eq!(at(1 << MASTER | 1 << REPLICA), Ok((REPLICA, Why::Read)));
 }

@@ -115,6 +115,16 @@ impl AckedCommits {
             .untracked = true;
     }
 
+    /// Whether the mark still follows every acknowledged commit (no session
+    /// may have switched off the report of its commits' GTIDs).
+    pub fn tracked(&self) -> bool {
+        !self
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .untracked
+    }
+
     /// A node seen for the first time at `pos`: commits up to there were
     /// written before this process could acknowledge anything.
     pub fn watch_from(&self, pos: &GtidPos) {

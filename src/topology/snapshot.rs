@@ -278,6 +278,25 @@ impl Topology {
         self.acked.record(gtid);
     }
 
+    /// The nodes of `snap` (bit i for node i) whose applied position, as the
+    /// monitor last saw it, holds every commit a client got an OK for; none
+    /// while the mark cannot vouch for every commit.
+    pub fn applied_all_acked(&self, snap: &TopologySnapshot) -> u64 {
+        if !self.acked.tracked() {
+            return 0;
+        }
+        snap.nodes
+            .iter()
+            .enumerate()
+            .take(64)
+            .filter(|(_, n)| {
+                n.gtid_current
+                    .as_ref()
+                    .is_some_and(|pos| self.acked.missing_from(pos).is_none())
+            })
+            .fold(0, |m, (i, _)| m | 1 << i)
+    }
+
     /// A forced failover gave up what the new master lacks.
     pub fn forget_acked(&self) {
         self.acked.forget();

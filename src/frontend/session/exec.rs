@@ -87,12 +87,17 @@ impl<N: Nodes> Session<N> {
             max_lag: config.failover.max_replication_lag,
         };
         let snapshot = self.ctx.topology.current();
+        let applied_all_acked = match settings.consistency {
+            crate::config::Consistency::Global => self.ctx.topology.applied_all_acked(&snapshot),
+            _ => 0,
+        };
         let input = PlaceInput {
             request,
             session: self.state.facts(),
             topology: &snapshot,
             settings,
             random: rand::random(),
+            applied_all_acked,
         };
         place(&input)
     }
