@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sqlproxy::config::http::RetryOn;
 use sqlproxy::config::Config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sqlproxy");
@@ -223,4 +224,31 @@ fn a_stats_page_without_auth_is_listed_not_opened() {
         "HAProxy checked TCP only; the comment says so"
     );
     assert!(toml.contains("HAProxy checked TCP connects only"), "{toml}");
+}
+
+#[test]
+fn retry_on_keeps_the_failures_the_balancer_can_replay() {
+    let seed = std::fs::read_to_string(fixture("tests/fixtures/haproxy/seed.cfg")).unwrap();
+    let cfg = seed.replacen(
+        "\tretries 3\n",
+        "\tretries 3\n\tretry-on conn-failure empty-response 503\n",
+        1,
+    );
+    assert_ne!(cfg, seed, "the seed's backend has `retries 3`");
+    let file = tempfile::Builder::new().suffix(".cfg").tempfile().unwrap();
+    std::fs::write(file.path(), &cfg).unwrap();
+    let (toml, c) = import_valid(file.path());
+    let h = c.http.expect("[http] imported");
+    assert_eq!(
+        h.retry_on,
+        vec![RetryOn::ConnFailure, RetryOn::EmptyResponse]
+    );
+    assert!(toml.contains("no sqlproxy equivalent: 503"), "{toml}");
+    let (_, unmapped) = toml
+        .split_once("with no sqlproxy equivalent (not imported):")
+        .expect("the unmapped list");
+    assert!(
+        !unmapped.contains("retry-on"),
+        "listed as unmapped: {unmapped}"
+    );
 }

@@ -118,6 +118,19 @@ pub fn map(m: &mut Mapper<'_>, out: &mut Output) -> Result<(), ImportError> {
             ),
         );
     }
+    if let Some(d) = m.take(&back, &["retry-on"]) {
+        let (kept, dropped) = retry_on(&d.words[1..]);
+        let note = if dropped.is_empty() {
+            String::new()
+        } else {
+            format!(" (no sqlproxy equivalent: {})", dropped.join(" "))
+        };
+        http.set(
+            "retry_on",
+            kept,
+            format!("`{}` (line {}){note}", d.text(), d.line),
+        );
+    }
     if let Some(d) = m.take(&back, &["option", "redispatch"]) {
         http.comment(format!(
             "`{}` (line {}): retries always go to another worker.",
@@ -361,4 +374,52 @@ fn stats<'a>(m: &mut Mapper<'a>, front: &Proxy<'a>, back: &Proxy<'a>, out: &mut 
     t.set("user", user, format!("`stats auth` (line {line})"));
     t.set("password", password, "");
     out.tables.push(t);
+}
+
+/// HAProxy's `retry-on` keywords as `http.retry_on` values, and those with
+/// no equivalent (response codes, junk or timed-out responses: the balancer
+/// never replays a request a worker may have answered).
+fn retry_on(words: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut kept: Vec<String> = Vec::new();
+    let mut dropped = Vec::new();
+    let mut keep = |k: &str| {
+        if !kept.iter().any(|x| x == k) {
+            kept.push(k.to_string());
+        }
+    };
+    for w in words {
+        match w.to_ascii_lowercase().as_str() {
+            "none" => {}
+            "conn-failure" => keep("conn-failure"),
+            "empty-response" => keep("empty-response"),
+            "all-retryable-errors" => {
+                keep("conn-failure");
+                keep("empty-response");
+                dropped.push(format!("{w} beyond conn-failure and empty-response"));
+            }
+            _ => dropped.push(w.clone()),
+        }
+    }
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod retry_on_tests {
+    use super::retry_on;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn keywords_map_to_what_the_balancer_replays() {
+        assert_eq!(
+            retry_on(&words("conn-failure empty-response 503")),
+            (words("conn-failure empty-response"), words("503"))
+        );
+        assert_eq!(retry_on(&words("none")), (Vec::new(), Vec::new()));
+        let (kept, dropped) = retry_on(&words("all-retryable-errors"));
+        assert_eq!(kept, words("conn-failure empty-response"));
+        assert_eq!(dropped.len(), 1);
+    }
 }
