@@ -244,3 +244,67 @@ async fn found_rows_follows_calc_found_rows() {
         assert_eq!(total, Some(20));
     }
 }
+
+/// The error code of `sql` inside `START TRANSACTION READ ONLY` on `conn`.
+async fn error_in_read_only_tx(conn: &mut mysql_async::Conn, sql: &str) -> (u16, String) {
+    conn.query_drop("START TRANSACTION READ ONLY")
+        .await
+        .unwrap();
+    let e = match conn.query_drop(sql).await {
+        Err(mysql_async::Error::Server(e)) => (e.code, e.state),
+        other => panic!("{sql} in a read-only transaction: {other:?}"),
+    };
+    conn.query_drop("ROLLBACK").await.unwrap();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_transaction_runs_on_a_replica_to_its_end() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let db = c.fresh_db("ro_tx");
+    let proxy = proxy_master_no_reads();
+    let url = proxy.url(Some(&db));
+    let mut writer = connect(&url).await;
+    writer
+        .query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    writer
+        .query_drop("INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+    c.wait_replicated();
+    // A session without writes of its own: its reads go to cn2.
+    let mut conn = connect(&url).await;
+    eventually_reads_from(&mut conn, 2).await;
+    conn.query_drop("START TRANSACTION READ ONLY")
+        .await
+        .unwrap();
+    assert_eq!(server_id(&mut conn).await, 2, "the transaction runs on cn2");
+    let n: Option<u64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert_eq!(n, Some(2));
+    // Its snapshot holds: a row committed meanwhile is not seen inside it.
+    writer.query_drop("INSERT INTO t VALUES (3)").await.unwrap();
+    c.wait_replicated();
+    let n: Option<u64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert_eq!(n, Some(2), "repeatable read inside the transaction");
+    let in_trx: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = CONNECTION_ID()")
+        .await
+        .unwrap();
+    assert_eq!(in_trx, Some(1), "one open transaction, on cn2's connection");
+    conn.query_drop("COMMIT").await.unwrap();
+    // Ended: the next write goes to the master, as always.
+    conn.query_drop("INSERT INTO t VALUES (4)").await.unwrap();
+    let mut direct1 = connect(&c.direct_url(0, Some(&db))).await;
+    let on_cn1: Option<u64> = direct1
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 4")
+        .await
+        .unwrap();
+    assert_eq!(on_cn1, Some(1), "the write after COMMIT ran on cn1");
+    // A write inside one gets what a node answers in a read-only transaction.
+    let through = error_in_read_only_tx(&mut conn, "INSERT INTO t VALUES (5)").await;
+    let direct = error_in_read_only_tx(&mut direct1, "INSERT INTO t VALUES (5)").await;
+    assert_eq!(through, direct);
+}

@@ -30,6 +30,9 @@ pub struct SessionState {
     /// The session's own `SET wait_timeout`, once it ran one (otherwise the
     /// timeout from login applies).
     pub idle_timeout: Option<Duration>,
+    /// A `START TRANSACTION READ ONLY` open on this read node (not the
+    /// master: a read-only transaction there is an ordinary one).
+    pub read_only_tx: Option<NodeId>,
 }
 
 impl SessionState {
@@ -42,12 +45,16 @@ impl SessionState {
             home: None,
             last_node: None,
             idle_timeout: None,
+            read_only_tx: None,
         }
     }
 
-    /// Inside a transaction by the node's own account, or with autocommit off.
+    /// Inside a transaction by the node's own account (the master's, or the
+    /// read node's of a read-only one), or with autocommit off.
     pub fn in_transaction(&self) -> bool {
-        self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
+        self.status & status::IN_TRANS != 0
+            || self.status & status::AUTOCOMMIT == 0
+            || self.read_only_tx.is_some()
     }
 
     /// The facts a node choice reads.
@@ -59,6 +66,7 @@ impl SessionState {
             home: self.home,
             last_node: self.last_node,
             last_gtid: self.last_gtid.as_ref(),
+            read_only_tx: self.read_only_tx,
         }
     }
 }

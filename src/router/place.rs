@@ -70,6 +70,9 @@ pub struct SessionFacts<'a> {
     pub last_node: Option<NodeId>,
     /// The session's last committed write.
     pub last_gtid: Option<&'a Gtid>,
+    /// A `START TRANSACTION READ ONLY` is open on this read node: every
+    /// statement goes there until it ends.
+    pub read_only_tx: Option<NodeId>,
 }
 
 /// The routing settings of the config.
@@ -121,6 +124,17 @@ pub enum PlaceError {
 /// Decides where a command runs; see the module table.
 pub fn place(input: &PlaceInput) -> Result<Placement, PlaceError> {
     let facts = &input.session;
+    if let Some(node) = facts.read_only_tx {
+        return Ok(Placement {
+            node,
+            route: Route {
+                target: Target::Read,
+                why: Why::ReadOnlyTx,
+            },
+            fallback: None,
+            home: facts.home,
+        });
+    }
     let (stmt, forced) = match input.request {
         Request::Statement(s) => (Some(s), None),
         Request::Cursor(s) => (Some(s), Some(Why::Cursor)),

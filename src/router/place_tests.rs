@@ -407,3 +407,40 @@ fn global_reads_go_only_to_nodes_that_applied_every_acknowledged_commit() {
     );
     assert_eq!(at(1 << MASTER | 1 << REPLICA), Ok((REPLICA, Why::Read)));
 }
+
+#[test]
+fn a_read_only_transaction_keeps_every_statement_on_its_read_node() {
+    let topo = cluster(0, "0-1-100");
+    let begin = classify(b"START TRANSACTION READ ONLY");
+    let p = place_with(
+        Request::Statement(&begin),
+        SessionFacts::default(),
+        &topo,
+        settings(),
+        DRAW_REPLICA,
+    );
+    assert_eq!(
+        p.map(|p| (p.node, p.route.why, p.fallback)),
+        Ok((REPLICA, Why::ReadOnlyTx, Some(MASTER)))
+    );
+    let inside = SessionFacts {
+        read_only_tx: Some(REPLICA),
+        home: Some(MASTER),
+        ..SessionFacts::default()
+    };
+    for sql in ["SELECT 1", "INSERT INTO t VALUES (1)", "COMMIT"] {
+        let stmt = classify(sql.as_bytes());
+        let p = place_with(
+            Request::Statement(&stmt),
+            inside,
+            &topo,
+            settings(),
+            DRAW_MASTER,
+        );
+        assert_eq!(
+            p.map(|p| (p.node, p.route.why, p.fallback, p.home)),
+            Ok((REPLICA, Why::ReadOnlyTx, None, Some(MASTER))),
+            "{sql}"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 //! | 3 | CREATE/DROP TEMPORARY TABLE | master | `TempTable` |
 //! | 4 | FLUSH TABLES WITH READ LOCK, LOCK/UNLOCK TABLES | master | `LockTables` |
 //! | 5 | other DDL (CREATE, ALTER, DROP, TRUNCATE, GRANT, FLUSH, OPTIMIZE ...) | master | `Ddl` |
+//! | 0 | `START TRANSACTION READ ONLY` outside a transaction, not pinned, read split on, no master hint | read node | `ReadOnlyTx` |
 //! | 6 | BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT | master | `Transaction` |
 //! | 7 | XA ... | master | `Xa` |
 //! | 8 | SET of any kind (the session replays `SetSession` on its other connections) | master | `Set` / `UserVariable` |
@@ -82,6 +83,9 @@ pub enum Why {
     Cursor,
     /// An execution after COM_STMT_SEND_LONG_DATA (`place`).
     LongData,
+    /// `START TRANSACTION READ ONLY` and every statement of that transaction:
+    /// on the read node it began on (`place`).
+    ReadOnlyTx,
     /// A protocol command that runs on the master (COM_STATISTICS, COM_PROCESS_KILL).
     Command,
 }
@@ -119,6 +123,7 @@ impl Why {
             Why::CacheMiss => "cache_miss",
             Why::Cursor => "cursor",
             Why::LongData => "long_data",
+            Why::ReadOnlyTx => "read_only_transaction",
             Why::Command => "command",
         }
     }
@@ -161,6 +166,18 @@ pub struct RouterContext<'a> {
 /// Decides where the statement goes; see the module table.
 pub fn route(ctx: &RouterContext) -> Route {
     let s = ctx.stmt;
+    if s.kind == (StmtKind::Begin { read_only: true })
+        && !s.multi
+        && !ctx.pinned
+        && !ctx.in_transaction
+        && ctx.read_split
+        && s.hint != Some(Hint::Master)
+    {
+        return Route {
+            target: Target::Read,
+            why: Why::ReadOnlyTx,
+        };
+    }
     if let Some(why) = kind_why(s) {
         return Route::master(why);
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Nodes, Session};
 use crate::backend::RelayOutcome;
+use crate::protocol::status;
 use crate::router::idle::IdleSet;
 use crate::router::{self, Route, Why};
 use crate::topology::NodeId;
@@ -24,6 +25,9 @@ pub(super) struct Change<'a> {
     pub schema: Option<&'a [u8]>,
     /// COM_SET_OPTION: multi-statements on or off.
     pub multi_statements: Option<bool>,
+    /// Placed as part of a read-only transaction on a read node (its
+    /// `START TRANSACTION READ ONLY` or a statement inside it).
+    pub read_only_tx: bool,
 }
 
 impl<N: Nodes> Session<N> {
@@ -56,6 +60,12 @@ impl<N: Nodes> Session<N> {
             self.count_transaction();
         }
         let state = &mut self.state;
+        if change.read_only_tx && Some(node) != home {
+            // Open while that node says IN_TRANS (an ERR carries no status).
+            if let Some(s) = out.status {
+                state.read_only_tx = (s & status::IN_TRANS != 0).then_some(node);
+            }
+        }
         if let Some(g) = out.last_gtid.as_deref().and_then(|g| g.parse().ok()) {
             // Relayed to the client by now: an acknowledged commit.
             self.ctx.topology.record_acked(&g);

@@ -56,7 +56,8 @@ impl Rerun {
     /// For a statement, from where it was placed.
     pub(super) fn for_placement(p: &Placement) -> Rerun {
         match (p.route.target, p.route.why) {
-            (_, Why::SameConnection) => Rerun::Never,
+            // Its answer, or its transaction, lives on that connection.
+            (_, Why::SameConnection | Why::ReadOnlyTx) => Rerun::Never,
             (Target::Read, _) => Rerun::IfNoReply,
             (Target::Master, _) => Rerun::IfNotDelivered,
         }
@@ -327,6 +328,9 @@ impl<N: Nodes> Session<N> {
     /// there (an open transaction, pins), the client must not carry on as if
     /// nothing happened, so the session ends.
     fn after_lost_connection(&mut self, node: NodeId) -> Result<(), FrontendError> {
+        if self.state.read_only_tx == Some(node) {
+            return Err(FrontendError::Closed);
+        }
         if Some(node) == self.state.home {
             if self.state.status & status::IN_TRANS != 0 || self.state.pinned.is_some() {
                 return Err(FrontendError::Closed);

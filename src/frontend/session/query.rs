@@ -138,6 +138,7 @@ impl<N: Nodes> Session<N> {
         let change = Change {
             set,
             pin: router::pins_session(stmt),
+            read_only_tx: placement.route.why == Why::ReadOnlyTx,
             ..Change::default()
         };
         self.apply(node, placement.home, &out, change);

@@ -382,7 +382,36 @@ fn read_only_transactions() {
     );
     kind("SET SESSION TRANSACTION READ ONLY", StmtKind::SetSession);
     kind("SET SESSION TRANSACTION READ WRITE", StmtKind::SetSession);
-    check_why("START TRANSACTION READ ONLY", Master, Why::Transaction);
+    // On a read node, like a read, unless something ties the session to the master.
+    check_why("START TRANSACTION READ ONLY", Read, Why::ReadOnlyTx);
+    check_why(
+        "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT",
+        Read,
+        Why::ReadOnlyTx,
+    );
+    check_why("START TRANSACTION READ WRITE", Master, Why::Transaction);
+    check_why(
+        "/* sqlproxy:master */ START TRANSACTION READ ONLY",
+        Master,
+        Why::Transaction,
+    );
+    let stmt = classify(b"START TRANSACTION READ ONLY");
+    for c in [
+        RouterContext {
+            pinned: true,
+            ..ctx(&stmt)
+        },
+        RouterContext {
+            in_transaction: true,
+            ..ctx(&stmt)
+        },
+        RouterContext {
+            read_split: false,
+            ..ctx(&stmt)
+        },
+    ] {
+        assert_eq!(route(&c).target, Master, "{c:?}");
+    }
     check("SELECT @@session.transaction_read_only", Read);
     check("SELECT @@tx_read_only", Read);
 }
