@@ -44,7 +44,7 @@ impl<N: Nodes> Session<N> {
         if let Some(done) = self.kill_statement(&stmt, seq).await {
             return done;
         }
-        let rewritten = self.with_connection_id(com::QUERY, sql);
+        let rewritten = self.with_connection_id(com::QUERY, sql, &stmt);
         let payload = rewritten.as_deref().unwrap_or(payload);
         let Some(cache) = self.ctx.cache.clone() else {
             return self.query_routed(payload, &stmt, seq).await;
@@ -63,8 +63,19 @@ impl<N: Nodes> Session<N> {
 
     /// The command (`cmd`, then `sql`) with each `CONNECTION_ID()` made
     /// this session's id, so it is the same wherever the statement runs;
-    /// None when there is none.
-    pub(super) fn with_connection_id(&self, cmd: u8, sql: &[u8]) -> Option<Vec<u8>> {
+    /// None when there is none. Not in DDL: a view, routine, trigger, event
+    /// or column default stores the call as text, to run later in whatever
+    /// session uses it.
+    pub(super) fn with_connection_id(
+        &self,
+        cmd: u8,
+        sql: &[u8],
+        stmt: &Statement,
+    ) -> Option<Vec<u8>> {
+        let ddl = |k: &StmtKind| *k == StmtKind::Ddl;
+        if ddl(&stmt.kind) || stmt.rest.iter().any(ddl) {
+            return None;
+        }
         let sql = router::rewrite_connection_id(sql, self.activity.id())?;
         let mut p = Vec::with_capacity(1 + sql.len());
         p.push(cmd);

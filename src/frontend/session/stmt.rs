@@ -45,7 +45,7 @@ impl<N: Nodes> Session<N> {
         let stmt = router::classify(sql);
         self.note_gtid_tracking(&stmt, sql);
         let id = self.nodes.next_statement_id();
-        let rewritten = self.with_connection_id(crate::protocol::com::STMT_PREPARE, sql);
+        let rewritten = self.with_connection_id(crate::protocol::com::STMT_PREPARE, sql, &stmt);
         let payload = rewritten.as_deref().unwrap_or(payload);
         let job = Job::Prepare { payload };
         let rerun = Some(Rerun::IfNoReply);
