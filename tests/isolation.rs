@@ -261,7 +261,7 @@ async fn setup(db: &str) {
     c.wait_replicated();
 }
 
-async fn run_isolation(name: &str, cache: bool, target: u64) {
+async fn run_isolation(name: &str, cache: bool, multiplex_every_statement: bool, target: u64) {
     let c = cluster();
     let _g = c.shared().await;
     let db = c.fresh_db(name);
@@ -269,6 +269,10 @@ async fn run_isolation(name: &str, cache: bool, target: u64) {
     let mut config = c.config();
     config.pool.max_idle = 1;
     config.cache.enabled = cache;
+    if multiplex_every_statement {
+        // Live sessions give their connections back after each command.
+        config.pool.multiplex_idle = Duration::ZERO;
+    }
     let proxy = Proxy::start(config);
     let run = Arc::new(Run {
         db: db.clone(),
@@ -331,10 +335,16 @@ fn target() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reply_reaches_only_its_own_session() {
-    run_isolation("isolation", false, target()).await;
+    run_isolation("isolation", false, false, target()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reply_reaches_only_its_own_session_with_the_cache_on() {
-    run_isolation("isolation_cache", true, target() / 4).await;
+    run_isolation("isolation_cache", true, false, target() / 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_reaches_only_its_own_session_when_connections_change_hands_between_statements()
+{
+    run_isolation("isolation_multiplex", false, true, target() / 2).await;
 }

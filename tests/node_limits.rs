@@ -48,6 +48,8 @@ async fn clients_beyond_the_node_limit_wait_then_get_1040() {
     let mut config = c.config();
     config.pool.max_per_node = 3;
     config.pool.checkout_timeout = Duration::from_millis(500);
+    // Idle sessions would give their slots back (tests/multiplexing.rs).
+    config.pool.multiplex = false;
     config.routing.read_split = false;
     let proxy = Proxy::start(config);
     let url = proxy.url(Some(&db));
@@ -92,6 +94,7 @@ async fn a_waiting_session_gets_the_slot_a_closing_one_frees() {
     let mut config = c.config();
     config.pool.max_per_node = 1;
     config.pool.checkout_timeout = Duration::from_secs(60);
+    config.pool.multiplex = false;
     config.routing.read_split = false;
     let proxy = Proxy::start(config);
     let url = proxy.url(Some(&db));

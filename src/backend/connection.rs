@@ -86,6 +86,33 @@ pub struct BackendConn {
     /// The node's connection slot (`pool.max_per_node`), given back when
     /// the connection closes.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// What the session's statements left on this connection that a later
+    /// statement may ask for.
+    pub residue: Residue,
+}
+
+/// State a session's statements left on one node connection that neither
+/// the session's setup replays nor a pin covers, and that a later
+/// statement may ask for: while any is there, multiplexing does not give
+/// the connection back between statements (a fresh connection would answer
+/// differently).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Residue {
+    /// A statement generated an id: `LAST_INSERT_ID()` keeps it until the
+    /// next one, however many statements later.
+    pub insert_id: bool,
+    /// The last reply carried warnings (`SHOW WARNINGS` asks about the
+    /// previous statement).
+    pub warnings: bool,
+    /// A cursor was opened (COM_STMT_FETCH reads it) or long data sent to a
+    /// statement (its next execution uses it).
+    pub statement_state: bool,
+}
+
+impl Residue {
+    pub fn any(&self) -> bool {
+        self.insert_id || self.warnings || self.statement_state
+    }
 }
 
 /// A reply that is a single OK or ERR packet.
@@ -220,6 +247,7 @@ impl BackendConn {
             born: std::time::Instant::now(),
             read_timeout,
             slot: None,
+            residue: Residue::default(),
         };
         conn.expect_ok(TRACK_GTID).await?;
         Ok(conn)
@@ -366,6 +394,7 @@ impl BackendConn {
             return Err(BackendError::Protocol("unread bytes after a reset"));
         }
         self.sync.sets_applied = 0;
+        self.residue = Residue::default();
         // `sync.multi_statements` stays: COM_RESET_CONNECTION does not undo
         // a COM_SET_OPTION on the node, so the next session must be synced
         // from what the connection really does.

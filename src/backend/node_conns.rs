@@ -125,6 +125,40 @@ impl NodeConns {
         self.statements.clear();
     }
 
+    /// Multiplexing: gives back to the pool every held connection that
+    /// nothing of this session is left on ([`super::connection::Residue`]);
+    /// the caller has checked that the session itself is tied to none (no
+    /// transaction, no pins). Its prepared statements are prepared again
+    /// wherever they next run. Returns how many went back.
+    pub fn release_untied(&mut self) -> usize {
+        let mut released = 0;
+        for (node, slot) in self.conns.iter_mut().enumerate() {
+            if slot.as_ref().is_none_or(|c| c.residue.any()) {
+                continue;
+            }
+            let close = self.threads.release(node);
+            self.statements.forget_node(node);
+            if let Some(c) = slot.take() {
+                if close {
+                    tracing::debug!(node = %c.node_name, "a kill is in flight; connection closed");
+                } else {
+                    self.pools.checkin(c);
+                }
+                released += 1;
+            }
+        }
+        released
+    }
+
+    /// Another session waits for a connection slot on a node this one
+    /// holds a connection to.
+    pub fn slot_wanted(&self) -> bool {
+        self.conns
+            .iter()
+            .enumerate()
+            .any(|(node, c)| c.is_some() && self.pools.waiting(node))
+    }
+
     /// New credentials and client flags (COM_CHANGE_USER): connections of
     /// the old user go back first.
     pub fn change_user(&mut self, creds: Credentials, collation: u8) {
@@ -322,6 +356,11 @@ impl NodeConns {
         };
         match relayed {
             Ok(outcome) => {
+                conn.residue.insert_id |= outcome.insert_id;
+                conn.residue.warnings = outcome.warnings;
+                if matches!(job, Job::Execute { cursor: true, .. }) {
+                    conn.residue.statement_state = true;
+                }
                 if let (Job::Prepare { payload }, Some((stmt_id, _, params))) =
                     (job, outcome.prepared)
                 {
@@ -525,6 +564,7 @@ impl NodeConns {
             return Ok(());
         };
         self.statements.long_data_sent(id, node, conn.id);
+        conn.residue.statement_state = true;
         if let Err(e) = conn.send_unanswered(&p).await {
             self.drop_conn(node);
             return Err(e.into());

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::connection::{BackendConn, ConnKey, Credentials, NodeAddr};
 use super::error::BackendError;
@@ -28,9 +28,12 @@ struct NodePool {
     /// connection outside the pool) and operators always get in.
     slots: Arc<Semaphore>,
     limit: u32,
-    /// Sessions waiting for a slot: while any wait, a returned connection
-    /// is closed rather than kept idle, so its slot goes to them.
+    /// Sessions waiting for a slot (multiplexing sessions give their
+    /// connections back at once while any wait).
     waiting: AtomicUsize,
+    /// Wakes waiting sessions when a connection goes idle: one of the
+    /// waiter's kind is taken as it is, another kind is closed for its slot.
+    returned: Notify,
     /// Sessions that waited in vain for a slot (1040), since start.
     timeouts: AtomicU64,
     idle: Mutex<HashMap<ConnKey, Vec<(BackendConn, Instant)>>>,
@@ -57,6 +60,14 @@ impl NodePool {
         }
         true
     }
+}
+
+/// What a session waiting at a node's limit got.
+enum Slot {
+    /// A slot for a new connection.
+    Free(OwnedSemaphorePermit),
+    /// A connection of its kind, given back by another session.
+    Idle(Box<BackendConn>),
 }
 
 /// What the pool keeps, and for how long (`[pool]`).
@@ -107,6 +118,7 @@ impl Pools {
                         slots: Arc::new(Semaphore::new(limit as usize)),
                         limit,
                         waiting: AtomicUsize::new(0),
+                        returned: Notify::new(),
                         timeouts: AtomicU64::new(0),
                         idle: Mutex::new(HashMap::new()),
                     }
@@ -169,7 +181,10 @@ impl Pools {
             .nodes
             .get(node)
             .ok_or(BackendError::Protocol("unknown node"))?;
-        let slot = self.slot(pool).await?;
+        let slot = match self.slot(pool, node, key).await? {
+            Slot::Free(permit) => permit,
+            Slot::Idle(conn) => return Ok(*conn),
+        };
         let to = NodeAddr {
             node,
             name: pool.name.clone(),
@@ -189,32 +204,58 @@ impl Pools {
     }
 
     /// A connection slot on the node: a free one, one an idle connection of
-    /// another kind gives up, or one freed within `pool.checkout_timeout`.
-    async fn slot(&self, pool: &NodePool) -> Result<OwnedSemaphorePermit, BackendError> {
-        if let Ok(permit) = Arc::clone(&pool.slots).try_acquire_owned() {
-            return Ok(permit);
-        }
-        while pool.close_one_idle() {
-            if let Ok(permit) = Arc::clone(&pool.slots).try_acquire_owned() {
-                return Ok(permit);
-            }
+    /// another kind gives up, or one freed within `pool.checkout_timeout`;
+    /// or, while waiting, a connection of this kind given back idle.
+    async fn slot(
+        &self,
+        pool: &NodePool,
+        node: usize,
+        key: &ConnKey,
+    ) -> Result<Slot, BackendError> {
+        if let Some(permit) = self.free_slot(pool) {
+            return Ok(Slot::Free(permit));
         }
         pool.waiting.fetch_add(1, Ordering::SeqCst);
-        let waited = tokio::time::timeout(
-            self.limits.checkout_timeout,
-            Arc::clone(&pool.slots).acquire_owned(),
-        )
-        .await;
+        let deadline = tokio::time::Instant::now() + self.limits.checkout_timeout;
+        let got = loop {
+            let returned = pool.returned.notified();
+            tokio::pin!(returned);
+            // Registered before looking, so a return in between still wakes us.
+            returned.as_mut().enable();
+            if let Some(conn) = self.take_idle(node, key) {
+                break Some(Slot::Idle(Box::new(conn)));
+            }
+            if let Some(permit) = self.free_slot(pool) {
+                break Some(Slot::Free(permit));
+            }
+            tokio::select! {
+                p = Arc::clone(&pool.slots).acquire_owned() => break p.ok().map(Slot::Free),
+                () = &mut returned => {}
+                () = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
         pool.waiting.fetch_sub(1, Ordering::SeqCst);
-        match waited {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => {
+        match got {
+            Some(slot) => Ok(slot),
+            None => {
                 pool.timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %pool.name, limit = pool.limit, "node connection limit reached");
                 Err(BackendError::PoolFull {
                     limit: pool.limit,
                     waited: self.limits.checkout_timeout,
                 })
+            }
+        }
+    }
+
+    /// A free slot, or one an idle connection gives up.
+    fn free_slot(&self, pool: &NodePool) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if let Ok(permit) = Arc::clone(&pool.slots).try_acquire_owned() {
+                return Some(permit);
+            }
+            if !pool.close_one_idle() {
+                return None;
             }
         }
     }
@@ -268,15 +309,18 @@ impl Pools {
         let Some(pool) = self.nodes.get(conn.node) else {
             return;
         };
-        if pool.waiting.load(Ordering::SeqCst) > 0 {
-            // Closed: its slot goes to a session waiting at the limit.
-            return;
-        }
         conn.key.schema = conn.sync.schema.clone();
-        let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(conn.key.clone()).or_default();
-        if list.len() < self.limits.max_idle {
-            list.push((conn, Instant::now()));
+        {
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let list = idle.entry(conn.key.clone()).or_default();
+            if list.len() < self.limits.max_idle {
+                list.push((conn, Instant::now()));
+            }
+        }
+        if pool.waiting.load(Ordering::SeqCst) > 0 {
+            // A waiter of this kind takes it; another kind closes it for
+            // its slot.
+            pool.returned.notify_waiters();
         }
     }
 
@@ -308,6 +352,13 @@ impl Pools {
                 }
             }
         });
+    }
+
+    /// Sessions wait for a connection slot on `node`.
+    pub fn waiting(&self, node: usize) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.waiting.load(Ordering::SeqCst) > 0)
     }
 
     /// Per node: the connections the proxy holds (idle ones included),

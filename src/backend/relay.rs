@@ -34,6 +34,10 @@ pub struct RelayOutcome {
     pub next_seq: u8,
     /// Rows sent plus rows affected (statistics only).
     pub rows: u64,
+    /// An OK carried a generated id (`LAST_INSERT_ID()` now returns it).
+    pub insert_id: bool,
+    /// The reply's last OK or EOF carried warnings.
+    pub warnings: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -316,6 +320,8 @@ fn note(kind: PacketKind, payload: &[u8], tracker: &mut ResponseTracker, out: &m
                 tracker.status_seen(ok.status);
                 out.status = Some(ok.status);
                 out.rows += ok.affected_rows;
+                out.insert_id |= ok.last_insert_id != 0;
+                out.warnings = ok.warnings != 0;
                 if let Some(g) = ok.last_gtid {
                     out.last_gtid = Some(String::from_utf8_lossy(g).into_owned());
                 }
@@ -330,6 +336,7 @@ fn note(kind: PacketKind, payload: &[u8], tracker: &mut ResponseTracker, out: &m
             let s = eof_status(payload);
             tracker.status_seen(s);
             out.status = Some(s);
+            out.warnings = payload.get(1..3).is_some_and(|w| w != [0, 0]);
         }
         PacketKind::Err => out.error = parse_err(payload).map(|e| e.0),
         PacketKind::PrepareOk => {

@@ -173,6 +173,18 @@ impl Statements {
     pub fn clear(&mut self) {
         self.stmts.clear();
     }
+
+    /// The session gave its connection to `node` back (its reset drops the
+    /// statements there): every statement is prepared anew on the next
+    /// connection, even if the pool hands the same one back.
+    pub fn forget_node(&mut self, node: NodeId) {
+        for p in self.stmts.values_mut() {
+            p.on.remove(&node);
+            if p.long_data.is_some_and(|(n, _)| n == node) {
+                p.long_data = None;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +201,17 @@ mod tests {
         }
         p.extend_from_slice(&42u64.to_le_bytes());
         p
+    }
+
+    #[test]
+    fn a_connection_given_back_holds_no_statement_of_the_session() {
+        let mut s = Statements::default();
+        s.insert(1, b"\x16SELECT ?", 1, 0, 7, 3);
+        s.prepared_on(1, 1, 8, 4);
+        s.forget_node(0);
+        assert_eq!(s.on_conn(1, 0, 7), None, "same connection drawn again");
+        assert!(s.on_conn(1, 1, 8).is_some());
+        assert_eq!(s.prepare_payload(1), Some(&b"\x16SELECT ?"[..]));
     }
 
     #[test]

@@ -59,6 +59,16 @@ impl HeldThreads {
         h.kills_in_flight > 0
     }
 
+    /// The session lets its connection to `node` go. True: a kill is in
+    /// flight, so it must be closed, not pooled.
+    pub fn release(&self, node: NodeId) -> bool {
+        let mut h = self.lock();
+        if let Some(t) = h.threads.get_mut(node) {
+            *t = None;
+        }
+        h.kills_in_flight > 0
+    }
+
     /// The threads held now, as (node, thread id).
     pub fn held(&self) -> Vec<(NodeId, u32)> {
         let h = self.lock();

@@ -106,6 +106,17 @@ pub struct PoolConfig {
     /// An idle pooled connection unused for this long is closed.
     #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Multiplexing: a session that nothing ties to its node connections
+    /// (no transaction, no pins, nothing the next statement may ask of that
+    /// connection) gives them back to the pool between statements, so idle
+    /// clients hold no node connection.
+    #[serde(default = "defaults::multiplex")]
+    pub multiplex: bool,
+    /// How long such a session keeps its connections after a command
+    /// before giving them back; at once while other sessions wait for a
+    /// slot on the node. "0s": after every command.
+    #[serde(default = "defaults::multiplex_idle", with = "humantime_serde")]
+    pub multiplex_idle: Duration,
 }
 
 impl PoolConfig {
@@ -139,6 +150,8 @@ impl Default for PoolConfig {
             checkout_timeout: defaults::checkout_timeout(),
             max_lifetime: defaults::max_lifetime(),
             idle_timeout: defaults::idle_timeout(),
+            multiplex: defaults::multiplex(),
+            multiplex_idle: defaults::multiplex_idle(),
         }
     }
 }
@@ -253,7 +266,7 @@ mod defaults {
         Duration::from_secs(10)
     }
     pub fn max_idle() -> usize {
-        64
+        16
     }
     /// HAProxy `timeout connect` in the seed.
     pub fn connect_timeout() -> Duration {
@@ -274,5 +287,11 @@ mod defaults {
     }
     pub fn idle_timeout() -> Duration {
         Duration::from_secs(300)
+    }
+    pub fn multiplex() -> bool {
+        true
+    }
+    pub fn multiplex_idle() -> Duration {
+        Duration::from_secs(1)
     }
 }

@@ -234,10 +234,7 @@ impl SessionHandle {
     /// The command ended: the session's schema and the nodes it holds
     /// connections to (`held[n]` for node n).
     pub fn end(&self, schema: Option<&[u8]>, held: impl Iterator<Item = bool>) {
-        let nodes = held
-            .take(64)
-            .enumerate()
-            .fold(0u64, |m, (i, h)| if h { m | (1 << i) } else { m });
+        let nodes = node_mask(held);
         let mut a = self.entry.lock();
         a.command = "sleep";
         a.since = Instant::now();
@@ -246,6 +243,11 @@ impl SessionHandle {
         if a.schema.as_deref().map(str::as_bytes) != schema {
             a.schema = schema.map(|s| String::from_utf8_lossy(s).into_owned());
         }
+    }
+
+    /// The session gave back node connections while idle.
+    pub fn set_held(&self, held: impl Iterator<Item = bool>) {
+        self.entry.lock().nodes = node_mask(held);
     }
 
     /// COM_CHANGE_USER succeeded.
@@ -258,6 +260,13 @@ impl Drop for SessionHandle {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.entry.id);
     }
+}
+
+/// Which nodes a session holds a connection to, as a bit mask.
+fn node_mask(held: impl Iterator<Item = bool>) -> u64 {
+    held.take(64)
+        .enumerate()
+        .fold(0u64, |m, (i, h)| if h { m | (1 << i) } else { m })
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct SessionState {
     /// A `START TRANSACTION READ ONLY` open on this read node (not the
     /// master: a read-only transaction there is an ordinary one).
     pub read_only_tx: Option<NodeId>,
+    /// A statement may have left state on a node connection that nothing
+    /// replays (`router::keeps_connection`): no multiplexing from then on.
+    pub keeps_connections: bool,
 }
 
 impl SessionState {
@@ -46,6 +49,7 @@ impl SessionState {
             last_node: None,
             idle_timeout: None,
             read_only_tx: None,
+            keeps_connections: false,
         }
     }
 
@@ -55,6 +59,13 @@ impl SessionState {
         self.status & status::IN_TRANS != 0
             || self.status & status::AUTOCOMMIT == 0
             || self.read_only_tx.is_some()
+    }
+
+    /// Nothing of the session itself ties it to its node connections (no
+    /// transaction, autocommit on, no pins): multiplexing may give back
+    /// those without residue of their own.
+    pub fn may_release_connections(&self) -> bool {
+        !self.in_transaction() && self.pinned.is_none() && !self.keeps_connections
     }
 
     /// The facts a node choice reads.

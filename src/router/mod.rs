@@ -36,7 +36,7 @@ pub use classify::{classify, Hint, LexMode, Statement, StmtKind};
 pub use connection_id::{reads_processlist, rewrite_connection_id};
 pub use gtid_tracking::may_stop_gtid_tracking;
 pub use place::{place, PlaceError, PlaceInput, Placement, Request, SessionFacts, Settings};
-pub use route::{pins_session, route, Route, RouterContext, Target, Why};
+pub use route::{keeps_connection, pins_session, route, Route, RouterContext, Target, Why};
 
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,9 @@ pub(super) struct Change<'a> {
     /// Placed as part of a read-only transaction on a read node (its
     /// `START TRANSACTION READ ONLY` or a statement inside it).
     pub read_only_tx: bool,
+    /// May leave state on the node connection that nothing replays
+    /// (`router::keeps_connection`).
+    pub keep: bool,
 }
 
 impl<N: Nodes> Session<N> {
@@ -52,6 +55,8 @@ impl<N: Nodes> Session<N> {
     ) {
         let state = &mut self.state;
         state.last_node = Some(node);
+        // Even after an error: a multi-statement may have run part of it.
+        state.keeps_connections |= change.keep;
         state.home = home;
         if Some(node) == home {
             if let Some(s) = out.status {

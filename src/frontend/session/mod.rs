@@ -130,6 +130,13 @@ enum Flow {
     Close,
 }
 
+/// How the wait for a client's next command ended.
+enum Waited<T> {
+    Command(T),
+    Shutdown,
+    Killed,
+}
+
 pub(crate) struct Session<N: Nodes> {
     ctx: Arc<ProxyContext>,
     client: PacketIo,
@@ -239,6 +246,14 @@ impl<N: Nodes> Session<N> {
         self.command_loop(shutdown).await;
     }
 
+    /// Multiplexing is on and nothing of the session itself ties it to
+    /// the node connections it holds.
+    fn multiplexing(&self) -> bool {
+        self.ctx.config.pool.multiplex
+            && self.state.may_release_connections()
+            && self.nodes.held().any(|h| h)
+    }
+
     async fn command_loop(&mut self, shutdown: CancellationToken) {
         let max = self.ctx.config.mysql.max_allowed_packet as usize;
         let timeout = Some(self.ctx.config.mysql.client_read_timeout);
@@ -247,14 +262,47 @@ impl<N: Nodes> Session<N> {
             // This command's share of mysql.max_command_memory, held until
             // it has gone to its node.
             let mut held = Reservation::default();
-            let pkt = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                // KILL: closed without a word, as a node closes a killed connection.
-                _ = self.activity.killed().cancelled() => {
+            if self.multiplexing()
+                && (self.ctx.config.pool.multiplex_idle.is_zero() || self.nodes.slot_wanted())
+            {
+                // Another session waits for a slot this one holds.
+                self.nodes.release_untied();
+            }
+            // Multiplexing: connections nothing ties to the session go back
+            // to the pool once it has been idle for `pool.multiplex_idle`.
+            let mut linger = self
+                .multiplexing()
+                .then_some(self.ctx.config.pool.multiplex_idle);
+            let pkt = {
+                let read = self.client.read_command(
+                    max,
+                    (&self.ctx.command_memory, &mut held),
+                    Some(idle),
+                    timeout,
+                );
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break Waited::Shutdown,
+                        _ = self.activity.killed().cancelled() => break Waited::Killed,
+                        p = &mut read => break Waited::Command(p),
+                        () = tokio::time::sleep(linger.unwrap_or_default()), if linger.is_some() => {
+                            linger = None;
+                            let n = self.nodes.release_untied();
+                            self.activity.set_held(self.nodes.held());
+                            tracing::trace!(released = n, "idle: node connections given back");
+                        }
+                    }
+                }
+            };
+            let pkt = match pkt {
+                Waited::Command(p) => p,
+                Waited::Shutdown => break,
+                Waited::Killed => {
+                    // KILL: closed without a word, as a node closes a killed connection.
                     self.close_killed().await;
                     break;
                 }
-                p = self.client.read_command(max, (&self.ctx.command_memory, &mut held), Some(idle), timeout) => p,
             };
             let pkt = match pkt {
                 Ok(p) => p,

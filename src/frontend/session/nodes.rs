@@ -65,6 +65,11 @@ pub trait Nodes: Send {
     fn note_types(&mut self, id: u32, execute: &[u8]);
     fn mark_synced(&mut self, node: NodeId, setup: &SessionSetup);
     fn release_all(&mut self);
+    /// Multiplexing: gives back the connections nothing of the session is
+    /// left on; how many.
+    fn release_untied(&mut self) -> usize;
+    /// Another session waits for a slot on a node this one holds.
+    fn slot_wanted(&self) -> bool;
     fn change_user(&mut self, creds: Credentials, collation: u8);
     /// Which nodes a connection is held to (admin SHOW SESSIONS).
     fn held(&self) -> impl Iterator<Item = bool> + '_;
@@ -142,6 +147,14 @@ impl Nodes for NodeConns {
 
     fn release_all(&mut self) {
         NodeConns::release_all(self);
+    }
+
+    fn release_untied(&mut self) -> usize {
+        NodeConns::release_untied(self)
+    }
+
+    fn slot_wanted(&self) -> bool {
+        NodeConns::slot_wanted(self)
     }
 
     fn change_user(&mut self, creds: Credentials, collation: u8) {

@@ -149,6 +149,7 @@ impl<N: Nodes> Session<N> {
         let change = Change {
             set,
             pin: router::pins_session(stmt),
+            keep: router::keeps_connection(stmt),
             read_only_tx: placement.route.why == Why::ReadOnlyTx,
             ..Change::default()
         };

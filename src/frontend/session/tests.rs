@@ -53,6 +53,8 @@ struct FakeNodes {
     sent: Vec<Sent>,
     synced: Vec<(NodeId, SessionSetup)>,
     released: usize,
+    /// Multiplexing hand-backs asked for.
+    given_back: usize,
 }
 
 fn ok_packet(status: u16) -> Vec<u8> {
@@ -178,6 +180,15 @@ impl Nodes for FakeNodes {
 
     fn release_all(&mut self) {
         self.released += 1;
+    }
+
+    fn release_untied(&mut self) -> usize {
+        self.given_back += 1;
+        0
+    }
+
+    fn slot_wanted(&self) -> bool {
+        false
     }
 
     fn change_user(&mut self, _: Credentials, _: u8) {}
