@@ -28,6 +28,10 @@ use crate::tls::TlsInfo;
 /// instead of piling up in memory.
 pub const FLUSH_THRESHOLD: usize = 64 * 1024;
 
+/// Read and write buffers start this small: thousands of idle clients
+/// each hold a pair.
+const INITIAL_BUFFER: usize = 4 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("connection closed by peer")]
@@ -130,8 +134,8 @@ impl PacketIo {
     pub fn new(stream: TcpStream) -> Self {
         PacketIo {
             stream: Stream::Plain(stream),
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: Vec::with_capacity(16 * 1024),
+            rbuf: BytesMut::with_capacity(INITIAL_BUFFER),
+            wbuf: Vec::with_capacity(INITIAL_BUFFER),
             flushes: 0,
         }
     }
@@ -217,8 +221,8 @@ impl PacketIo {
     fn new_on(stream: Stream) -> Self {
         PacketIo {
             stream,
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: Vec::with_capacity(16 * 1024),
+            rbuf: BytesMut::with_capacity(INITIAL_BUFFER),
+            wbuf: Vec::with_capacity(INITIAL_BUFFER),
             flushes: 0,
         }
     }
@@ -273,8 +277,11 @@ impl PacketIo {
 
     /// Reads more bytes into the buffer; `Closed` at end of stream.
     pub async fn fill(&mut self, timeout: Option<Duration>) -> Result<usize, NetError> {
-        if self.rbuf.capacity() - self.rbuf.len() < 8 * 1024 {
-            self.rbuf.reserve(64 * 1024);
+        if self.rbuf.capacity() - self.rbuf.len() < INITIAL_BUFFER {
+            // Doubling up to 64 KiB: a connection that only ever sees small
+            // packets (most idle clients) keeps small buffers.
+            let more = self.rbuf.capacity().clamp(INITIAL_BUFFER, 64 * 1024);
+            self.rbuf.reserve(more);
         }
         read_some(&mut self.stream, &mut self.rbuf, timeout).await
     }
@@ -476,7 +483,7 @@ impl PacketIo {
     /// Frees a large read buffer once it is empty (after a big result).
     pub fn shrink(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 1024 * 1024 {
-            self.rbuf = BytesMut::with_capacity(16 * 1024);
+            self.rbuf = BytesMut::with_capacity(INITIAL_BUFFER);
         }
     }
 

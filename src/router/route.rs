@@ -276,11 +276,13 @@ pub fn pins_session(stmt: &Statement) -> Option<Why> {
 /// Whether running `stmt` may leave state on its node connection that the
 /// session neither replays nor is pinned for: a statement not understood
 /// (a HANDLER opened), XA, a function whose value lives in the connection
-/// (a sequence's `LASTVAL()` after `NEXTVAL()`, `LAST_INSERT_ID(expr)`), a
-/// global-kind SET (`SET ROLE`). Multiplexing then leaves the session its
-/// node connections for the rest of its life.
+/// (a sequence's `LASTVAL()` after `NEXTVAL()`, `LAST_INSERT_ID(expr)`) or
+/// asks about its previous statement (`ROW_COUNT()`, `SHOW WARNINGS`: the
+/// session relies on that), a global-kind SET (`SET ROLE`). Multiplexing
+/// then leaves the session its node connections for the rest of its life.
 pub fn keeps_connection(stmt: &Statement) -> bool {
     let kinds = || std::iter::once(&stmt.kind).chain(&stmt.rest);
     stmt.master_func
+        || stmt.same_conn
         || kinds().any(|k| matches!(k, StmtKind::Other | StmtKind::Xa | StmtKind::SetGlobal))
 }
