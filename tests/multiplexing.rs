@@ -53,7 +53,7 @@ async fn idle_clients_share_a_few_node_connections_and_each_still_works() {
         clients.push(conn);
     }
     // All logged in and idle: their connections went back to the pool,
-    // which keeps `max_idle` (16) per node and kind.
+    // which keeps `max_idle` (8) per node and kind.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (on0, on1) = (held_on(0, &db), held_on(1, &db));
     assert!(

@@ -266,7 +266,7 @@ mod defaults {
         Duration::from_secs(10)
     }
     pub fn max_idle() -> usize {
-        16
+        8
     }
     /// HAProxy `timeout connect` in the seed.
     pub fn connect_timeout() -> Duration {

@@ -306,8 +306,15 @@ impl Cluster {
     /// A sqlproxy configuration for this cluster: listener on port 0, cn1
     /// (priority 1) and cn2 (priority 2) with weight 1, the application user,
     /// and a fast monitor (200ms, rise 2, fall 2) so failover tests are quick.
+    /// `SQLPROXY_TEST_MULTIPLEX_IDLE` (e.g. "0s") sets `pool.multiplex_idle`
+    /// for a run of the suite in which connections change hands after every
+    /// command.
     pub fn config_toml(&self) -> String {
         let [cn1, cn2] = &self.nodes;
+        let pool = match std::env::var("SQLPROXY_TEST_MULTIPLEX_IDLE") {
+            Ok(idle) => format!("\n[pool]\nmultiplex_idle = \"{idle}\"\n"),
+            Err(_) => String::new(),
+        };
         format!(
             r#"[mysql]
 listen = "127.0.0.1:0"
@@ -331,7 +338,7 @@ password = "{MONITOR_PASSWORD}"
 interval = "200ms"
 rise = 2
 fall = 2
-"#,
+{pool}"#,
             h1 = cn1.host,
             p1 = cn1.port,
             h2 = cn2.host,

@@ -74,7 +74,14 @@ pub async fn run(
         tls: ctx.tls.current(),
     };
     let attempt = login::login(io, &spec);
-    let outcome = login_within(ctx.config.mysql.connect_timeout, &pending, attempt).await;
+    // Boxed, as each command below: the session's own future stays small
+    // while it waits for its client (thousands of idle clients hold one).
+    let outcome = Box::pin(login_within(
+        ctx.config.mysql.connect_timeout,
+        &pending,
+        attempt,
+    ))
+    .await;
     drop(pending);
     let (mut io, login) = match outcome {
         Some(Ok(l)) => l,
@@ -235,7 +242,7 @@ impl<N: Nodes> Session<N> {
         let seq = self.login_seq;
         if self.state.setup.schema.is_some() {
             // The node decides whether the schema exists (1049 otherwise).
-            if let Err(e) = self.open_master().await {
+            if let Err(e) = Box::pin(self.open_master()).await {
                 self.send_backend_error(seq, None, &e).await;
                 return;
             }
@@ -344,7 +351,7 @@ impl<N: Nodes> Session<N> {
             let started = Instant::now();
             let cmd = Command::parse(&payload);
             self.activity.begin(&cmd);
-            let flow = self.dispatch(cmd, &payload, seq).await;
+            let flow = Box::pin(self.dispatch(cmd, &payload, seq)).await;
             self.write_pass = None;
             let schema = self.state.setup.schema.as_deref();
             self.activity.end(schema, self.nodes.held());
