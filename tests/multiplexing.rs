@@ -284,3 +284,70 @@ async fn more_busy_clients_than_the_node_limit_are_all_served() {
         .expect("count");
     assert_eq!(n.trim(), (CLIENTS * 10).to_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_connections_given_back_after_every_command_what_a_session_asks_next_still_holds() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let db = c.fresh_db("mux_every");
+    let mut config = c.config();
+    config.pool.multiplex_idle = Duration::ZERO;
+    config.pool.max_idle = 1;
+    let proxy = Proxy::start(config);
+    let url = proxy.url(Some(&db));
+    let mut setup = connect(&url).await;
+    setup
+        .query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    let values: Vec<String> = (1..=30).map(|i| format!("({i})")).collect();
+    setup
+        .query_drop(format!("INSERT INTO t (v) VALUES {}", values.join(",")))
+        .await
+        .expect("fill");
+    drop(setup);
+    c.wait_replicated();
+    // A second client keeps drawing connections in between.
+    let mut other = connect(&url).await;
+
+    let mut found = connect(&url).await;
+    let rows: Vec<i64> = found
+        .query("SELECT SQL_CALC_FOUND_ROWS id FROM t ORDER BY id LIMIT 3")
+        .await
+        .expect("calc");
+    assert_eq!(rows, vec![1, 2, 3]);
+    let _ = server_id(&mut other).await;
+    let total: Option<u64> = found
+        .query_first("SELECT FOUND_ROWS()")
+        .await
+        .expect("found");
+    assert_eq!(total, Some(30));
+
+    let mut ins = connect(&url).await;
+    ins.query_drop("INSERT INTO t (v) VALUES (99)")
+        .await
+        .expect("insert");
+    let _ = master_thread(&mut other).await;
+    let last: Option<u64> = ins
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .expect("last id");
+    assert_eq!(last, Some(31));
+
+    let mut w = connect(&url).await;
+    let _: Option<Option<i64>> = w.query_first("SELECT 1/0").await.expect("division");
+    let _ = master_thread(&mut other).await;
+    let warnings: Vec<(String, u32, String)> = w.query("SHOW WARNINGS").await.expect("warnings");
+    assert_eq!(warnings.iter().map(|w| w.1).collect::<Vec<_>>(), vec![1365]);
+
+    let mut p = connect(&url).await;
+    let stmt = p
+        .prep("SELECT v FROM t WHERE id = ?")
+        .await
+        .expect("prepare");
+    for id in [5, 6, 7] {
+        let _ = master_thread(&mut other).await;
+        let v: Option<i64> = p.exec_first(&stmt, (id,)).await.expect("execute");
+        assert_eq!(v, Some(id));
+    }
+}

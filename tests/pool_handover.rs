@@ -269,6 +269,9 @@ async fn multi_statements_one_session_switched_on_do_not_reach_the_next() {
     let mut config = c.config();
     config.pool.max_idle = 1;
     config.routing.read_split = false;
+    // The second session must still hold the connection it drew when the
+    // pool is counted.
+    config.pool.multiplex = false;
     let proxy = Proxy::start(config);
     let node = common::raw::login(
         format!("{}:{}", c.nodes[0].host, c.nodes[0].port)

@@ -278,11 +278,13 @@ pub fn pins_session(stmt: &Statement) -> Option<Why> {
 /// (a HANDLER opened), XA, a function whose value lives in the connection
 /// (a sequence's `LASTVAL()` after `NEXTVAL()`, `LAST_INSERT_ID(expr)`) or
 /// asks about its previous statement (`ROW_COUNT()`, `SHOW WARNINGS`: the
-/// session relies on that), a global-kind SET (`SET ROLE`). Multiplexing
+/// session relies on that), `SQL_CALC_FOUND_ROWS` (`FOUND_ROWS()` follows),
+/// a global-kind SET (`SET ROLE`). Multiplexing
 /// then leaves the session its node connections for the rest of its life.
 pub fn keeps_connection(stmt: &Statement) -> bool {
     let kinds = || std::iter::once(&stmt.kind).chain(&stmt.rest);
     stmt.master_func
         || stmt.same_conn
+        || stmt.calc_found_rows
         || kinds().any(|k| matches!(k, StmtKind::Other | StmtKind::Xa | StmtKind::SetGlobal))
 }
