@@ -22,8 +22,8 @@ pub struct SessionState {
     pub pinned: Option<Why>,
     /// GTID of the session's last committed write.
     pub last_gtid: Option<Gtid>,
-    /// The master this session writes to; it stays while a transaction is
-    /// open there, so a switchover never splits a transaction.
+    /// The master this session writes to. A transaction open there when
+    /// another node becomes master gets an error, never a COMMIT on it.
     pub home: Option<NodeId>,
     /// Node of the previous statement: SHOW WARNINGS and friends go there.
     pub last_node: Option<NodeId>,

@@ -18,9 +18,10 @@
 //! | 7 | `consistency = "master"` | the master | `Read` |
 //! | 8 | a read | a readable node by weight; the master if the one drawn lacks the session's last write (`consistency = "session"`) | `Read` / `Hint` |
 //!
-//! "The master" is the topology's, except that an open transaction finishes
-//! on the node where it started, and a session pinned by state that lives
-//! only on an old master cannot follow a new one ([`PlaceError::MasterChanged`]).
+//! "The master" is the topology's. A transaction open on a node that is no
+//! longer the master, or a session pinned by state that lives only there,
+//! cannot follow the new one and is not finished on the old one
+//! ([`PlaceError::MasterChanged`]).
 //! While no master is named, reads still go to a readable node; everything
 //! else waits for one ([`PlaceError::NoMaster`]).
 //! A read placed on another node may fall back to the master if that node
@@ -186,8 +187,11 @@ fn master(input: &PlaceInput) -> Result<NodeId, PlaceError> {
     let facts = &input.session;
     let current = input.topology.master.ok_or(PlaceError::NoMaster)?;
     match facts.home {
-        Some(home) if home != current && facts.open_transaction => Ok(home),
-        Some(home) if home != current && facts.pinned => Err(PlaceError::MasterChanged),
+        // Never finished on the old master: one cut off before it could be
+        // fenced would acknowledge a COMMIT the new master never gets.
+        Some(home) if home != current && (facts.open_transaction || facts.pinned) => {
+            Err(PlaceError::MasterChanged)
+        }
         _ => Ok(current),
     }
 }

@@ -279,7 +279,7 @@ fn settings_keep_reads_on_the_master() {
 }
 
 #[test]
-fn a_transaction_finishes_where_it_started_and_pins_do_not_move() {
+fn a_transaction_or_pins_on_a_replaced_master_neither_move_nor_finish_there() {
     let stmt = classify(b"UPDATE t SET a = 1");
     let mut moved = cluster(0, "0-1-100");
     moved.master = Some(REPLICA);
@@ -292,8 +292,13 @@ fn a_transaction_finishes_where_it_started_and_pins_do_not_move() {
         open_transaction: true,
         ..home_was_cn1
     };
+    // Its COMMIT must not reach the old master: cut off before it was
+    // fenced, it would acknowledge a commit the new master never gets.
     let p = place_with(Request::Statement(&stmt), in_tx, &moved, settings(), 0);
-    assert_eq!(p.map(|p| (p.node, p.home)), Ok((MASTER, Some(MASTER))));
+    assert_eq!(p, Err(PlaceError::MasterChanged));
+    let commit = classify(b"COMMIT");
+    let p = place_with(Request::Statement(&commit), in_tx, &moved, settings(), 0);
+    assert_eq!(p, Err(PlaceError::MasterChanged));
     let pinned = SessionFacts {
         pinned: true,
         ..home_was_cn1

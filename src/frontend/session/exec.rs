@@ -192,9 +192,9 @@ impl<N: Nodes> Session<N> {
         };
         // A command placed on the master must not have its reply relayed
         // once that node is no longer the master (a late OK of a write).
+        // Placed just before another node became master: abandoned at once.
         let topology = &self.ctx.topology;
-        let on_master =
-            placement.route.target == Target::Master && topology.master() == Some(placement.node);
+        let on_master = placement.route.target == Target::Master;
         let lost_role = on_master.then(|| lost_master_role(topology, placement.node));
         let abandon = Some(abandon_when(lost_role, self.activity.killed().clone()));
         let ran = self
