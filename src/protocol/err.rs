@@ -170,7 +170,7 @@ impl ProxyError {
         Self::new(
             1927,
             "70100",
-            "Connection was killed: the master changed and this session's state (temporary tables, user variables, locks) was on the old one",
+            "Connection was killed: the master changed and this session's open transaction or state (temporary tables, user variables, locks) was on the old one",
         )
     }
 
