@@ -294,6 +294,15 @@ async fn with_connections_given_back_after_every_command_what_a_session_asks_nex
     config.pool.multiplex_idle = Duration::ZERO;
     config.pool.max_idle = 1;
     let proxy = Proxy::start(config);
+    // Discovery fences cn2, killing the connections it has: wait for it.
+    let topology = Arc::clone(&proxy.context.topology);
+    let began = Instant::now();
+    while !(topology.snapshot().master == Some(0)
+        && topology.snapshot().nodes[1].read_only == Some(true))
+    {
+        assert!(began.elapsed() < Duration::from_secs(30), "no discovery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let url = proxy.url(Some(&db));
     let mut setup = connect(&url).await;
     setup
