@@ -13,9 +13,23 @@ use std::time::{Duration, Instant};
 use common::{cluster, connect, Proxy};
 use mysql_async::prelude::Queryable;
 
+/// One count read on the node directly. The proxy fences cn1 once it is
+/// back (read_only, then its client connections killed), which may cut
+/// this client's own connection: a client-side error (2xxx) is retried.
 fn count(node: usize, sql: &str) -> u32 {
-    let n = cluster().nodes[node].value(sql).expect("query the node");
-    n.trim().parse().unwrap_or_else(|_| panic!("{sql}: {n:?}"))
+    let began = Instant::now();
+    loop {
+        match cluster().nodes[node].value(sql) {
+            Ok(n) => return n.trim().parse().unwrap_or_else(|_| panic!("{sql}: {n:?}")),
+            Err(e)
+                if e.to_string().contains("ERROR 20")
+                    && began.elapsed() < Duration::from_secs(20) =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("query the node: {e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
