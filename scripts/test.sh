@@ -13,7 +13,9 @@
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo test --all-targets
 #   5. a short run of every fuzz target from its committed seeds
-#      (FUZZ_SECONDS each, 4 by default; FUZZ_SECONDS=0 skips the step)
+#      (FUZZ_SECONDS each, 4 by default; FUZZ_SECONDS=0 skips the step);
+#      their build runs at the lowest CPU priority beside step 4, whose
+#      integration tests mostly wait on the nodes
 # Starts no database itself: each integration test binary starts its own
 # two-node cluster on free loopback ports (tests/common). CI runs this as
 # root in a clean clone, through .ci/run, with CI=true.
@@ -74,28 +76,56 @@ info "$(cargo deb --version), $(promtool --version 2>&1 | head -n 1)"
 
 run cargo fmt --all -- --check
 run cargo clippy --all-targets -- -D warnings
+
+# The fuzz targets' build (a second copy of every dependency, with
+# AddressSanitizer) takes minutes of CPU that the integration tests leave
+# idle while they wait on the nodes: it runs beside them at nice 19, so the
+# tests keep the CPU they ask for. The development profile compiles several
+# times faster than the release one and is enough for a few seconds per
+# target; the long runs in docs/FUZZING.md use the release build.
+FUZZ_SECONDS=${FUZZ_SECONDS:-4}
+fuzz_build_pid=
+fuzz_build_log=$(mktemp)
+stop_fuzz_build() {
+    [ -n "$fuzz_build_pid" ] && kill -- "-$fuzz_build_pid" 2>/dev/null || true
+    rm -f "$fuzz_build_log"
+}
+trap stop_fuzz_build EXIT
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    step "fuzz targets' build, in the background at nice 19 (log: $fuzz_build_log)"
+    # setsid: its own process group, so a failing step 4 can stop all of it.
+    setsid nice -n 19 bash -c '
+        set -e
+        command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+        RUSTC_BOOTSTRAP=1 cargo fuzz build --dev
+    ' >"$fuzz_build_log" 2>&1 &
+    fuzz_build_pid=$!
+fi
+
 run cargo test --all-targets
 
 # The fuzz targets (fuzz/, docs/FUZZING.md). cargo-fuzz wants nightly flags;
 # RUSTC_BOOTSTRAP=1 unlocks them on the stable toolchain, and libfuzzer-sys
-# builds libFuzzer with g++. The default build (optimised, with overflow
-# checks and AddressSanitizer) is what the long runs use; each target then
-# runs from a scratch copy of its seeds, so the clone stays clean. A crash
-# fails the suite and leaves its input in fuzz/artifacts/<target>/.
-FUZZ_SECONDS=${FUZZ_SECONDS:-4}
+# builds libFuzzer with g++. Here each target runs its development build
+# (overflow checks and AddressSanitizer, built above) from a scratch copy of
+# its seeds, so the clone stays clean. A crash fails the suite and leaves
+# its input in fuzz/artifacts/<target>/.
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     step "fuzz targets, ${FUZZ_SECONDS}s each"
     fuzz_began=$SECONDS
-    if ! command -v cargo-fuzz >/dev/null 2>&1; then
-        run cargo install cargo-fuzz --locked
+    if ! wait "$fuzz_build_pid"; then
+        fuzz_build_pid=
+        tail -n 40 "$fuzz_build_log" >&2
+        die "the fuzz targets' build failed (its log above)"
     fi
-    run env RUSTC_BOOTSTRAP=1 cargo fuzz build
+    fuzz_build_pid=
+    info "fuzz build done; waited $((SECONDS - fuzz_began))s for it after the tests"
     corpus=$(mktemp -d)
-    trap 'rm -rf "$corpus"' EXIT
+    trap 'stop_fuzz_build; rm -rf "$corpus"' EXIT
     for target in $(cargo fuzz list); do
         [ -d "fuzz/seeds/$target" ] || die "fuzz target $target has no fuzz/seeds/$target"
         cp -r "fuzz/seeds/$target" "$corpus/$target"
-        run env RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus/$target" -- \
+        run env RUSTC_BOOTSTRAP=1 cargo fuzz run --dev "$target" "$corpus/$target" -- \
             -max_total_time="$FUZZ_SECONDS"
     done
     info "fuzz targets: $((SECONDS - fuzz_began))s in all"
