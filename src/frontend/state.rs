@@ -33,6 +33,11 @@ pub struct SessionState {
     /// A `START TRANSACTION READ ONLY` open on this read node (not the
     /// master: a read-only transaction there is an ordinary one).
     pub read_only_tx: Option<NodeId>,
+    /// The previous statement was a `SET TRANSACTION READ ONLY` that ran on
+    /// this read node (not the master), and its text: the next transaction
+    /// is read-only there. Only for the next statement; any other than a
+    /// `BEGIN` runs the same SET first where it runs (`session/exec.rs`).
+    pub read_only_next: Option<(NodeId, String)>,
     /// A statement may have left state on a node connection that nothing
     /// replays (`router::keeps_connection`): no multiplexing from then on.
     pub keeps_connections: bool,
@@ -49,6 +54,7 @@ impl SessionState {
             last_node: None,
             idle_timeout: None,
             read_only_tx: None,
+            read_only_next: None,
             keeps_connections: false,
         }
     }
@@ -62,10 +68,14 @@ impl SessionState {
     }
 
     /// Nothing of the session itself ties it to its node connections (no
-    /// transaction, autocommit on, no pins): multiplexing may give back
-    /// those without residue of their own.
+    /// transaction, autocommit on, no pins, no `SET TRANSACTION` waiting
+    /// for its transaction): multiplexing may give back those without
+    /// residue of their own.
     pub fn may_release_connections(&self) -> bool {
-        !self.in_transaction() && self.pinned.is_none() && !self.keeps_connections
+        !self.in_transaction()
+            && self.pinned.is_none()
+            && !self.keeps_connections
+            && self.read_only_next.is_none()
     }
 
     /// The facts a node choice reads.
@@ -78,6 +88,7 @@ impl SessionState {
             last_node: self.last_node,
             last_gtid: self.last_gtid.as_ref(),
             read_only_tx: self.read_only_tx,
+            read_only_next: self.read_only_next.as_ref().map(|(node, _)| *node),
         }
     }
 }

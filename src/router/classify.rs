@@ -86,7 +86,7 @@ pub enum StmtKind {
     Ddl,
     /// `BEGIN [WORK]`, `START TRANSACTION [READ ONLY|READ WRITE|WITH CONSISTENT SNAPSHOT]`.
     Begin {
-        read_only: bool,
+        access: Access,
     },
     Commit,
     Rollback,
@@ -94,8 +94,14 @@ pub enum StmtKind {
     Savepoint,
     /// Exactly `SET [SESSION|LOCAL|@@session.|@@local.|@@]autocommit = 0|1|ON|OFF|TRUE|FALSE`.
     SetAutocommit(bool),
-    /// SET of session system variables only (SET NAMES, SET CHARACTER SET, SET TRANSACTION, ...).
+    /// SET of session system variables only (SET NAMES, SET CHARACTER SET,
+    /// SET SESSION TRANSACTION, ...).
     SetSession,
+    /// `SET TRANSACTION ...` without a scope: the characteristics of the
+    /// session's next transaction only, so never replayed elsewhere.
+    SetNextTransaction {
+        read_only: bool,
+    },
     /// A SET that assigns a user variable (possibly with system variables).
     SetUserVar,
     /// SET GLOBAL / @@global.x, SET PASSWORD, SET ROLE, SET DEFAULT ROLE.
@@ -117,6 +123,15 @@ pub enum StmtKind {
     Do,
     /// Anything else, or not understood (goes to the master).
     Other,
+}
+
+/// The access mode a transaction's first statement names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Neither: the session's (or a one-shot `SET TRANSACTION`'s) mode.
+    Default,
+    ReadOnly,
+    ReadWrite,
 }
 
 impl StmtKind {

@@ -32,7 +32,7 @@ pub mod route;
 mod set;
 mod stmt_scan;
 
-pub use classify::{classify, Hint, LexMode, Statement, StmtKind};
+pub use classify::{classify, Access, Hint, LexMode, Statement, StmtKind};
 pub use connection_id::{reads_processlist, rewrite_connection_id};
 pub use gtid_tracking::may_stop_gtid_tracking;
 pub use place::{place, PlaceError, PlaceInput, Placement, Request, SessionFacts, Settings};

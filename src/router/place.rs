@@ -18,6 +18,10 @@
 //! | 7 | `consistency = "master"` | the master | `Read` |
 //! | 8 | a read | a readable node by weight; the master if the one drawn lacks the session's last write (`consistency = "session"`) | `Read` / `Hint` |
 //!
+//! Before the table: every statement of a read-only transaction open on a
+//! read node goes there, and a `BEGIN` right after a `SET TRANSACTION READ
+//! ONLY` that ran on a read node opens that transaction there (`ReadOnlyTx`).
+//!
 //! "The master" is the topology's. A transaction open on a node that is no
 //! longer the master, or a session pinned by state that lives only there,
 //! cannot follow the new one and is not finished on the old one
@@ -29,7 +33,7 @@
 
 use std::time::Duration;
 
-use super::classify::Statement;
+use super::classify::{Access, Statement, StmtKind};
 use super::route::{route, Route, RouterContext, Target, Why};
 use crate::config::Consistency;
 use crate::topology::gtid::Gtid;
@@ -74,6 +78,9 @@ pub struct SessionFacts<'a> {
     /// A `START TRANSACTION READ ONLY` is open on this read node: every
     /// statement goes there until it ends.
     pub read_only_tx: Option<NodeId>,
+    /// The previous statement was `SET TRANSACTION READ ONLY`, run on this
+    /// read node: a `BEGIN` now opens the read-only transaction there.
+    pub read_only_next: Option<NodeId>,
 }
 
 /// The routing settings of the config.
@@ -144,6 +151,23 @@ pub fn place(input: &PlaceInput) -> Result<Placement, PlaceError> {
         Request::FieldList => (None, None),
         Request::Master(why) => (None, Some(why)),
     };
+    if let (Some(node), Some(s)) = (facts.read_only_next, stmt) {
+        let default_begin = s.kind
+            == StmtKind::Begin {
+                access: Access::Default,
+            };
+        if default_begin && !s.multi && !facts.in_transaction && !facts.pinned {
+            return Ok(Placement {
+                node,
+                route: Route {
+                    target: Target::Read,
+                    why: Why::ReadOnlyTx,
+                },
+                fallback: None,
+                home: facts.home,
+            });
+        }
+    }
     if let Some(s) = stmt {
         let r = route(&RouterContext {
             stmt: s,

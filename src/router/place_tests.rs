@@ -449,3 +449,50 @@ fn a_read_only_transaction_keeps_every_statement_on_its_read_node() {
         );
     }
 }
+
+#[test]
+fn a_begin_right_after_set_transaction_read_only_opens_on_the_node_that_ran_it() {
+    let topo = cluster(0, "0-1-100");
+    let set = classify(b"SET TRANSACTION READ ONLY");
+    let p = place_with(
+        Request::Statement(&set),
+        SessionFacts::default(),
+        &topo,
+        settings(),
+        DRAW_REPLICA,
+    );
+    assert_eq!(
+        p.map(|p| (p.node, p.route.why)),
+        Ok((REPLICA, Why::ReadOnlyTx))
+    );
+    let waiting = SessionFacts {
+        read_only_next: Some(REPLICA),
+        home: Some(MASTER),
+        ..SessionFacts::default()
+    };
+    let at = |sql: &str, draw| {
+        let stmt = classify(sql.as_bytes());
+        place_with(Request::Statement(&stmt), waiting, &topo, settings(), draw)
+            .map(|p| (p.node, p.route.why))
+    };
+    // Whatever the draw: the BEGIN goes where the SET waits.
+    assert_eq!(at("BEGIN", DRAW_MASTER), Ok((REPLICA, Why::ReadOnlyTx)));
+    assert_eq!(
+        at("START TRANSACTION", DRAW_MASTER),
+        Ok((REPLICA, Why::ReadOnlyTx))
+    );
+    // An explicit access mode, a write or several statements: as usual.
+    assert_eq!(
+        at("START TRANSACTION READ WRITE", DRAW_REPLICA),
+        Ok((MASTER, Why::Transaction))
+    );
+    assert_eq!(
+        at("INSERT INTO t VALUES (1)", DRAW_REPLICA),
+        Ok((MASTER, Why::Write))
+    );
+    assert_eq!(
+        at("BEGIN; SELECT 1", DRAW_REPLICA),
+        Ok((MASTER, Why::Transaction))
+    );
+    assert_eq!(at("SELECT 1", DRAW_MASTER), Ok((MASTER, Why::Read)));
+}

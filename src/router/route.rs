@@ -10,7 +10,7 @@
 //! | 3 | CREATE/DROP TEMPORARY TABLE | master | `TempTable` |
 //! | 4 | FLUSH TABLES WITH READ LOCK, LOCK/UNLOCK TABLES | master | `LockTables` |
 //! | 5 | other DDL (CREATE, ALTER, DROP, TRUNCATE, GRANT, FLUSH, OPTIMIZE ...) | master | `Ddl` |
-//! | 0 | `START TRANSACTION READ ONLY` outside a transaction, not pinned, read split on, no master hint | read node | `ReadOnlyTx` |
+//! | 0 | `START TRANSACTION READ ONLY`, or `SET TRANSACTION READ ONLY` (the next transaction's mode), outside a transaction, not pinned, read split on, no master hint | read node | `ReadOnlyTx` |
 //! | 6 | BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT | master | `Transaction` |
 //! | 7 | XA ... | master | `Xa` |
 //! | 8 | SET of any kind (the session replays `SetSession` on its other connections) | master | `Set` / `UserVariable` |
@@ -38,7 +38,7 @@
 
 use std::fmt;
 
-use super::classify::{Hint, Statement, StmtKind};
+use super::classify::{Access, Hint, Statement, StmtKind};
 
 /// Where a statement goes. `Read` = any healthy node by weight (topology picks which).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +166,13 @@ pub struct RouterContext<'a> {
 /// Decides where the statement goes; see the module table.
 pub fn route(ctx: &RouterContext) -> Route {
     let s = ctx.stmt;
-    if s.kind == (StmtKind::Begin { read_only: true })
+    let read_only = matches!(
+        s.kind,
+        StmtKind::Begin {
+            access: Access::ReadOnly
+        } | StmtKind::SetNextTransaction { read_only: true }
+    );
+    if read_only
         && !s.multi
         && !ctx.pinned
         && !ctx.in_transaction
@@ -223,7 +229,10 @@ fn kind_why(s: &Statement) -> Option<Why> {
         }
         StmtKind::Xa => Why::Xa,
         StmtKind::SetUserVar => Why::UserVariable,
-        StmtKind::SetAutocommit(_) | StmtKind::SetSession | StmtKind::SetGlobal => Why::Set,
+        StmtKind::SetAutocommit(_)
+        | StmtKind::SetSession
+        | StmtKind::SetNextTransaction { .. }
+        | StmtKind::SetGlobal => Why::Set,
         StmtKind::Use(_) => Why::Use,
         StmtKind::LockTables | StmtKind::UnlockTables => Why::LockTables,
         StmtKind::Call => Why::Call,
@@ -279,7 +288,8 @@ pub fn pins_session(stmt: &Statement) -> Option<Why> {
 /// (a sequence's `LASTVAL()` after `NEXTVAL()`, `LAST_INSERT_ID(expr)`) or
 /// asks about its previous statement (`ROW_COUNT()`, `SHOW WARNINGS`: the
 /// session relies on that), `SQL_CALC_FOUND_ROWS` (`FOUND_ROWS()` follows),
-/// a global-kind SET (`SET ROLE`). Multiplexing
+/// a global-kind SET (`SET ROLE`), a `SET TRANSACTION` among several
+/// statements (the session follows only one on its own). Multiplexing
 /// then leaves the session its node connections for the rest of its life.
 pub fn keeps_connection(stmt: &Statement) -> bool {
     let kinds = || std::iter::once(&stmt.kind).chain(&stmt.rest);
@@ -287,4 +297,5 @@ pub fn keeps_connection(stmt: &Statement) -> bool {
         || stmt.same_conn
         || stmt.calc_found_rows
         || kinds().any(|k| matches!(k, StmtKind::Other | StmtKind::Xa | StmtKind::SetGlobal))
+        || (stmt.multi && kinds().any(|k| matches!(k, StmtKind::SetNextTransaction { .. })))
 }

@@ -7,7 +7,7 @@
 //! main statement after a `WITH` list. `SET STATEMENT ... FOR` restarts the head on the inner
 //! statement.
 
-use super::classify::StmtKind;
+use super::classify::{Access, StmtKind};
 use super::keywords::Kw;
 use super::lexer::{Token, TokenKind};
 use super::non_deterministic::makes_non_deterministic;
@@ -269,10 +269,12 @@ impl StmtScan {
             }
             Kw::Check | Kw::Checksum if table_next => StmtKind::Ddl,
             Kw::Begin if self.ntok == 1 || (self.ntok == 2 && h(1) == Kw::Work) => {
-                StmtKind::Begin { read_only: false }
+                StmtKind::Begin {
+                    access: Access::Default,
+                }
             }
             Kw::Start if h(1) == Kw::Transaction => StmtKind::Begin {
-                read_only: (2..self.n_head).any(|i| h(i) == Kw::Read && h(i + 1) == Kw::Only),
+                access: self.access(2),
             },
             Kw::Commit => StmtKind::Commit,
             Kw::Rollback if h(1) == Kw::To || (h(1) == Kw::Work && h(2) == Kw::To) => {
@@ -281,6 +283,9 @@ impl StmtScan {
             Kw::Rollback => StmtKind::Rollback,
             Kw::Savepoint => StmtKind::Savepoint,
             Kw::Release if h(1) == Kw::Savepoint => StmtKind::Savepoint,
+            Kw::Set if h(1) == Kw::Transaction && self.ntok > 2 => StmtKind::SetNextTransaction {
+                read_only: self.access(2) == Access::ReadOnly,
+            },
             Kw::Set => self.set.kind(src, &self.head[..self.n_head], self.ntok),
             Kw::Use if self.ntok == 2 => StmtKind::Use(unquote(
                 src.get(self.head[1].0.start..self.head[1].0.end)
@@ -307,6 +312,18 @@ impl StmtScan {
             }
             _ => StmtKind::Other,
         }
+    }
+
+    /// The access mode among the leading tokens from `from` on: `READ ONLY`
+    /// or `READ WRITE` (`READ COMMITTED` is an isolation level).
+    fn access(&self, from: usize) -> Access {
+        (from..self.n_head)
+            .find_map(|i| match (self.head_kw(i), self.head_kw(i + 1)) {
+                (Kw::Read, Kw::Only) => Some(Access::ReadOnly),
+                (Kw::Read, Kw::Write) => Some(Access::ReadWrite),
+                _ => None,
+            })
+            .unwrap_or(Access::Default)
     }
 
     /// `KILL [HARD|SOFT] [CONNECTION|QUERY [ID]] n`

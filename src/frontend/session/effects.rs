@@ -28,6 +28,10 @@ pub(super) struct Change<'a> {
     /// Placed as part of a read-only transaction on a read node (its
     /// `START TRANSACTION READ ONLY` or a statement inside it).
     pub read_only_tx: bool,
+    /// A `SET TRANSACTION` (the next transaction's characteristics, its
+    /// COM_QUERY payload): waits on a read node for the `BEGIN`, or stays
+    /// on the master connection until some transaction there takes it.
+    pub next_transaction: Option<&'a [u8]>,
     /// May leave state on the node connection that nothing replays
     /// (`router::keeps_connection`).
     pub keep: bool,
@@ -55,6 +59,16 @@ impl<N: Nodes> Session<N> {
     ) {
         let state = &mut self.state;
         state.last_node = Some(node);
+        // A one-shot SET TRANSACTION is for the very next statement only.
+        // Run again on this node first if it is not the one it waited on
+        // (`exec.rs`), it may be left on this connection too.
+        if state
+            .read_only_next
+            .take()
+            .is_some_and(|(waited, _)| waited != node)
+        {
+            state.keeps_connections = true;
+        }
         // Even after an error: a multi-statement may have run part of it.
         state.keeps_connections |= change.keep;
         state.home = home;
@@ -65,7 +79,7 @@ impl<N: Nodes> Session<N> {
             self.count_transaction();
         }
         let state = &mut self.state;
-        if change.read_only_tx && Some(node) != home {
+        if change.read_only_tx && change.next_transaction.is_none() && Some(node) != home {
             // Open while that node says IN_TRANS (an ERR carries no status).
             if let Some(s) = out.status {
                 state.read_only_tx = (s & status::IN_TRANS != 0).then_some(node);
@@ -80,6 +94,16 @@ impl<N: Nodes> Session<N> {
         if let Some(schema) = &out.schema {
             state.setup.schema = Some(schema.clone());
             synced = true;
+        }
+        if let (Some(set), None) = (change.next_transaction, &out.error) {
+            if Some(node) != home && change.read_only_tx {
+                let sql = String::from_utf8_lossy(set.get(1..).unwrap_or_default()).into_owned();
+                state.read_only_next = Some((node, sql));
+            } else {
+                // Left on that connection until a transaction there takes
+                // it, which the proxy cannot see: not given back.
+                state.keeps_connections = true;
+            }
         }
         if out.error.is_none() {
             if let Some(db) = change.schema {

@@ -197,6 +197,20 @@ impl<N: Nodes> Session<N> {
         let on_master = placement.route.target == Target::Master;
         let lost_role = on_master.then(|| lost_master_role(topology, placement.node));
         let abandon = Some(abandon_when(lost_role, self.activity.killed().clone()));
+        if let Some((waited, sql)) = &self.state.read_only_next {
+            if *waited != placement.node {
+                // The client's SET TRANSACTION READ ONLY is for whatever
+                // runs next (a write gets the node's 1792), so it runs
+                // first where that goes; its reply is the client's already.
+                if let Err(e) = self
+                    .nodes
+                    .side_query(placement.node, &self.state.setup, sql)
+                    .await
+                {
+                    tracing::debug!(error = %e, "SET TRANSACTION READ ONLY not repeated");
+                }
+            }
+        }
         let ran = self
             .nodes
             .run(

@@ -119,7 +119,11 @@ impl<N: Nodes> Session<N> {
         };
         // A session SET (autocommit included) is replayed on the session's
         // other connections, and on a new master's after a failover.
-        let replayed = matches!(stmt.kind, StmtKind::SetSession | StmtKind::SetAutocommit(_));
+        // A one-shot SET TRANSACTION is not replayed but followed (effects.rs).
+        let replayed = matches!(
+            stmt.kind,
+            StmtKind::SetSession | StmtKind::SetAutocommit(_) | StmtKind::SetNextTransaction { .. }
+        );
         let set = (replayed && !stmt.multi).then_some(payload);
         self.statement(Request::Statement(stmt), stmt, job, set, seq)
             .await
@@ -146,8 +150,10 @@ impl<N: Nodes> Session<N> {
         tracing::debug!(node = %self.nodes.node_name(node), route = ?placement.route.target,
             why = %placement.route.why, us = started.elapsed().as_micros() as u64,
             digest = %stmt.digest, "statement");
+        let one_shot = matches!(stmt.kind, StmtKind::SetNextTransaction { .. });
         let change = Change {
-            set,
+            set: set.filter(|_| !one_shot),
+            next_transaction: set.filter(|_| one_shot),
             pin: router::pins_session(stmt),
             keep: router::keeps_connection(stmt),
             read_only_tx: placement.route.why == Why::ReadOnlyTx,

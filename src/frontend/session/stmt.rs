@@ -142,7 +142,10 @@ impl<N: Nodes> Session<N> {
         };
         match self.statement(request, &stmt, job, None, seq).await? {
             Some(true) => {
-                if stmt.kind == StmtKind::SetSession {
+                if matches!(
+                    stmt.kind,
+                    StmtKind::SetSession | StmtKind::SetNextTransaction { .. }
+                ) {
                     // A prepared SET cannot be replayed as text: the session
                     // stays where it ran.
                     self.state.pinned.get_or_insert(Why::Set);

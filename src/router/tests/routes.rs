@@ -218,17 +218,19 @@ fn transactions_and_autocommit() {
             why: Why::Transaction
         }
     );
-    kind("BEGIN", StmtKind::Begin { read_only: false });
-    kind("begin work", StmtKind::Begin { read_only: false });
+    let default = StmtKind::Begin {
+        access: Access::Default,
+    };
+    kind("BEGIN", default.clone());
+    kind("begin work", default.clone());
     kind("BEGIN NOT ATOMIC SELECT 1; END", StmtKind::Other);
-    kind("START TRANSACTION", StmtKind::Begin { read_only: false });
-    kind(
-        "START TRANSACTION WITH CONSISTENT SNAPSHOT",
-        StmtKind::Begin { read_only: false },
-    );
+    kind("START TRANSACTION", default.clone());
+    kind("START TRANSACTION WITH CONSISTENT SNAPSHOT", default);
     kind(
         "START TRANSACTION READ WRITE",
-        StmtKind::Begin { read_only: false },
+        StmtKind::Begin {
+            access: Access::ReadWrite,
+        },
     );
     kind("START SLAVE", StmtKind::Other);
     kind("COMMIT WORK AND NO CHAIN NO RELEASE", StmtKind::Commit);
@@ -265,7 +267,6 @@ fn user_and_session_variables() {
         "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         StmtKind::SetSession,
     );
-    kind("SET TRANSACTION READ ONLY", StmtKind::SetSession);
     kind("SET GLOBAL max_connections=1000", StmtKind::SetGlobal);
     kind(
         "SET GLOBAL read_only=1, sort_buffer_size=100",
@@ -372,16 +373,42 @@ fn call_goes_to_the_master_and_pins() {
 
 #[test]
 fn read_only_transactions() {
-    kind(
-        "START TRANSACTION READ ONLY",
-        StmtKind::Begin { read_only: true },
-    );
+    let read_only = StmtKind::Begin {
+        access: Access::ReadOnly,
+    };
+    kind("START TRANSACTION READ ONLY", read_only.clone());
     kind(
         "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT",
-        StmtKind::Begin { read_only: true },
+        read_only,
     );
     kind("SET SESSION TRANSACTION READ ONLY", StmtKind::SetSession);
     kind("SET SESSION TRANSACTION READ WRITE", StmtKind::SetSession);
+    kind("SET GLOBAL TRANSACTION READ ONLY", StmtKind::SetGlobal);
+    // Without a scope: the next transaction only (never replayed).
+    let next = |read_only| StmtKind::SetNextTransaction { read_only };
+    kind("SET TRANSACTION READ ONLY", next(true));
+    kind(
+        "set transaction read only, isolation level read committed",
+        next(true),
+    );
+    // The access mode is looked for among the first words only: past them
+    // the SET is an ordinary one-shot, on the master.
+    kind(
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY",
+        next(false),
+    );
+    kind("SET TRANSACTION READ WRITE", next(false));
+    kind(
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        next(false),
+    );
+    kind(
+        "SET transaction_isolation = 'READ-COMMITTED'",
+        StmtKind::SetSession,
+    );
+    check_why("SET TRANSACTION READ ONLY", Read, Why::ReadOnlyTx);
+    check_why("SET TRANSACTION READ WRITE", Master, Why::Set);
+    check_why("SET TRANSACTION READ ONLY; SELECT 1", Master, Why::Set);
     // On a read node, like a read, unless something ties the session to the master.
     check_why("START TRANSACTION READ ONLY", Read, Why::ReadOnlyTx);
     check_why(
