@@ -361,12 +361,14 @@ async fn set_transaction_applies_to_the_next_transaction_as_on_the_node() {
     // Statement by statement, each sequence on a new connection through the
     // proxy gives what it gives on a new connection to the master directly.
     let sequences: &[&[&str]] = &[
-        // (A write inside the read-only transaction is refused either way,
-        // but a read_only replica says 1290 where the master says 1792:
-        // docs/compatibility.md.)
+        // A write inside the read-only transaction on cn2 gets the master's
+        // 1792, not the replica's 1290 for its read_only.
         &[
             "SET TRANSACTION READ ONLY",
             "BEGIN",
+            "SELECT COUNT(*) > 0 FROM t",
+            "INSERT INTO t VALUES ()",
+            "UPDATE t SET id = id",
             "SELECT COUNT(*) > 0 FROM t",
             "COMMIT",
             "BEGIN",
@@ -386,6 +388,12 @@ async fn set_transaction_applies_to_the_next_transaction_as_on_the_node() {
             "SET TRANSACTION READ ONLY",
             "SELECT COUNT(*) > 0 FROM t",
             "INSERT INTO t VALUES ()",
+        ],
+        &[
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM t",
+            "DELETE FROM t WHERE id < 0",
+            "COMMIT",
         ],
         &[
             "BEGIN",

@@ -84,6 +84,15 @@ impl ProxyError {
         Self::new(1095, "HY000", format!("You are not owner of thread {id}"))
     }
 
+    /// 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
+    pub fn read_only_transaction() -> Self {
+        Self::new(
+            1792,
+            "25006",
+            "Cannot execute statement in a READ ONLY transaction",
+        )
+    }
+
     /// 1317 ER_QUERY_INTERRUPTED: `KILL QUERY` of the session's own id
     /// interrupts the KILL itself.
     pub fn query_interrupted() -> Self {

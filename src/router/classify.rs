@@ -135,6 +135,18 @@ pub enum Access {
 }
 
 impl StmtKind {
+    /// A data change: INSERT, UPDATE, DELETE, REPLACE, LOAD DATA.
+    pub fn writes_rows(&self) -> bool {
+        matches!(
+            self,
+            StmtKind::Insert
+                | StmtKind::Update
+                | StmtKind::Delete
+                | StmtKind::Replace
+                | StmtKind::LoadData { .. }
+        )
+    }
+
     /// Select or Show.
     pub fn is_read(&self) -> bool {
         matches!(self, StmtKind::Select | StmtKind::Show)

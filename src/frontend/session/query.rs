@@ -141,6 +141,14 @@ impl<N: Nodes> Session<N> {
         set: Option<&[u8]>,
         seq: u8,
     ) -> Result<Option<bool>, FrontendError> {
+        if self.state.read_only_tx.is_some() && stmt.kind.writes_rows() {
+            // The replica would answer first for its read_only (1290); the
+            // answer of the master, which a client of one node talks to, is
+            // that the transaction is read-only.
+            self.reply_err(seq, ProxyError::read_only_transaction())
+                .await?;
+            return Ok(Some(false));
+        }
         let started = Instant::now();
         let (placement, node, out) = match self.run_command(request, job, seq, None).await? {
             Outcome::Replied(placement, node, out) => (placement, node, out),
