@@ -277,29 +277,40 @@ impl<N: Nodes> Session<N> {
             }
             // Multiplexing: connections nothing ties to the session go back
             // to the pool once it has been idle for `pool.multiplex_idle`.
+            // The read's own wait for a first byte measures that pause (one
+            // timer per command, not two): when it ends with nothing read,
+            // the connections go back and the read goes on for the rest of
+            // the idle timeout.
             let mut linger = self
                 .multiplexing()
-                .then_some(self.ctx.config.pool.multiplex_idle);
-            let pkt = {
+                .then_some(self.ctx.config.pool.multiplex_idle)
+                .filter(|l| *l < idle);
+            let mut idle_left = idle;
+            let pkt = loop {
+                let wait = linger.unwrap_or(idle_left);
                 let read = self.client.read_command(
                     max,
                     (&self.ctx.command_memory, &mut held),
-                    Some(idle),
+                    Some(wait),
                     timeout,
                 );
-                tokio::pin!(read);
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break Waited::Shutdown,
-                        _ = self.activity.killed().cancelled() => break Waited::Killed,
-                        p = &mut read => break Waited::Command(p),
-                        () = tokio::time::sleep(linger.unwrap_or_default()), if linger.is_some() => {
-                            linger = None;
-                            let n = self.nodes.release_untied();
-                            self.activity.set_held(self.nodes.held());
-                            tracing::trace!(released = n, "idle: node connections given back");
-                        }
+                let waited = tokio::select! {
+                    biased;
+                    p = read => Waited::Command(p),
+                    _ = shutdown.cancelled() => Waited::Shutdown,
+                    _ = self.activity.killed().cancelled() => Waited::Killed,
+                };
+                match waited {
+                    Waited::Command(Err(NetError::Timeout(_)))
+                        if linger.is_some() && self.client.rbuf.is_empty() =>
+                    {
+                        linger = None;
+                        idle_left = idle_left.saturating_sub(wait);
+                        let n = self.nodes.release_untied();
+                        self.activity.set_held(self.nodes.held());
+                        tracing::trace!(released = n, "idle: node connections given back");
                     }
+                    other => break other,
                 }
             };
             let pkt = match pkt {
