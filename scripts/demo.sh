@@ -214,6 +214,7 @@ esac
 
 step "building sqlproxy (release)"
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: https://rustup.rs)"
+install_build_deps
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/sqlproxy
 

@@ -57,6 +57,19 @@ apt_install_missing() {
     fi
 }
 
+# install_build_deps: what building sqlproxy needs beyond Rust. The
+# etcd-client crate compiles etcd's protocol with protoc, which needs the
+# well-known types (google/protobuf/*.proto) from libprotobuf-dev, only a
+# recommendation of protobuf-compiler and so left out by --no-install-recommends.
+install_build_deps() {
+    local missing=()
+    find_program protoc >/dev/null || missing+=(protobuf-compiler)
+    [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
 # apt_install PACKAGE...: apt-get update + install, non-interactive, without
 # letting the packages start services (mariadb-server would take port 3306):
 # a policy-rc.d that says "no" is in place while we install, unless one exists.

@@ -6,8 +6,8 @@
 #      (the package test installs the .deb and strips its binary), iproute2
 #      and nftables (the fault suite cuts links between network namespaces),
 #      etcd-server and etcd-client (tests/coordination.rs runs a real etcd),
-#      protobuf-compiler (the etcd-client crate's build compiles etcd's
-#      protocol), curl and openssl (HTTP and TLS tests), python3-pymysql
+#      protobuf-compiler and libprotobuf-dev (the etcd-client crate's build
+#      compiles etcd's protocol), curl and openssl (HTTP and TLS tests), python3-pymysql
 #      (PyMySQL against a node and the proxy); and cargo-deb from crates.io
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --all-targets -- -D warnings
@@ -50,9 +50,9 @@ apt_install_missing \
     g++:g++ \
     etcd:etcd-server \
     etcdctl:etcd-client \
-    protoc:protobuf-compiler \
     curl:curl \
     openssl:openssl
+install_build_deps
 # php-mysql is a PHP extension, not a program: ask PHP.
 if ! php -m 2>/dev/null | grep -qi '^pdo_mysql$'; then
     apt_install php-mysql
