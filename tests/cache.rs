@@ -641,3 +641,71 @@ async fn admin_shows_and_flushes_the_cache() {
     let hits: u64 = hits_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(hits >= 2, "{hits_line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_set_transaction_uses_it_up_as_on_the_node() {
+    // On a node a read of a table right after SET TRANSACTION uses that
+    // one-shot mode up, so the next transaction is an ordinary one. A hit
+    // would leave it waiting; so would a read run on another node than the
+    // SET (reads are split: each round may pick other nodes).
+    let c = cluster();
+    let _g = c.shared().await;
+    let proxy = Proxy::start(cache_config(""));
+    let db = table(&proxy, "next_tx_hit", 3).await;
+    c.wait_replicated();
+    let url = proxy.url(Some(&db));
+    let read = "SELECT COUNT(*) FROM t";
+    let mut warm = connect(&url).await;
+    for _ in 0..3 {
+        let _: Option<u64> = warm.query_first(read).await.unwrap();
+    }
+    let s = stats(&proxy).await;
+    assert!(s.hits >= 1, "the read is cached: {s:?}");
+    // A SERIALIZABLE transaction's read takes locks: it shows in INNODB_TRX.
+    let serializable = "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
+                        WHERE trx_isolation_level = 'SERIALIZABLE'";
+    let sequences: &[&[&str]] = &[
+        &[
+            "SET TRANSACTION READ ONLY",
+            read,
+            "BEGIN",
+            "INSERT INTO t VALUES (100, 'x')",
+            "ROLLBACK",
+        ],
+        &[
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            read,
+            "BEGIN",
+            read,
+            serializable,
+            "ROLLBACK",
+        ],
+    ];
+    for round in 0..6 {
+        for seq in sequences {
+            // One after the other: both insert the same row.
+            let through = outcomes(&url, seq).await;
+            let direct = outcomes(&c.direct_url(0, Some(&db)), seq).await;
+            for ((sql, p), d) in seq.iter().zip(through).zip(direct) {
+                assert_eq!(p, d, "{sql} in {seq:?}, round {round}");
+            }
+        }
+    }
+    warm.disconnect().await.unwrap();
+}
+
+/// What each statement of `seq` gives on a new connection to `url`: its
+/// rows, or its error.
+async fn outcomes(url: &str, seq: &[&str]) -> Vec<Result<Vec<String>, String>> {
+    let mut conn = connect(url).await;
+    let mut out = Vec::new();
+    for sql in seq {
+        let r: Result<Vec<mysql_async::Row>, _> = conn.query(*sql).await;
+        out.push(
+            r.map(|rows| rows.iter().map(|r| format!("{r:?}")).collect())
+                .map_err(|e| e.to_string()),
+        );
+    }
+    conn.disconnect().await.unwrap();
+    out
+}

@@ -33,14 +33,25 @@ pub struct SessionState {
     /// A `START TRANSACTION READ ONLY` open on this read node (not the
     /// master: a read-only transaction there is an ordinary one).
     pub read_only_tx: Option<NodeId>,
-    /// The previous statement was a `SET TRANSACTION READ ONLY` that ran on
-    /// this read node (not the master), and its text: the next transaction
-    /// is read-only there. Only for the next statement; any other than a
-    /// `BEGIN` runs the same SET first where it runs (`session/exec.rs`).
-    pub read_only_next: Option<(NodeId, String)>,
+    /// The previous statement was a `SET TRANSACTION`: it waits on that
+    /// node's connection for the next transaction. Only for the next
+    /// statement; one placed elsewhere runs the same SET first where it runs,
+    /// and the waiting one is used up (`session/exec.rs`).
+    pub next_transaction: Option<NextTransaction>,
     /// A statement may have left state on a node connection that nothing
     /// replays (`router::keeps_connection`): no multiplexing from then on.
     pub keeps_connections: bool,
+}
+
+/// A one-shot `SET TRANSACTION` waiting on a node connection.
+#[derive(Debug, Clone)]
+pub struct NextTransaction {
+    pub node: NodeId,
+    /// Its text, to run again where the next statement goes.
+    pub sql: String,
+    /// `READ ONLY`: a `BEGIN` right after opens a read-only transaction
+    /// there when that is a read node.
+    pub read_only: bool,
 }
 
 impl SessionState {
@@ -54,7 +65,7 @@ impl SessionState {
             last_node: None,
             idle_timeout: None,
             read_only_tx: None,
-            read_only_next: None,
+            next_transaction: None,
             keeps_connections: false,
         }
     }
@@ -75,7 +86,7 @@ impl SessionState {
         !self.in_transaction()
             && self.pinned.is_none()
             && !self.keeps_connections
-            && self.read_only_next.is_none()
+            && self.next_transaction.is_none()
     }
 
     /// The facts a node choice reads.
@@ -88,7 +99,11 @@ impl SessionState {
             last_node: self.last_node,
             last_gtid: self.last_gtid.as_ref(),
             read_only_tx: self.read_only_tx,
-            read_only_next: self.read_only_next.as_ref().map(|(node, _)| *node),
+            read_only_next: self
+                .next_transaction
+                .as_ref()
+                .filter(|n| n.read_only && Some(n.node) != self.home)
+                .map(|n| n.node),
         }
     }
 }

@@ -17,7 +17,9 @@ impl<N: Nodes> Session<N> {
     // ---- result cache (src/cache) -----------------------------------------
 
     /// A cache plan for a read, unless the session's state rules caching out: inside a
-    /// transaction (its own writes are not committed) or pinned (temporary tables, locks).
+    /// transaction (its own writes are not committed), pinned (temporary tables, locks),
+    /// or right after a `SET TRANSACTION` (a read of a table on the node uses that one-shot
+    /// mode up; a hit would leave it for the next transaction).
     pub(super) fn cache_plan(
         &self,
         cache: &QueryCache,
@@ -28,6 +30,7 @@ impl<N: Nodes> Session<N> {
         if self.state.in_transaction()
             || self.state.pinned.is_some()
             || !self.cache_pending.is_empty()
+            || self.state.next_transaction.is_some()
         {
             return None;
         }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Nodes, Session};
 use crate::backend::RelayOutcome;
+use crate::frontend::state::NextTransaction;
 use crate::protocol::status;
 use crate::router::idle::IdleSet;
 use crate::router::{self, Route, Why};
@@ -63,9 +64,9 @@ impl<N: Nodes> Session<N> {
         // Run again on this node first if it is not the one it waited on
         // (`exec.rs`), it may be left on this connection too.
         if state
-            .read_only_next
+            .next_transaction
             .take()
-            .is_some_and(|(waited, _)| waited != node)
+            .is_some_and(|waited| waited.node != node)
         {
             state.keeps_connections = true;
         }
@@ -96,10 +97,13 @@ impl<N: Nodes> Session<N> {
             synced = true;
         }
         if let (Some(set), None) = (change.next_transaction, &out.error) {
-            if Some(node) != home && change.read_only_tx {
-                let sql = String::from_utf8_lossy(set.get(1..).unwrap_or_default()).into_owned();
-                state.read_only_next = Some((node, sql));
-            } else {
+            let sql = String::from_utf8_lossy(set.get(1..).unwrap_or_default()).into_owned();
+            state.next_transaction = Some(NextTransaction {
+                node,
+                sql,
+                read_only: change.read_only_tx,
+            });
+            if Some(node) == home || !change.read_only_tx {
                 // Left on that connection until a transaction there takes
                 // it, which the proxy cannot see: not given back.
                 state.keeps_connections = true;

@@ -179,11 +179,39 @@ impl<N: Nodes> Session<N> {
     }
 
     /// One try on the placed node (and its fallback).
+    /// A one-shot `SET TRANSACTION` is for whatever runs next (a write gets
+    /// the node's 1792). If that goes to another node than the one the SET
+    /// waits on, the SET runs there first (its reply is the client's
+    /// already), and an empty transaction uses it up where it waited, or the
+    /// session's next transaction there would still take it.
+    async fn follow_next_transaction(&mut self, node: NodeId) {
+        let Some(next) = self
+            .state
+            .next_transaction
+            .as_ref()
+            .filter(|n| n.node != node)
+        else {
+            return;
+        };
+        let (waited, sql) = (next.node, next.sql.clone());
+        let setup = &self.state.setup;
+        if let Err(e) = self.nodes.side_query(node, setup, &sql).await {
+            tracing::debug!(error = %e, "SET TRANSACTION not repeated");
+        }
+        for sql in ["BEGIN", "COMMIT"] {
+            if let Err(e) = self.nodes.side_query(waited, setup, sql).await {
+                tracing::debug!(error = %e, "SET TRANSACTION not used up where it waited");
+                break;
+            }
+        }
+    }
+
     async fn run_once(
         &mut self,
         placement: &Placement,
         job: Job<'_>,
     ) -> Result<Ran, FrontendError> {
+        self.follow_next_transaction(placement.node).await;
         let mut sink = ClientSink {
             io: &mut self.client,
             caps: self.caps,
@@ -197,20 +225,6 @@ impl<N: Nodes> Session<N> {
         let on_master = placement.route.target == Target::Master;
         let lost_role = on_master.then(|| lost_master_role(topology, placement.node));
         let abandon = Some(abandon_when(lost_role, self.activity.killed().clone()));
-        if let Some((waited, sql)) = &self.state.read_only_next {
-            if *waited != placement.node {
-                // The client's SET TRANSACTION READ ONLY is for whatever
-                // runs next (a write gets the node's 1792), so it runs
-                // first where that goes; its reply is the client's already.
-                if let Err(e) = self
-                    .nodes
-                    .side_query(placement.node, &self.state.setup, sql)
-                    .await
-                {
-                    tracing::debug!(error = %e, "SET TRANSACTION READ ONLY not repeated");
-                }
-            }
-        }
         let ran = self
             .nodes
             .run(
