@@ -151,10 +151,16 @@ impl AckedCommits {
         }
     }
 
-    /// The first acknowledged commit `pos` does not hold, if any. Sequence
-    /// numbers grow per domain whichever server wrote them, so the server
-    /// id is not compared.
+    /// The first acknowledged commit `pos` does not hold, if any.
     pub fn missing_from(&self, pos: &GtidPos) -> Option<Gtid> {
+        self.mark().missing_from(pos)
+    }
+
+    /// The mark as it is now. A node position read after this holds every
+    /// commit in it that the node has; compared with the live mark instead,
+    /// the master's own domain would have moved on meanwhile with the
+    /// commits acknowledged since the read.
+    pub fn mark(&self) -> AckedMark {
         let slots = self
             .domains
             .iter()
@@ -168,7 +174,20 @@ impl AckedCommits {
             .iter()
             .map(|(&d, &s)| (d, s))
             .collect();
-        slots.chain(more).find_map(|(domain, seq)| {
+        AckedMark(slots.chain(more).collect())
+    }
+}
+
+/// The highest acknowledged sequence number per domain, at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckedMark(Vec<(u32, u64)>);
+
+impl AckedMark {
+    /// The first acknowledged commit `pos` does not hold, if any. Sequence
+    /// numbers grow per domain whichever server wrote them, so the server
+    /// id is not compared.
+    pub fn missing_from(&self, pos: &GtidPos) -> Option<Gtid> {
+        self.0.iter().find_map(|&(domain, seq)| {
             let held = pos.get(domain).map_or(0, |g| g.seq);
             (held < seq).then_some(Gtid {
                 domain,
@@ -205,6 +224,20 @@ mod tests {
         }
         acked.forget();
         assert_eq!(acked.missing_from(&"".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_mark_taken_before_a_live_master_is_read_is_held_by_what_was_read() {
+        // The master keeps committing (and clients keep getting OKs) while
+        // a returning node is judged: its position, read after the mark was
+        // taken, holds the mark, but not the mark of a moment later.
+        let acked = AckedCommits::default();
+        acked.record(&"2-2-100".parse().unwrap());
+        let before = acked.mark();
+        let read: GtidPos = "1-1-40,2-2-100".parse().unwrap();
+        acked.record(&"2-2-110".parse().unwrap());
+        assert_eq!(before.missing_from(&read), None);
+        assert_eq!(acked.missing_from(&read).map(|g| g.seq), Some(110));
     }
 
     #[test]

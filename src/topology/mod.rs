@@ -27,7 +27,7 @@ mod select;
 mod signals;
 mod snapshot;
 
-pub use acked::Uncovered;
+pub use acked::{AckedMark, Uncovered};
 pub use check::{
     CheckError, CheckErrorKind, MysqlProbe, Observation, Probe, ProbeFailure, SemiSync,
 };

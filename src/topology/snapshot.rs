@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::acked::{AckedCommits, Uncovered};
+use super::acked::{AckedCommits, AckedMark, Uncovered};
 use super::check::{CheckError, CheckErrorKind, Observation, SemiSync};
 use super::gtid::{self, Gtid, GtidPos};
 use super::health::ChangeReason;
@@ -306,6 +306,12 @@ impl Topology {
     /// (see acked.rs): no rewind can call a commit unacknowledged any more.
     pub fn acked_untracked(&self) {
         self.acked.untracked();
+    }
+
+    /// The acknowledged commits as they are now, to compare with a node
+    /// position read after it (see [`AckedMark`]).
+    pub fn acked_mark(&self) -> AckedMark {
+        self.acked.mark()
     }
 
     /// The first acknowledged commit that `pos` lacks: a node at `pos`

@@ -89,6 +89,12 @@ impl<N: Nodes> Session<N> {
         if let Some(g) = out.last_gtid.as_deref().and_then(|g| g.parse().ok()) {
             // Relayed to the client by now: an acknowledged commit.
             self.ctx.topology.record_acked(&g);
+            if self.ctx.topology.master() != Some(node) {
+                // Its node lost the role while the reply was relayed: the new
+                // master must hold it, or the failover that named it lost it.
+                tracing::warn!(node = %self.nodes.node_name(node), gtid = %g,
+                    "a commit acknowledged by a node that is no longer the master");
+            }
             state.last_gtid = Some(g);
         }
         let mut synced = false;

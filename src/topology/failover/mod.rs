@@ -428,7 +428,7 @@ async fn promote(
             t.as_secs_f64()
         );
         let applied: Option<i64> = control.value(to, &wait, t * 2).await?;
-        tracing::debug!(took = ?began.elapsed(), pos = %pos, "candidate applied what it received");
+        tracing::info!(took = ?began.elapsed(), pos = %pos, "candidate applied what it received");
         if applied != Some(0) {
             return Err(FailoverError::NotCaughtUp {
                 node: control.name(to),
@@ -443,6 +443,7 @@ async fn promote(
         .value(to, "SELECT @@GLOBAL.gtid_current_pos", t)
         .await?;
     if let Some(pos) = held.and_then(|p| p.parse::<GtidPos>().ok()) {
+        tracing::info!(held = %pos, "candidate's position checked against the acknowledged commits");
         if let Some(gtid) = topology.acked_missing_from(&pos) {
             return Err(FailoverError::LacksAcknowledged {
                 node: control.name(to),

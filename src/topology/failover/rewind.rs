@@ -8,8 +8,9 @@
 //!
 //! The proof, every part of which must hold (otherwise the node stays
 //! diverged and the reason is logged):
-//! * every commit this process acknowledged is on the new master
-//!   (`Topology::acked_missing_from`), so the extra ones are not among them;
+//! * every commit this process acknowledged before the new master's
+//!   position was read is in it (`Topology::acked_mark`), so the extra ones
+//!   are not among them;
 //! * the mark covers each extra commit: written after this process first
 //!   saw the nodes, and the mark never forgotten (`Topology::acked_covers`);
 //! * this instance decides alone: with coordination, each instance knows
@@ -198,8 +199,12 @@ pub(super) async fn rewind(
     let name = control.name(node);
     let mut on_node = Session::open(control, node, t).await?;
     let mut on_master = Session::open(control, master, t).await?;
+    // Taken before the master's position is read: clients keep getting OKs
+    // for its commits meanwhile, and those are in its position only if it
+    // is read after them.
+    let acked = topology.acked_mark();
     let master_pos = on_master.positions().await?;
-    if let Some(gtid) = topology.acked_missing_from(&master_pos.current) {
+    if let Some(gtid) = acked.missing_from(&master_pos.current) {
         return Err(RewindError::AcknowledgedMissing { gtid });
     }
     let node_pos = on_node.positions().await?.binlog;
