@@ -129,19 +129,25 @@ pub enum PlaceError {
     MasterChanged,
 }
 
+/// A statement of a read-only transaction on a read node, or the `BEGIN`
+/// that opens one there: that node, nowhere else.
+fn read_only_tx_on(node: NodeId, home: Option<NodeId>) -> Placement {
+    Placement {
+        node,
+        route: Route {
+            target: Target::Read,
+            why: Why::ReadOnlyTx,
+        },
+        fallback: None,
+        home,
+    }
+}
+
 /// Decides where a command runs; see the module table.
 pub fn place(input: &PlaceInput) -> Result<Placement, PlaceError> {
     let facts = &input.session;
     if let Some(node) = facts.read_only_tx {
-        return Ok(Placement {
-            node,
-            route: Route {
-                target: Target::Read,
-                why: Why::ReadOnlyTx,
-            },
-            fallback: None,
-            home: facts.home,
-        });
+        return Ok(read_only_tx_on(node, facts.home));
     }
     let (stmt, forced) = match input.request {
         Request::Statement(s) => (Some(s), None),
@@ -157,15 +163,7 @@ pub fn place(input: &PlaceInput) -> Result<Placement, PlaceError> {
                 access: Access::Default,
             };
         if default_begin && !s.multi && !facts.in_transaction && !facts.pinned {
-            return Ok(Placement {
-                node,
-                route: Route {
-                    target: Target::Read,
-                    why: Why::ReadOnlyTx,
-                },
-                fallback: None,
-                home: facts.home,
-            });
+            return Ok(read_only_tx_on(node, facts.home));
         }
     }
     if let Some(s) = stmt {

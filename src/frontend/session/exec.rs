@@ -178,7 +178,6 @@ impl<N: Nodes> Session<N> {
         }
     }
 
-    /// One try on the placed node (and its fallback).
     /// A one-shot `SET TRANSACTION` is for whatever runs next (a write gets
     /// the node's 1792). If that goes to another node than the one the SET
     /// waits on, the SET runs there first (its reply is the client's
@@ -206,6 +205,7 @@ impl<N: Nodes> Session<N> {
         }
     }
 
+    /// One try on the placed node (and its fallback).
     async fn run_once(
         &mut self,
         placement: &Placement,
