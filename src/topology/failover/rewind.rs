@@ -207,6 +207,10 @@ pub(super) async fn rewind(
     if let Some(gtid) = acked.missing_from(&master_pos.current) {
         return Err(RewindError::AcknowledgedMissing { gtid });
     }
+    // Its replication stopped first: a returning node that replicates from
+    // the master logs the master's new commits while its binlog is read,
+    // and the read would end past the position it was compared with.
+    on_node.exec("STOP SLAVE").await?;
     let node_pos = on_node.positions().await?.binlog;
     let (format, image): (String, String) = on_node
         .first("SELECT @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image")
@@ -242,7 +246,6 @@ pub(super) async fn rewind(
 
     // From here on nothing but this session changes the node: its
     // replication is stopped, and what was read must still be all there is.
-    on_node.exec("STOP SLAVE").await?;
     let node_now = on_node.positions().await?;
     let master_now = on_master.positions().await?;
     for (&domain, &last) in &ahead {
