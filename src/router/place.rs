@@ -175,9 +175,16 @@ pub fn place(input: &PlaceInput) -> Result<Placement, PlaceError> {
         });
         if r.why == Why::SameConnection && !s.master_func {
             if let Some(node) = facts.last_node {
+                // On the master only if that node still is it: a command
+                // placed on the master is abandoned once its node is not.
+                let target = if input.topology.master == Some(node) {
+                    Target::Master
+                } else {
+                    Target::Read
+                };
                 return Ok(Placement {
                     node,
-                    route: r,
+                    route: Route { target, ..r },
                     fallback: None,
                     home: facts.home,
                 });

@@ -496,3 +496,28 @@ fn a_begin_right_after_set_transaction_read_only_opens_on_the_node_that_ran_it()
     );
     assert_eq!(at("SELECT 1", DRAW_MASTER), Ok((MASTER, Why::Read)));
 }
+
+#[test]
+fn a_statement_about_the_previous_one_on_a_replica_is_not_placed_as_on_the_master() {
+    // A command placed on the master is abandoned as soon as its node is
+    // not the master: SHOW WARNINGS after a read on the replica would be
+    // abandoned at once if it were placed "on the master" there.
+    let stmt = classify(b"SHOW WARNINGS");
+    let topo = cluster(0, "0-1-100");
+    for (last, target) in [(REPLICA, Target::Read), (MASTER, Target::Master)] {
+        let session = SessionFacts {
+            last_node: Some(last),
+            ..SessionFacts::default()
+        };
+        let p = place_with(
+            Request::Statement(&stmt),
+            session,
+            &topo,
+            settings(),
+            DRAW_MASTER,
+        )
+        .expect("placed");
+        assert_eq!((p.node, p.route.target), (last, target));
+        assert_eq!(p.route.why, Why::SameConnection);
+    }
+}
