@@ -23,7 +23,15 @@ pub struct ClientSink<'a> {
     pub tap: Option<&'a mut Tap>,
     /// For a statement that reads a process list: who holds which thread.
     pub owners: Option<&'a ThreadOwners>,
+    /// A command on the master: asked, with the reply's `last_gtid`, before
+    /// a commit's OK is flushed to the client (see [`CommitGate`]).
+    pub gate: Option<&'a CommitGate<'a>>,
 }
+
+/// Records a commit as acknowledged and says whether its OK may reach the
+/// client: false once a failover may have checked its candidate without it.
+/// Asked before the flush, so every OK a client gets was recorded first.
+pub type CommitGate<'a> = dyn Fn(&str) -> bool + Sync + 'a;
 
 /// A command to run on a node.
 #[derive(Debug, Clone, Copy)]

@@ -26,7 +26,7 @@ pub mod threads;
 
 pub use connection::{BackendConn, ConnKey, Credentials, SimpleReply};
 pub use error::BackendError;
-pub use job::{Abandon, ClientSink, Job, Ran};
+pub use job::{Abandon, ClientSink, CommitGate, Job, Ran};
 pub use node_conns::NodeConns;
 pub use pool::{Pools, SlotCount};
 pub use relay::{relay, RelayError, RelayOutcome, Sink, StmtIds, Tap};

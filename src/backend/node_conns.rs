@@ -333,6 +333,7 @@ impl NodeConns {
             stmt,
             tap: client.tap.as_deref_mut(),
             owners: client.owners,
+            gate: client.gate,
         };
         let relayed = match abandon {
             None => relay(conn, sink, expect).await,

@@ -7,6 +7,7 @@
 use bytes::Buf;
 
 use super::connection::BackendConn;
+use super::job::CommitGate;
 use super::threads::ThreadOwners;
 use crate::net::{NetError, PacketIo, FLUSH_THRESHOLD};
 use crate::protocol::codec::{self, MAX_CHUNK};
@@ -38,6 +39,9 @@ pub struct RelayOutcome {
     pub insert_id: bool,
     /// The reply's last OK or EOF carried warnings.
     pub warnings: bool,
+    /// The commit gate refused the reply's commit: nothing of it was
+    /// flushed, the queued bytes are the caller's to drop.
+    pub withheld: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +110,8 @@ pub enum Sink<'a> {
         /// A process list's thread ids shown as the client sessions holding
         /// them (a statement that reads one).
         owners: Option<&'a ThreadOwners>,
+        /// Asked before a commit's OK is flushed (see [`CommitGate`]).
+        gate: Option<&'a CommitGate<'a>>,
     },
     /// Read and drop (a transparent re-prepare, a replayed SET).
     Discard,
@@ -264,16 +270,24 @@ pub async fn relay(
                 }
             }
             if tracker.is_done() && !continuing {
-                if let Sink::Client { io, tap, .. } = &mut sink {
-                    match tap {
-                        Some(t) => {
-                            t.take(io.wbuf.get(mark..).unwrap_or_default());
-                            t.complete = true;
-                            if !t.hold_flush {
-                                io.flush().await.map_err(RelayError::Client)?;
+                if let Sink::Client { io, tap, gate, .. } = &mut sink {
+                    let refused = match (gate, out.last_gtid.as_deref()) {
+                        (Some(gate), Some(gtid)) => !gate(gtid),
+                        _ => false,
+                    };
+                    if refused {
+                        out.withheld = true;
+                    } else {
+                        match tap {
+                            Some(t) => {
+                                t.take(io.wbuf.get(mark..).unwrap_or_default());
+                                t.complete = true;
+                                if !t.hold_flush {
+                                    io.flush().await.map_err(RelayError::Client)?;
+                                }
                             }
+                            None => io.flush().await.map_err(RelayError::Client)?,
                         }
-                        None => io.flush().await.map_err(RelayError::Client)?,
                     }
                 }
                 conn.reply_complete();

@@ -4,6 +4,7 @@
 //! take no lock; only the topology module (the monitor, later failover)
 //! publishes a new snapshot.
 
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -226,6 +227,19 @@ pub struct Topology {
     names: Vec<String>,
     signals: Signals,
     acked: AckedCommits,
+    /// Failovers checking a candidate against the mark (see
+    /// [`Topology::begin_promotion`]).
+    promoting: AtomicUsize,
+}
+
+/// A failover's check of its candidate is under way; dropping it ends that.
+#[derive(Debug)]
+pub(crate) struct Promotion<'a>(&'a Topology);
+
+impl Drop for Promotion<'_> {
+    fn drop(&mut self) {
+        self.0.promoting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Topology {
@@ -256,6 +270,7 @@ impl Topology {
         Arc::new(Topology {
             signals: Signals::new(names.len()),
             acked: AckedCommits::default(),
+            promoting: AtomicUsize::new(0),
             current: ArcSwap::from_pointee(snapshot),
             names,
         })
@@ -276,6 +291,29 @@ impl Topology {
     /// A client got an OK for the commit `gtid` (see acked.rs).
     pub fn record_acked(&self, gtid: &Gtid) {
         self.acked.record(gtid);
+    }
+
+    /// A session is about to give its client the OK of `gtid`, committed on
+    /// `node`: records it, then says whether the OK may go out, which it
+    /// may while `node` is the master and no failover is checking a
+    /// candidate. Recorded first, so a check that reads the mark after this
+    /// sees the commit, and one that began before it has this say no: no
+    /// client gets an OK for a commit the new master may lack.
+    pub fn acknowledge(&self, node: NodeId, gtid: &Gtid) -> bool {
+        self.acked.record(gtid);
+        // With the fence in `begin_promotion`: this load sees the promotion,
+        // or the promotion's read of the mark sees the record.
+        fence(Ordering::SeqCst);
+        self.promoting.load(Ordering::SeqCst) == 0 && self.master() == Some(node)
+    }
+
+    /// The failover controller is about to read the mark to check its
+    /// candidate: from now until the guard drops (the new master published,
+    /// or the failover given up), [`Topology::acknowledge`] refuses.
+    pub(crate) fn begin_promotion(&self) -> Promotion<'_> {
+        self.promoting.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        Promotion(self)
     }
 
     /// The nodes of `snap` (bit i for node i) whose applied position, as the
@@ -591,5 +629,46 @@ mod tests {
             s.nodes[1].state_reason,
             Some(ChangeReason::FirstCheckPassed)
         );
+    }
+
+    fn gtid(s: &str) -> Gtid {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_commit_ok_goes_out_only_from_the_master_and_never_while_a_promotion_checks() {
+        let t = Topology::new(&config(&[("cn1", 1, 1), ("cn2", 1, 2)]));
+        t.set_master(0);
+        assert!(t.acknowledge(0, &gtid("1-1-1")));
+        // Not from a node that is not the master.
+        assert!(!t.acknowledge(1, &gtid("1-1-2")));
+        let promotion = t.begin_promotion();
+        assert!(
+            !t.acknowledge(0, &gtid("1-1-3")),
+            "an OK relayed while a failover checks its candidate"
+        );
+        drop(promotion);
+        assert!(t.acknowledge(0, &gtid("1-1-4")));
+        // The failover published its new master: the old one's OKs stay back.
+        t.set_master(1);
+        assert!(!t.acknowledge(0, &gtid("1-1-5")));
+        assert!(t.acknowledge(1, &gtid("2-2-1")));
+    }
+
+    #[test]
+    fn every_commit_asked_about_is_in_the_mark_a_promotion_checks() {
+        let t = Topology::new(&config(&[("cn1", 1, 1), ("cn2", 1, 2)]));
+        t.set_master(0);
+        let candidate: GtidPos = "1-1-6".parse().unwrap();
+        assert!(t.acknowledge(0, &gtid("1-1-7")));
+        let _promotion = t.begin_promotion();
+        // Sent before the promotion began: its check must see it.
+        let missing = |pos: &GtidPos| t.acked_missing_from(pos).map(|g| (g.domain, g.seq));
+        assert_eq!(missing(&candidate), Some((1, 7)));
+        // Refused after it began, and recorded all the same: a candidate
+        // without it is refused too (the OK was withheld, so this only
+        // errs on the safe side).
+        assert!(!t.acknowledge(0, &gtid("1-1-8")));
+        assert_eq!(missing(&"1-1-7".parse().unwrap()), Some((1, 8)));
     }
 }

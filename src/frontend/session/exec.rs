@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Nodes, Session};
-use crate::backend::{Abandon, BackendError, ClientSink, Job, Ran, RelayOutcome};
+use crate::backend::{Abandon, BackendError, ClientSink, CommitGate, Job, Ran, RelayOutcome};
 use crate::frontend::FrontendError;
 use crate::protocol::err::{ProxyError, ER_NET_PACKET_TOO_LARGE};
 use crate::protocol::status;
@@ -212,17 +212,25 @@ impl<N: Nodes> Session<N> {
         job: Job<'_>,
     ) -> Result<Ran, FrontendError> {
         self.follow_next_transaction(placement.node).await;
+        let topology = &self.ctx.topology;
+        let on_master = placement.route.target == Target::Master;
+        // A commit's OK is recorded before the client gets it, and not sent
+        // at all once a failover may have checked its candidate without it.
+        let node = placement.node;
+        let gate = move |gtid: &str| match gtid.parse() {
+            Ok(g) => topology.acknowledge(node, &g),
+            Err(_) => true,
+        };
         let mut sink = ClientSink {
             io: &mut self.client,
             caps: self.caps,
             tap: self.tap.as_mut(),
             owners: self.owners.as_ref(),
+            gate: on_master.then_some(&gate as &CommitGate<'_>),
         };
         // A command placed on the master must not have its reply relayed
         // once that node is no longer the master (a late OK of a write).
         // Placed just before another node became master: abandoned at once.
-        let topology = &self.ctx.topology;
-        let on_master = placement.route.target == Target::Master;
         let lost_role = on_master.then(|| lost_master_role(topology, placement.node));
         let abandon = Some(abandon_when(lost_role, self.activity.killed().clone()));
         let ran = self
@@ -263,6 +271,17 @@ impl<N: Nodes> Session<N> {
                 ..
             } => {
                 metrics.node_reply(node, took, outcome.error.is_some());
+                if outcome.withheld {
+                    // Committed on a node that lost, or is losing, the role
+                    // to one that may lack it: the client must not count on
+                    // it, and this session's connections are to the old master.
+                    let name = self.nodes.node_name(node);
+                    tracing::warn!(node = %name, gtid = outcome.last_gtid.as_deref().unwrap_or_default(),
+                        "a commit's OK withheld: a failover is replacing its node");
+                    self.client.wbuf.clear();
+                    self.reply_err(seq, ProxyError::backend_lost(&name)).await?;
+                    return Err(FrontendError::Closed);
+                }
                 if outcome.error == Some(ER_NET_PACKET_TOO_LARGE) {
                     // The node closed its connection after this error; the
                     // client's ends the same way.

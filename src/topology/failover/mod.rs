@@ -402,6 +402,9 @@ async fn promote(
 ) -> Result<(), FailoverError> {
     let t = control.timeout * 5;
     let began = Instant::now();
+    // From here on no session flushes the OK of a commit it has not yet
+    // recorded in the mark this promotion checks the candidate against.
+    let _promotion = topology.begin_promotion();
     if fo.manage_semi_sync {
         // Its only semi-sync replica is the dead master: its own commits
         // (the replicated ones it is applying included) must not wait for an
