@@ -3,7 +3,13 @@
 # query (utime + stime from /proc/<pid>/stat): the figures behind the A/B
 # comparisons in docs/performance-history.md ("The SQL path").
 #
-#   benches/cpu_per_query.sh direct|haproxy|sqlproxy|cache|cn1 [test] [threads] [seconds]
+#   benches/cpu_per_query.sh direct|haproxy|sqlproxy|cache|cn1|floor|floor-blocking|relay-floor [test] [threads] [seconds]
+#
+# floor, floor-blocking and relay-floor run examples/mysql_floor.rs (FLOOR_BIN,
+# default target/release/examples/mysql_floor): every command answered from
+# memory on one event loop per CPU, the same with a blocking thread per
+# client, and a bare byte relay to cn1: the least a cache hit or a relayed
+# statement can cost on this machine.
 #
 # Needs the bench cluster with sysbench's tables, as benches/sysbench.sh
 # leaves it (`KEEP=1 QUICK=1 benches/sysbench.sh` once, then stop its
@@ -14,12 +20,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-TARGET=${1:?usage: $0 direct|haproxy|sqlproxy|cache|cn1 [test] [threads] [seconds]}
+TARGET=${1:?usage: $0 direct|haproxy|sqlproxy|cache|cn1|floor|floor-blocking|relay-floor [test] [threads] [seconds]}
 TEST=${2:-oltp_point_select}
 THREADS=${3:-8}
 SECS=${4:-10}
 WARM=${WARM:-5}
 BIN=${SQLPROXY_BIN:-$ROOT/target/release/sqlproxy}
+FLOOR_BIN=${FLOOR_BIN:-$ROOT/target/release/examples/mysql_floor}
 export CN1_PORT=${CN1_PORT:-14306} CN2_PORT=${CN2_PORT:-14307}
 PROXY_PORT=${PROXY_PORT:-14312}
 
@@ -46,6 +53,17 @@ sqlproxy | cache | cn1)
         SQLPROXY_METRICS__LISTEN=127.0.0.1:0 SQLPROXY_HTTP__LISTEN=127.0.0.1:0 \
         SQLPROXY_HTTP__STATS__LISTEN=127.0.0.1:0 SQLPROXY_LOG=warn "${extra[@]}" \
         "$BIN" --config config/ha.toml >/dev/null 2>&1 &
+    proxy=$!
+    ;;
+floor | floor-blocking | relay-floor)
+    case $TARGET in
+    floor) mode=(answer) ;;
+    floor-blocking) mode=(blocking) ;;
+    *) mode=(relay) ;;
+    esac
+    args=("${mode[@]}" "127.0.0.1:$PROXY_PORT")
+    [ "$TARGET" = relay-floor ] && args+=("127.0.0.1:$CN1_PORT")
+    "$FLOOR_BIN" "${args[@]}" >/dev/null 2>&1 &
     proxy=$!
     ;;
 *) echo "unknown target $TARGET" >&2; exit 2 ;;
