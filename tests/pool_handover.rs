@@ -257,6 +257,91 @@ async fn a_grant_through_the_proxy_reaches_the_next_session_as_a_new_node_login_
     grantor.disconnect().await.expect("disconnect");
 }
 
+/// MariaDB keeps the current role through COM_RESET_CONNECTION: a session
+/// that ran `SET ROLE` must not hand its connection, role and all, to the
+/// next session, which must start with the role a new login gets (none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_one_session_set_does_not_reach_the_next_and_its_reads_see_it() {
+    let c = cluster();
+    let _g = c.shared().await;
+    c.nodes[0]
+        .sql(&format!(
+            "CREATE ROLE IF NOT EXISTS {TEST_ROLE};              CREATE USER IF NOT EXISTS '{ROLE_USER}'@'%' IDENTIFIED BY '{TEST_PASSWORD}';              GRANT {TEST_ROLE} TO '{ROLE_USER}'@'%';              SET DEFAULT ROLE NONE FOR '{ROLE_USER}'@'%'"
+        ))
+        .expect("role and account");
+    c.wait_replicated();
+    let toml = format!(
+        "{}\n[users.{ROLE_USER}]\npassword = \"{TEST_PASSWORD}\"\n",
+        c.config_toml()
+    );
+    let mut config = sqlproxy::config::Config::from_toml_str(&toml, [])
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    config.pool.max_idle = 4;
+    config.routing.read_split = false;
+    let proxy = Proxy::start(config);
+    let url = format!(
+        "mysql://{ROLE_USER}:{TEST_PASSWORD}@{}?prefer_socket=false",
+        proxy.addr
+    );
+    let role_of = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut conn = connect(&url).await;
+            if !sql.is_empty() {
+                conn.query_drop(sql).await.expect("SET ROLE");
+            }
+            let role: Option<Option<String>> = conn
+                .query_first("SELECT CURRENT_ROLE()")
+                .await
+                .expect("CURRENT_ROLE()");
+            conn.disconnect().await.expect("disconnect");
+            role.flatten()
+        }
+    };
+    // A new login on the node has no role, as the account says.
+    assert_eq!(role_of("").await, None);
+    for round in 0..3 {
+        let set = role_of(SET_TEST_ROLE).await;
+        assert_eq!(set.as_deref(), Some(TEST_ROLE), "round {round}");
+        let began = Instant::now();
+        while proxy.context.pools.idle_counts()[0].1 == 0
+            && began.elapsed() < Duration::from_secs(2)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            role_of("").await,
+            None,
+            "round {round}: the role reached the next session"
+        );
+    }
+    drop(proxy);
+
+    // With reads split, the session's reads see its role, as on the node.
+    let mut config = sqlproxy::config::Config::from_toml_str(&toml, [])
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    config.routing.read_split = true;
+    let proxy = Proxy::start(config);
+    let url = format!(
+        "mysql://{ROLE_USER}:{TEST_PASSWORD}@{}?prefer_socket=false",
+        proxy.addr
+    );
+    let mut conn = connect(&url).await;
+    conn.query_drop(SET_TEST_ROLE).await.expect("SET ROLE");
+    for i in 0..8 {
+        let role: Option<Option<String>> = conn
+            .query_first("SELECT CURRENT_ROLE()")
+            .await
+            .expect("CURRENT_ROLE()");
+        assert_eq!(role.flatten().as_deref(), Some(TEST_ROLE), "read {i}");
+    }
+    conn.disconnect().await.expect("disconnect");
+}
+
+const TEST_ROLE: &str = "pool_role";
+const SET_TEST_ROLE: &str = "SET ROLE pool_role";
+const ROLE_USER: &str = "pool_role_user";
+
 /// Multi-statements switched on by one session with COM_SET_OPTION (as
 /// mysqli's `multi_query` does) survive the node's COM_RESET_CONNECTION;
 /// the next session that draws that connection must still be refused a

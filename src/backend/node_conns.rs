@@ -101,6 +101,14 @@ impl NodeConns {
         self.statements.note_types(id, execute);
     }
 
+    /// The session's connection to `node` got state no reset undoes: it is
+    /// closed, not pooled, once the session lets go of it.
+    pub fn keep_from_other_sessions(&mut self, node: NodeId) {
+        if let Some(Some(c)) = self.conns.get_mut(node) {
+            c.outlives_reset = true;
+        }
+    }
+
     /// The one place a session lets go of a failed connection: closed, not pooled.
     pub fn drop_conn(&mut self, node: NodeId) {
         if let Some(slot) = self.conns.get_mut(node) {

@@ -56,6 +56,10 @@ pub struct Statement {
     /// RENAME USER or ROLE, SET PASSWORD, SET DEFAULT ROLE): pooled
     /// connections logged in before it must not serve new sessions.
     pub accounts: bool,
+    /// `SET ROLE`: MariaDB keeps the current role through
+    /// COM_RESET_CONNECTION, so the connection it ran on must never serve
+    /// another session.
+    pub sets_role: bool,
     /// `SET STATEMENT ... FOR <stmt>`: `kind` and the flags describe `<stmt>`.
     pub set_statement: bool,
     /// `/* sqlproxy:master */` or `/* sqlproxy:replica */` in any comment.
@@ -261,6 +265,7 @@ fn scan_inner(sql: &[u8], mode: LexMode) -> (Statement, bool) {
         session_vars: f.session_vars,
         same_conn: f.same_conn,
         accounts: f.accounts,
+        sets_role: f.sets_role,
         set_statement: out.set_statement,
         hint: lexer.hint(),
         digest: digest.finish(),
@@ -328,6 +333,7 @@ impl Acc {
         acc.session_vars |= f.session_vars;
         acc.same_conn |= f.same_conn;
         acc.accounts |= f.accounts;
+        acc.sets_role |= f.sets_role;
         if self.first_kind.is_none() {
             self.first_kind = Some(kind);
         } else {

@@ -277,6 +277,10 @@ pub fn pins_session(stmt: &Statement) -> Option<Why> {
         Some(Why::Prepare)
     } else if any(StmtKind::Call) {
         Some(Why::Call)
+    } else if stmt.sets_role {
+        // The role is not replayed on other connections: the session
+        // stays on the master, where it ran.
+        Some(Why::Set)
     } else {
         None
     }

@@ -28,6 +28,7 @@ pub(super) struct Flags {
     pub(super) session_vars: bool,
     pub(super) same_conn: bool,
     pub(super) accounts: bool,
+    pub(super) sets_role: bool,
 }
 
 /// How many leading tokens of a statement are kept to decide its kind.
@@ -183,6 +184,7 @@ impl StmtScan {
             Kw::Role if head0 == Kw::Set && self.ntok == 3 && prev[0] == Kw::Default => {
                 f.accounts = true;
             }
+            Kw::Role if head0 == Kw::Set && self.ntok == 2 => f.sets_role = true,
             _ => {}
         }
         if head0 == Kw::Show {

@@ -168,6 +168,10 @@ impl<N: Nodes> Session<N> {
             ..Change::default()
         };
         self.apply(node, placement.home, &out, change);
+        if stmt.sets_role {
+            // Even after an error: a multi-statement may have run part of it.
+            self.nodes.keep_from_other_sessions(node);
+        }
         if stmt.accounts && out.error.is_none() {
             tracing::info!("accounts or privileges changed: pooled node connections renewed");
             self.ctx.pools.accounts_changed();

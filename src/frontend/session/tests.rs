@@ -182,6 +182,8 @@ impl Nodes for FakeNodes {
         self.released += 1;
     }
 
+    fn keep_from_other_sessions(&mut self, _node: NodeId) {}
+
     fn release_untied(&mut self) -> usize {
         self.given_back += 1;
         0

@@ -295,3 +295,25 @@ fn account_and_privilege_statements_are_flagged() {
         assert!(!accounts(sql), "{sql}");
     }
 }
+
+#[test]
+fn set_role_is_flagged_and_set_default_role_is_not() {
+    let sets_role = |sql: &str| classify(sql.as_bytes()).sets_role;
+    for sql in ["SET ROLE r", "set role NONE", "SELECT 1; SET ROLE r"] {
+        assert!(sets_role(sql), "{sql}");
+        let s = classify(sql.as_bytes());
+        assert_eq!(
+            crate::router::pins_session(&s),
+            Some(crate::router::Why::Set),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SET DEFAULT ROLE r FOR u",
+        "SET @role = 1",
+        "SELECT role FROM t",
+        "SET sql_mode = 'role'",
+    ] {
+        assert!(!sets_role(sql), "{sql}");
+    }
+}
