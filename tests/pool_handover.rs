@@ -254,6 +254,22 @@ async fn a_grant_through_the_proxy_reaches_the_next_session_as_a_new_node_login_
         .await
         .expect("revoke");
     assert_eq!(probe_process(&probe).await, Err(1227), "revoked again");
+    // Granted on the node itself, then reloaded through the proxy: the
+    // pooled connection from before the grant must not serve the next
+    // session either.
+    c.nodes[0]
+        .sql(&format!("GRANT PROCESS ON *.* TO '{PROBE_USER}'@'%'"))
+        .expect("direct grant");
+    c.wait_replicated();
+    grantor
+        .query_drop("FLUSH PRIVILEGES")
+        .await
+        .expect("flush privileges");
+    assert_eq!(
+        probe_process(&probe).await,
+        Ok(()),
+        "after FLUSH PRIVILEGES"
+    );
     grantor.disconnect().await.expect("disconnect");
 }
 

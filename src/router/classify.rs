@@ -53,7 +53,7 @@ pub struct Statement {
     /// @@error_count, GET DIAGNOSTICS, LAST_INSERT_ID(, FOUND_ROWS(, ROW_COUNT(, @@identity.
     pub same_conn: bool,
     /// Changes accounts or privileges (GRANT, REVOKE, CREATE/ALTER/DROP/
-    /// RENAME USER or ROLE, SET PASSWORD, SET DEFAULT ROLE): pooled
+    /// RENAME USER or ROLE, SET PASSWORD, SET DEFAULT ROLE, FLUSH PRIVILEGES): pooled
     /// connections logged in before it must not serve new sessions.
     pub accounts: bool,
     /// `SET ROLE`: MariaDB keeps the current role through

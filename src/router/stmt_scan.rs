@@ -137,6 +137,16 @@ impl StmtScan {
                     f.same_conn = true;
                 }
             }
+            // A node's grant tables edited and reloaded: as for GRANT, new
+            // logins see what pooled connections logged in before do not.
+            TokenKind::Word
+                if head0 == Kw::Flush
+                    && src
+                        .get(tok.start..tok.end)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(b"privileges")) =>
+            {
+                f.accounts = true;
+            }
             TokenKind::Word => self.keyword(tok, kw, head0),
             _ => {}
         }

@@ -280,6 +280,9 @@ fn account_and_privilege_statements_are_flagged() {
         "SET PASSWORD FOR u = PASSWORD('x')",
         "SET DEFAULT ROLE r FOR u",
         "SELECT 1; GRANT ALL ON *.* TO u",
+        "FLUSH PRIVILEGES",
+        "flush local privileges",
+        "FLUSH NO_WRITE_TO_BINLOG TABLES, PRIVILEGES",
     ] {
         assert!(accounts(sql), "{sql}");
     }
@@ -288,6 +291,8 @@ fn account_and_privilege_statements_are_flagged() {
         "CREATE TABLE user (id INT)",
         "CREATE TABLE t (role INT)",
         "SET ROLE r",
+        "FLUSH TABLES",
+        "SELECT privileges FROM t",
         "SET password_reuse = 1",
         "SELECT 'GRANT'",
         "SHOW GRANTS",
