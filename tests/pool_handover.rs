@@ -354,6 +354,50 @@ async fn a_role_one_session_set_does_not_reach_the_next_and_its_reads_see_it() {
     conn.disconnect().await.expect("disconnect");
 }
 
+/// MariaDB keeps a connection's profiling history (`SHOW PROFILES`: the
+/// statements' texts) through COM_RESET_CONNECTION: a session that switched
+/// profiling on must not leave its statements to the next session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiling_one_session_switched_on_does_not_reach_the_next() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let mut config = c.config();
+    config.pool.max_idle = 4;
+    config.routing.read_split = false;
+    let proxy = Proxy::start(config);
+    let url = format!(
+        "mysql://{APP_USER}:{APP_PASSWORD}@{}?prefer_socket=false",
+        proxy.addr
+    );
+    for round in 0..3 {
+        let mut first = connect(&url).await;
+        first
+            .query_drop("SET profiling = 1")
+            .await
+            .expect("profiling on");
+        first
+            .query_drop("SELECT 'profiled by the first session'")
+            .await
+            .expect("select");
+        let own: Vec<mysql_async::Row> = first.query("SHOW PROFILES").await.expect("profiles");
+        assert!(!own.is_empty(), "round {round}: the node profiles it");
+        first.disconnect().await.expect("disconnect");
+        let began = Instant::now();
+        while proxy.context.pools.idle_counts()[0].1 == 0
+            && began.elapsed() < Duration::from_secs(2)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut next = connect(&url).await;
+        let theirs: Vec<mysql_async::Row> = next.query("SHOW PROFILES").await.expect("profiles");
+        assert!(
+            theirs.is_empty(),
+            "round {round}: a new session sees another's statements in SHOW PROFILES"
+        );
+        next.disconnect().await.expect("disconnect");
+    }
+}
+
 const TEST_ROLE: &str = "pool_role";
 const SET_TEST_ROLE: &str = "SET ROLE pool_role";
 const ROLE_USER: &str = "pool_role_user";

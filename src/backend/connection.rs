@@ -89,10 +89,6 @@ pub struct BackendConn {
     /// What the session's statements left on this connection that a later
     /// statement may ask for.
     pub residue: Residue,
-    /// A session left state on it that COM_RESET_CONNECTION does not undo
-    /// (the current role of `SET ROLE`): closed when that session lets go
-    /// of it, never pooled.
-    pub outlives_reset: bool,
 }
 
 /// State a session's statements left on one node connection that neither
@@ -252,7 +248,6 @@ impl BackendConn {
             read_timeout,
             slot: None,
             residue: Residue::default(),
-            outlives_reset: false,
         };
         conn.expect_ok(TRACK_GTID).await?;
         Ok(conn)
@@ -299,7 +294,7 @@ impl BackendConn {
     /// This is where session isolation is enforced: a connection that fails
     /// it is closed, never shared.
     pub fn can_change_hands(&mut self) -> bool {
-        !self.broken && !self.outlives_reset && !self.reply_pending && self.io.is_quiet()
+        !self.broken && !self.reply_pending && self.io.is_quiet()
     }
 
     /// The proxy's own account, which no node can falsify: no reply owed,

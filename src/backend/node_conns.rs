@@ -42,6 +42,9 @@ pub struct NodeConns {
     threads: Arc<HeldThreads>,
     /// The node the last command ran on.
     last_used: Option<NodeId>,
+    /// The session ran something whose state COM_RESET_CONNECTION does not
+    /// undo: its connections are closed when it lets go of them.
+    retire: bool,
 }
 
 impl Drop for NodeConns {
@@ -62,6 +65,7 @@ impl NodeConns {
             statements: Statements::default(),
             threads: Arc::default(),
             last_used: None,
+            retire: false,
         }
     }
 
@@ -101,12 +105,11 @@ impl NodeConns {
         self.statements.note_types(id, execute);
     }
 
-    /// The session's connection to `node` got state no reset undoes: it is
-    /// closed, not pooled, once the session lets go of it.
-    pub fn keep_from_other_sessions(&mut self, node: NodeId) {
-        if let Some(Some(c)) = self.conns.get_mut(node) {
-            c.outlives_reset = true;
-        }
+    /// The session left state that no reset undoes (and its replayed SETs
+    /// may leave it on every connection it opens from now on): each is
+    /// closed, not pooled, when the session lets go of it.
+    pub fn keep_from_other_sessions(&mut self) {
+        self.retire = true;
     }
 
     /// The one place a session lets go of a failed connection: closed, not pooled.
@@ -123,9 +126,12 @@ impl NodeConns {
     /// instead: its thread ids must not reach another session.
     pub fn release_all(&mut self) {
         let close = self.threads.release_all();
+        let retire = std::mem::take(&mut self.retire);
         for c in self.conns.iter_mut().filter_map(Option::take) {
             if close {
                 tracing::debug!(node = %c.node_name, "a kill is in flight; connection closed");
+            } else if retire {
+                tracing::debug!(node = %c.node_name, "holds state no reset undoes; connection closed");
             } else {
                 self.pools.checkin(c);
             }
@@ -149,6 +155,8 @@ impl NodeConns {
             if let Some(c) = slot.take() {
                 if close {
                     tracing::debug!(node = %c.node_name, "a kill is in flight; connection closed");
+                } else if self.retire {
+                    tracing::debug!(node = %c.node_name, "holds state no reset undoes; connection closed");
                 } else {
                     self.pools.checkin(c);
                 }

@@ -60,6 +60,10 @@ pub struct Statement {
     /// COM_RESET_CONNECTION, so the connection it ran on must never serve
     /// another session.
     pub sets_role: bool,
+    /// Leaves on its connections what COM_RESET_CONNECTION does not undo:
+    /// the current role (`SET ROLE`), the profiling history (`SET
+    /// profiling`). Those connections must never serve another session.
+    pub outlives_reset: bool,
     /// `SET STATEMENT ... FOR <stmt>`: `kind` and the flags describe `<stmt>`.
     pub set_statement: bool,
     /// `/* sqlproxy:master */` or `/* sqlproxy:replica */` in any comment.
@@ -266,6 +270,7 @@ fn scan_inner(sql: &[u8], mode: LexMode) -> (Statement, bool) {
         same_conn: f.same_conn,
         accounts: f.accounts,
         sets_role: f.sets_role,
+        outlives_reset: f.outlives_reset,
         set_statement: out.set_statement,
         hint: lexer.hint(),
         digest: digest.finish(),
@@ -334,6 +339,7 @@ impl Acc {
         acc.same_conn |= f.same_conn;
         acc.accounts |= f.accounts;
         acc.sets_role |= f.sets_role;
+        acc.outlives_reset |= f.outlives_reset;
         if self.first_kind.is_none() {
             self.first_kind = Some(kind);
         } else {

@@ -29,6 +29,7 @@ pub(super) struct Flags {
     pub(super) same_conn: bool,
     pub(super) accounts: bool,
     pub(super) sets_role: bool,
+    pub(super) outlives_reset: bool,
 }
 
 /// How many leading tokens of a statement are kept to decide its kind.
@@ -130,6 +131,7 @@ impl StmtScan {
                 f.session_vars = true;
                 let name = sysvar_name(src.get(tok.start..tok.end).unwrap_or_default());
                 let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+                f.outlives_reset |= head0 == Kw::Set && is(b"profiling");
                 if is(b"identity") || is(b"last_insert_id") {
                     f.master_func = true;
                     f.same_conn = true;
@@ -146,6 +148,16 @@ impl StmtScan {
                         .is_some_and(|w| w.eq_ignore_ascii_case(b"privileges")) =>
             {
                 f.accounts = true;
+            }
+            // The profiling history (SHOW PROFILES: the statements' texts)
+            // outlives COM_RESET_CONNECTION.
+            TokenKind::Word
+                if head0 == Kw::Set
+                    && src
+                        .get(tok.start..tok.end)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(b"profiling")) =>
+            {
+                f.outlives_reset = true;
             }
             TokenKind::Word => self.keyword(tok, kw, head0),
             _ => {}
@@ -194,7 +206,10 @@ impl StmtScan {
             Kw::Role if head0 == Kw::Set && self.ntok == 3 && prev[0] == Kw::Default => {
                 f.accounts = true;
             }
-            Kw::Role if head0 == Kw::Set && self.ntok == 2 => f.sets_role = true,
+            Kw::Role if head0 == Kw::Set && self.ntok == 2 => {
+                f.sets_role = true;
+                f.outlives_reset = true;
+            }
             _ => {}
         }
         if head0 == Kw::Show {

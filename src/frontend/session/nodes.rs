@@ -65,8 +65,9 @@ pub trait Nodes: Send {
     fn note_types(&mut self, id: u32, execute: &[u8]);
     fn mark_synced(&mut self, node: NodeId, setup: &SessionSetup);
     fn release_all(&mut self);
-    /// The connection to `node` must never serve another session.
-    fn keep_from_other_sessions(&mut self, node: NodeId);
+    /// The session left state no reset undoes: its connections never serve
+    /// another session.
+    fn keep_from_other_sessions(&mut self);
     /// Multiplexing: gives back the connections nothing of the session is
     /// left on; how many.
     fn release_untied(&mut self) -> usize;
@@ -151,8 +152,8 @@ impl Nodes for NodeConns {
         NodeConns::release_all(self);
     }
 
-    fn keep_from_other_sessions(&mut self, node: NodeId) {
-        NodeConns::keep_from_other_sessions(self, node);
+    fn keep_from_other_sessions(&mut self) {
+        NodeConns::keep_from_other_sessions(self);
     }
 
     fn release_untied(&mut self) -> usize {

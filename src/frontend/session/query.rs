@@ -168,9 +168,9 @@ impl<N: Nodes> Session<N> {
             ..Change::default()
         };
         self.apply(node, placement.home, &out, change);
-        if stmt.sets_role {
+        if stmt.outlives_reset {
             // Even after an error: a multi-statement may have run part of it.
-            self.nodes.keep_from_other_sessions(node);
+            self.nodes.keep_from_other_sessions();
         }
         if stmt.accounts && out.error.is_none() {
             tracing::info!("accounts or privileges changed: pooled node connections renewed");

@@ -182,7 +182,7 @@ impl Nodes for FakeNodes {
         self.released += 1;
     }
 
-    fn keep_from_other_sessions(&mut self, _node: NodeId) {}
+    fn keep_from_other_sessions(&mut self) {}
 
     fn release_untied(&mut self) -> usize {
         self.given_back += 1;

@@ -302,10 +302,27 @@ fn account_and_privilege_statements_are_flagged() {
 }
 
 #[test]
+fn profiling_switched_on_outlives_a_reset() {
+    let outlives = |sql: &str| classify(sql.as_bytes()).outlives_reset;
+    for sql in [
+        "SET profiling = 1",
+        "SET SESSION profiling=1",
+        "set @@profiling = 1",
+        "SET sql_mode = '', profiling = 1",
+    ] {
+        assert!(outlives(sql), "{sql}");
+    }
+    for sql in ["SELECT @@profiling", "SHOW PROFILES", "SET sql_mode = ''"] {
+        assert!(!outlives(sql), "{sql}");
+    }
+}
+
+#[test]
 fn set_role_is_flagged_and_set_default_role_is_not() {
     let sets_role = |sql: &str| classify(sql.as_bytes()).sets_role;
     for sql in ["SET ROLE r", "set role NONE", "SELECT 1; SET ROLE r"] {
         assert!(sets_role(sql), "{sql}");
+        assert!(classify(sql.as_bytes()).outlives_reset, "{sql}");
         let s = classify(sql.as_bytes());
         assert_eq!(
             crate::router::pins_session(&s),
