@@ -139,27 +139,19 @@ impl StmtScan {
                     f.same_conn = true;
                 }
             }
-            // A node's grant tables edited and reloaded: as for GRANT, new
-            // logins see what pooled connections logged in before do not.
-            TokenKind::Word
-                if head0 == Kw::Flush
-                    && src
-                        .get(tok.start..tok.end)
-                        .is_some_and(|w| w.eq_ignore_ascii_case(b"privileges")) =>
-            {
-                f.accounts = true;
+            TokenKind::Word => {
+                let word = |w: &[u8]| {
+                    src.get(tok.start..tok.end)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(w))
+                };
+                // A node's grant tables edited and reloaded: as for GRANT, new
+                // logins see what pooled connections logged in before do not.
+                f.accounts |= head0 == Kw::Flush && word(b"privileges");
+                // The profiling history (SHOW PROFILES: the statements'
+                // texts) outlives COM_RESET_CONNECTION.
+                f.outlives_reset |= head0 == Kw::Set && word(b"profiling");
+                self.keyword(tok, kw, head0);
             }
-            // The profiling history (SHOW PROFILES: the statements' texts)
-            // outlives COM_RESET_CONNECTION.
-            TokenKind::Word
-                if head0 == Kw::Set
-                    && src
-                        .get(tok.start..tok.end)
-                        .is_some_and(|w| w.eq_ignore_ascii_case(b"profiling")) =>
-            {
-                f.outlives_reset = true;
-            }
-            TokenKind::Word => self.keyword(tok, kw, head0),
             _ => {}
         }
         self.prev = [kw, self.prev[0], self.prev[1]];
