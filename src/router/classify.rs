@@ -56,9 +56,8 @@ pub struct Statement {
     /// RENAME USER or ROLE, SET PASSWORD, SET DEFAULT ROLE, FLUSH PRIVILEGES): pooled
     /// connections logged in before it must not serve new sessions.
     pub accounts: bool,
-    /// `SET ROLE`: MariaDB keeps the current role through
-    /// COM_RESET_CONNECTION, so the connection it ran on must never serve
-    /// another session.
+    /// `SET ROLE`: the role is not replayed on the session's other
+    /// connections, so the session stays on the master, where it ran.
     pub sets_role: bool,
     /// Leaves on its connections what COM_RESET_CONNECTION does not undo:
     /// the current role (`SET ROLE`), the profiling history (`SET
