@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -47,10 +47,23 @@ fn main() {
 
 fn event_loops(listen: SocketAddr, node: Option<String>) {
     let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let handles: Vec<_> = (0..loops)
-        .map(|_| {
+    // The balancer's own binding: one SO_REUSEPORT socket per loop.
+    let bound = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|rt| rt.block_on(sqlproxy::http::bind_listeners(listen, loops)));
+    let listeners = match bound {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mysql_floor: cannot bind {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let handles: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
             let node = node.clone();
-            std::thread::spawn(move || event_loop(listen, node))
+            std::thread::spawn(move || event_loop(l, node))
         })
         .collect();
     for h in handles {
@@ -58,7 +71,7 @@ fn event_loops(listen: SocketAddr, node: Option<String>) {
     }
 }
 
-fn event_loop(listen: SocketAddr, node: Option<String>) {
+fn event_loop(listener: std::net::TcpListener, node: Option<String>) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -66,16 +79,7 @@ fn event_loop(listen: SocketAddr, node: Option<String>) {
         return;
     };
     rt.block_on(async move {
-        let Ok(socket) = TcpSocket::new_v4() else {
-            return;
-        };
-        let _ = socket.set_reuseaddr(true);
-        let _ = socket.set_reuseport(true);
-        if socket.bind(listen).is_err() {
-            eprintln!("mysql_floor: cannot bind {listen}");
-            return;
-        }
-        let Ok(listener) = socket.listen(1024) else {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
         while let Ok((stream, _)) = listener.accept().await {

@@ -46,6 +46,7 @@ mod upload;
 mod upstream;
 
 pub use error::{GatewayError, HttpError};
+pub use shard::bind_listeners;
 pub use upstream::{Backend, Upstreams, WorkerAdminState};
 
 use std::convert::Infallible;
