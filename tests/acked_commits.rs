@@ -91,3 +91,57 @@ async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// While a failover checks its candidate, no commit's OK reaches a client,
+/// not even one early in a multi-statement reply long enough to be flushed
+/// before its end (the relay flushes every 64 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_commit_ok_reaches_a_client_while_a_promotion_checks_its_candidate() {
+    let c = cluster();
+    let db = c.fresh_db("acked_gate");
+    let proxy = Proxy::start(c.config());
+    let topology = std::sync::Arc::clone(&proxy.context.topology);
+    let url = proxy.url(Some(&db));
+    let mut conn = connect(&url).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    wait_for("cn1 named master", || topology.snapshot().master == Some(0)).await;
+
+    let promotion = topology.begin_promotion();
+    for (id, sql) in [
+        (1, "INSERT INTO t VALUES (1)".to_string()),
+        // The commit's OK, then 300 KiB of rows in the same reply.
+        (
+            2,
+            "INSERT INTO t VALUES (2); SELECT REPEAT('x', 100000) UNION ALL \
+             SELECT REPEAT('y', 100000) UNION ALL SELECT REPEAT('z', 100000)"
+                .to_string(),
+        ),
+    ] {
+        let mut conn = connect(&url).await;
+        match conn.query_iter(sql.as_str()).await {
+            Err(mysql_async::Error::Server(e)) => {
+                assert_eq!(e.code, 1927, "row {id}: {e:?}")
+            }
+            Err(e) => panic!("row {id}: the proxy's error, not {e:?}"),
+            Ok(r) => panic!(
+                "row {id}: the client got the commit's OK ({} affected) while a promotion checked",
+                r.affected_rows()
+            ),
+        }
+    }
+    drop(promotion);
+
+    // Both commits happened on cn1 (their fate was the failover's; there was
+    // none): they are there and new sessions are served.
+    let mut conn = connect(&url).await;
+    let ids: Vec<i32> = conn.query("SELECT id FROM t ORDER BY id").await.unwrap();
+    assert_eq!(ids, [1, 2]);
+    let on_cn1: Vec<i32> = connect(&c.direct_url(0, Some(&db)))
+        .await
+        .query("SELECT id FROM t ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(on_cn1, [1, 2]);
+}

@@ -39,9 +39,13 @@ pub struct RelayOutcome {
     pub insert_id: bool,
     /// The reply's last OK or EOF carried warnings.
     pub warnings: bool,
-    /// The commit gate refused the reply's commit: nothing of it was
-    /// flushed, the queued bytes are the caller's to drop.
+    /// The commit gate refused the reply's commit: its OK was not flushed,
+    /// the queued bytes are the caller's to drop, and the connection is
+    /// unusable if the refusal came before the reply's end.
     pub withheld: bool,
+    /// With `withheld`: the sequence id of the first packet not flushed,
+    /// which the error that replaces the rest of the reply must carry.
+    pub withheld_seq: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +132,10 @@ pub async fn relay(
     let mut continuing = false;
     let mut sent = false;
     let mut scratch = Vec::new();
+    // The commit the gate last let through (asked once per commit).
+    let mut asked = None;
+    // Sequence id of the first packet queued to the client since the last flush.
+    let mut unflushed_from: Option<u8> = None;
     // Start of the bytes this reply queued that the tap has not seen.
     let mut mark = match &sink {
         Sink::Client { io, .. } => io.wbuf.len(),
@@ -150,6 +158,7 @@ pub async fn relay(
                 continue;
             }
             continuing = h.continues();
+            unflushed_from.get_or_insert(h.seq);
             let payload = &conn.io.rbuf[4..total];
             let len = if continuing { MAX_CHUNK } else { h.len };
             let (at_column, at_row) = (tracker.at_column(), tracker.at_row());
@@ -256,27 +265,36 @@ pub async fn relay(
                     }
                     io.flush().await.map_err(RelayError::Client)?;
                     sent = true;
+                    unflushed_from = None;
                     mark = 0;
                     relay_infile(conn, io).await?;
                 }
-            } else if let Sink::Client { io, tap, .. } = &mut sink {
+            } else if let Sink::Client { io, tap, gate, .. } = &mut sink {
                 if io.wbuf.len() >= FLUSH_THRESHOLD {
+                    // A commit's OK early in a long multi-statement reply
+                    // would go out with this flush: the gate is asked now.
+                    if refused(*gate, &out, &mut asked) {
+                        out.withheld = true;
+                        out.withheld_seq = unflushed_from;
+                        // The rest of the reply is never read: the
+                        // connection cannot serve another command.
+                        conn.broken = true;
+                        return Ok(out);
+                    }
                     if let Some(t) = tap {
                         t.take(io.wbuf.get(mark..).unwrap_or_default());
                     }
                     io.flush().await.map_err(RelayError::Client)?;
                     sent = true;
+                    unflushed_from = None;
                     mark = 0;
                 }
             }
             if tracker.is_done() && !continuing {
                 if let Sink::Client { io, tap, gate, .. } = &mut sink {
-                    let refused = match (gate, out.last_gtid.as_deref()) {
-                        (Some(gate), Some(gtid)) => !gate(gtid),
-                        _ => false,
-                    };
-                    if refused {
+                    if refused(*gate, &out, &mut asked) {
                         out.withheld = true;
+                        out.withheld_seq = unflushed_from;
                     } else {
                         match tap {
                             Some(t) => {
@@ -308,6 +326,22 @@ pub async fn relay(
             });
         }
     }
+}
+
+/// Whether the gate refuses the reply's latest commit, asking it once per
+/// commit: a commit it let through at an earlier flush is recorded already.
+fn refused(gate: Option<&CommitGate<'_>>, out: &RelayOutcome, asked: &mut Option<String>) -> bool {
+    let (Some(gate), Some(gtid)) = (gate, out.last_gtid.as_deref()) else {
+        return false;
+    };
+    if asked.as_deref() == Some(gtid) {
+        return false;
+    }
+    if !gate(gtid) {
+        return true;
+    }
+    *asked = Some(gtid.to_owned());
+    false
 }
 
 /// A process-list row whose thread id (field `column`) is a node thread a
@@ -396,5 +430,43 @@ async fn relay_infile(conn: &mut BackendConn, client: &mut PacketIo) -> Result<(
         if h.len == 0 {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn with_gtid(gtid: Option<&str>) -> RelayOutcome {
+        RelayOutcome {
+            last_gtid: gtid.map(str::to_owned),
+            ..RelayOutcome::default()
+        }
+    }
+
+    #[test]
+    fn every_commit_of_a_reply_is_asked_about_before_its_flush_and_only_once() {
+        let asked_about = Mutex::new(Vec::new());
+        let allow = Mutex::new(true);
+        let gate = |g: &str| {
+            asked_about.lock().unwrap().push(g.to_owned());
+            *allow.lock().unwrap()
+        };
+        let mut asked = None;
+        // No commit yet: nothing to ask.
+        assert!(!refused(Some(&gate), &with_gtid(None), &mut asked));
+        // A commit early in the reply, asked at the first flush.
+        assert!(!refused(Some(&gate), &with_gtid(Some("1-1-5")), &mut asked));
+        // The same commit at the next flush and at the end: recorded already.
+        assert!(!refused(Some(&gate), &with_gtid(Some("1-1-5")), &mut asked));
+        // A later commit of the same reply, while a promotion checks: refused.
+        *allow.lock().unwrap() = false;
+        assert!(refused(Some(&gate), &with_gtid(Some("1-1-6")), &mut asked));
+        assert_eq!(*asked_about.lock().unwrap(), ["1-1-5", "1-1-6"]);
+        // Asked again after a refusal: refused again, never let through.
+        assert!(refused(Some(&gate), &with_gtid(Some("1-1-6")), &mut asked));
+        // No gate (a replica, a discarded reply): nothing is refused.
+        assert!(!refused(None, &with_gtid(Some("1-1-7")), &mut None));
     }
 }

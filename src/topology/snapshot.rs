@@ -234,7 +234,7 @@ pub struct Topology {
 
 /// A failover's check of its candidate is under way; dropping it ends that.
 #[derive(Debug)]
-pub(crate) struct Promotion<'a>(&'a Topology);
+pub struct Promotion<'a>(&'a Topology);
 
 impl Drop for Promotion<'_> {
     fn drop(&mut self) {
@@ -310,7 +310,7 @@ impl Topology {
     /// The failover controller is about to read the mark to check its
     /// candidate: from now until the guard drops (the new master published,
     /// or the failover given up), [`Topology::acknowledge`] refuses.
-    pub(crate) fn begin_promotion(&self) -> Promotion<'_> {
+    pub fn begin_promotion(&self) -> Promotion<'_> {
         self.promoting.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         Promotion(self)

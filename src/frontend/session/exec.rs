@@ -279,6 +279,7 @@ impl<N: Nodes> Session<N> {
                     tracing::warn!(node = %name, gtid = outcome.last_gtid.as_deref().unwrap_or_default(),
                         "a commit's OK withheld: a failover is replacing its node");
                     self.client.wbuf.clear();
+                    let seq = outcome.withheld_seq.unwrap_or(seq);
                     self.reply_err(seq, ProxyError::backend_lost(&name)).await?;
                     return Err(FrontendError::Closed);
                 }
