@@ -3,12 +3,14 @@
 # query (utime + stime from /proc/<pid>/stat): the figures behind the A/B
 # comparisons in docs/performance-history.md ("The SQL path").
 #
-#   benches/cpu_per_query.sh direct|haproxy|sqlproxy|cache|cn1|floor|floor-blocking|relay-floor [test] [threads] [seconds]
+#   benches/cpu_per_query.sh direct|haproxy|sqlproxy|cache|cn1|floor|floor-blocking|relay-floor|relay-floor-plain [test] [threads] [seconds]
 #
 # floor, floor-blocking and relay-floor run examples/mysql_floor.rs (FLOOR_BIN,
 # default target/release/examples/mysql_floor): every command answered from
 # memory on one event loop per CPU, the same with a blocking thread per
-# client, and a bare byte relay to cn1: the least a cache hit or a relayed
+# client, and a bare byte relay to cn1 (relay-floor-plain: the same with
+# MariaDB's extended capabilities hidden from sysbench, so no cached result
+# metadata): the least a cache hit or a relayed
 # statement can cost on this machine.
 #
 # Needs the bench cluster with sysbench's tables, as benches/sysbench.sh
@@ -20,7 +22,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-TARGET=${1:?usage: $0 direct|haproxy|sqlproxy|cache|cn1|floor|floor-blocking|relay-floor [test] [threads] [seconds]}
+TARGET=${1:?usage: $0 direct|haproxy|sqlproxy|cache|cn1|floor|floor-blocking|relay-floor|relay-floor-plain [test] [threads] [seconds]}
 TEST=${2:-oltp_point_select}
 THREADS=${3:-8}
 SECS=${4:-10}
@@ -55,14 +57,15 @@ sqlproxy | cache | cn1)
         "$BIN" --config config/ha.toml >/dev/null 2>&1 &
     proxy=$!
     ;;
-floor | floor-blocking | relay-floor)
+floor | floor-blocking | relay-floor | relay-floor-plain)
     case $TARGET in
     floor) mode=(answer) ;;
     floor-blocking) mode=(blocking) ;;
+    relay-floor-plain) mode=(relay-plain) ;;
     *) mode=(relay) ;;
     esac
     args=("${mode[@]}" "127.0.0.1:$PROXY_PORT")
-    [ "$TARGET" = relay-floor ] && args+=("127.0.0.1:$CN1_PORT")
+    [ "$TARGET" != floor ] && [ "$TARGET" != floor-blocking ] && args+=("127.0.0.1:$CN1_PORT")
     "$FLOOR_BIN" "${args[@]}" >/dev/null 2>&1 &
     proxy=$!
     ;;

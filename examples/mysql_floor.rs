@@ -6,6 +6,8 @@
 //!     mysql_floor answer LISTEN           # every command answered from memory
 //!     mysql_floor blocking LISTEN         # the same, a blocking thread per client
 //!     mysql_floor relay LISTEN NODE       # bytes copied both ways to NODE
+//!     mysql_floor relay-plain LISTEN NODE # the same, MariaDB's extended
+//!                                         # capabilities hidden from the client
 //!
 //! `answer` is a cache that hits every time with nothing to look up: one
 //! event loop per CPU (`SO_REUSEPORT` listener, current-thread runtime, the
@@ -15,7 +17,10 @@
 //! and prepared). `blocking` takes tokio and epoll out too: what is left is
 //! the kernel's `recv`/`send` and the wake-ups. `relay` is a byte pump per
 //! client (`copy_bidirectional`, one node connection each), HAProxy's TCP
-//! mode on tokio.
+//! mode on tokio. `relay-plain` differs only in the node's greeting: its
+//! MariaDB extended capabilities are zeroed, so the client cannot ask for
+//! cached result metadata (what sqlproxy's node connections do without); the
+//! two relays side by side measure what that capability is worth.
 //!
 //! Not for production: no authentication, no parsing, no limits.
 
@@ -28,7 +33,7 @@ use tokio::net::TcpStream;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: mysql_floor answer|blocking LISTEN | relay LISTEN NODE");
+        eprintln!("usage: mysql_floor answer|blocking LISTEN | relay|relay-plain LISTEN NODE");
         std::process::exit(2);
     };
     let Some(listen) = args.get(2).and_then(|a| a.parse::<SocketAddr>().ok()) else {
@@ -36,8 +41,14 @@ fn main() {
     };
     match args.get(1).map(String::as_str) {
         Some("answer") => event_loops(listen, None),
-        Some("relay") => match args.get(3) {
-            Some(node) => event_loops(listen, Some(node.clone())),
+        Some(mode @ ("relay" | "relay-plain")) => match args.get(3) {
+            Some(node) => event_loops(
+                listen,
+                Some(Relay {
+                    node: node.clone(),
+                    plain: mode == "relay-plain",
+                }),
+            ),
             None => usage(),
         },
         Some("blocking") => blocking(listen),
@@ -45,7 +56,14 @@ fn main() {
     }
 }
 
-fn event_loops(listen: SocketAddr, node: Option<String>) {
+/// Where `relay` copies to, and whether it hides the extended capabilities.
+#[derive(Clone)]
+struct Relay {
+    node: String,
+    plain: bool,
+}
+
+fn event_loops(listen: SocketAddr, node: Option<Relay>) {
     let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
     // The balancer's own binding: one SO_REUSEPORT socket per loop.
     let bound = tokio::runtime::Builder::new_current_thread()
@@ -71,7 +89,7 @@ fn event_loops(listen: SocketAddr, node: Option<String>) {
     }
 }
 
-fn event_loop(listener: std::net::TcpListener, node: Option<String>) {
+fn event_loop(listener: std::net::TcpListener, node: Option<Relay>) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,12 +114,33 @@ fn event_loop(listener: std::net::TcpListener, node: Option<String>) {
     });
 }
 
-async fn relay(mut client: TcpStream, node: String) {
-    let Ok(mut server) = TcpStream::connect(&node).await else {
+async fn relay(mut client: TcpStream, to: Relay) {
+    let Ok(mut server) = TcpStream::connect(&to.node).await else {
         return;
     };
     let _ = server.set_nodelay(true);
+    if to.plain && plain_greeting(&mut server, &mut client).await.is_none() {
+        return;
+    }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// Passes the node's greeting on with its MariaDB extended capabilities (the
+/// last 4 of the 10 reserved bytes after the scramble length) zeroed.
+async fn plain_greeting(server: &mut TcpStream, client: &mut TcpStream) -> Option<()> {
+    let mut head = [0u8; 4];
+    server.read_exact(&mut head).await.ok()?;
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut body = vec![0u8; len];
+    server.read_exact(&mut body).await.ok()?;
+    // protocol version, NUL-terminated version, thread id (4), scramble (8),
+    // filler, caps (2), collation, status (2), caps (2), scramble length,
+    // 6 reserved bytes, then the 4 extended-capability bytes.
+    let nul = body.iter().skip(1).position(|&b| b == 0)? + 1;
+    let ext = nul + 1 + 4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 6;
+    body.get_mut(ext..ext + 4)?.fill(0);
+    client.write_all(&head).await.ok()?;
+    client.write_all(&body).await.ok()
 }
 
 async fn answer(mut stream: TcpStream) {
