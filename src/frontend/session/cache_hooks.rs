@@ -59,20 +59,22 @@ impl<N: Nodes> Session<N> {
             return self.replay(&e, seq).await;
         }
         let mut failed = None;
-        let loaded = cache
-            .load(plan, async {
-                match self
-                    .cache_miss(stmt, payload, seq, expect, cache.max_entry_bytes())
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        failed = Some(e);
-                        None
-                    }
+        // Boxed: the load (moka's single-flight entry and the miss inside it)
+        // is a 20 KB future; inline, it made every command's boxed future
+        // that large, and each command paid the copy into its box.
+        let loaded = Box::pin(cache.load(plan, async {
+            match self
+                .cache_miss(stmt, payload, seq, expect, cache.max_entry_bytes())
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    failed = Some(e);
+                    None
                 }
-            })
-            .await;
+            }
+        }))
+        .await;
         if let Some(e) = failed {
             return Err(e);
         }

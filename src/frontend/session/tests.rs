@@ -554,3 +554,17 @@ async fn an_unknown_statement_id_gets_1243() {
     assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1243);
     assert!(s.nodes.sent.is_empty());
 }
+
+/// Every command runs in a future boxed for it, so that an idle session is
+/// small; the box is as large as the largest path a command can take, and
+/// each command pays the copy into it. A rare path with a large future (the
+/// result cache's single-flight load) must be boxed on its own.
+#[tokio::test]
+async fn a_commands_future_stays_small() {
+    let (mut s, _client) = session(fake(&[])).await;
+    let payload = query("SELECT 1");
+    let f = s.dispatch(Command::parse(&payload), &payload, 1);
+    let size = std::mem::size_of_val(&f);
+    drop(f);
+    assert!(size <= 8 * 1024, "a command's future takes {size} bytes");
+}
