@@ -133,3 +133,47 @@ async fn replies_are_the_nodes_bytes() {
         "{stats:?}"
     );
 }
+
+/// COM_STMT_EXECUTE asking for a cursor on statements the node streams
+/// instead (SHOW WARNINGS, CALL): with no rows, the reply after the
+/// metadata is the terminator alone, and the session is answered at once
+/// (it once waited for rows until the node connection's read timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_the_node_does_not_open_on_an_empty_result_ends_the_reply() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let db = c.fresh_db("nocursor");
+    let proxy = Proxy::start(c.config());
+    let mut pair = both(&proxy, &db).await;
+    let cursor = Expect::Results {
+        binary: true,
+        cursor: true,
+    };
+    for sql in [
+        "CREATE PROCEDURE empty_result() SELECT 1 FROM DUAL WHERE 0",
+        "/* sqlproxy:master */ SELECT 1",
+    ] {
+        same_reply(&mut pair, &q(sql), RESULTS).await;
+    }
+    for sql in ["SHOW WARNINGS", "CALL empty_result()"] {
+        let mut replies = Vec::new();
+        for s in [&mut pair.p, &mut pair.d] {
+            let (id, _) = raw::prepare(s, sql).await.expect("prepare");
+            let mut exec = vec![0x17];
+            exec.extend_from_slice(&id.to_le_bytes());
+            exec.push(1); // CURSOR_TYPE_READ_ONLY
+            exec.extend_from_slice(&1u32.to_le_bytes());
+            raw::send(s, &exec).await;
+            let reply = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                raw::read_reply(s, cursor),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("no complete reply to {sql} with a cursor"));
+            replies.push(reply);
+        }
+        assert_eq!(replies[0], replies[1], "{sql}");
+        // The session goes on: the next command gets its own reply.
+        same_reply(&mut pair, &q("/* sqlproxy:master */ SELECT 2"), RESULTS).await;
+    }
+}

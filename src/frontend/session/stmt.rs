@@ -15,6 +15,9 @@ use crate::cache;
 use crate::frontend::FrontendError;
 use crate::protocol::err::ProxyError;
 use crate::protocol::response::Expect;
+
+/// COM_STMT_EXECUTE's flag asking for a read-only cursor.
+const CURSOR_TYPE_READ_ONLY: u8 = 1;
 use crate::router::{self, Request, Statement, StmtKind, Why};
 
 /// What placing a prepared statement's executions needs.
@@ -125,7 +128,9 @@ impl<N: Nodes> Session<N> {
             return self.reply_err(seq, err).await;
         };
         let stmt = Arc::clone(&facts.stmt);
-        let cursor = flags != 0;
+        // CURSOR_TYPE_READ_ONLY is the only flag that opens a cursor; MariaDB
+        // ignores the others (FOR_UPDATE, SCROLLABLE, parameter count).
+        let cursor = flags & CURSOR_TYPE_READ_ONLY != 0;
         let request = if cache_miss {
             Request::CacheMiss(&stmt)
         } else if facts.long_data {

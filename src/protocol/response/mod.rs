@@ -295,6 +295,16 @@ impl ResponseTracker {
             State::ColumnsEof => {
                 self.state = if self.cursor_opened(status_flags) {
                     State::Done
+                } else if self.deprecate_eof {
+                    // No EOF ends the metadata of a streamed result under
+                    // DEPRECATE_EOF: a cursor was asked for but not opened
+                    // (SHOW WARNINGS, CALL...) and there were no rows, so
+                    // this was the reply's terminator.
+                    if more {
+                        State::First
+                    } else {
+                        State::Done
+                    }
                 } else {
                     State::Rows
                 };

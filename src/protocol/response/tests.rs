@@ -150,6 +150,29 @@ fn cursor_requested_on_a_call_streams_every_result() {
 }
 
 #[test]
+fn a_cursor_asked_for_but_not_opened_on_an_empty_result_ends_at_its_terminator() {
+    // SHOW WARNINGS (nothing to show) executed with CURSOR_TYPE_READ_ONLY:
+    // the node streams instead, and under DEPRECATE_EOF the terminator is
+    // the only packet after the metadata.
+    let empty: &[&[u8]] = &[b"\x01", COLDEF, b"\xfe\x00\x00\x02\x00\x00\x00"];
+    let mut t = ResponseTracker::new(CURSOR, true);
+    assert_eq!(ends_after(&mut t, empty), Some(3));
+    // A CALL whose first result is empty: the terminator says more follow.
+    let call: &[&[u8]] = &[b"\x01", COLDEF, TERM_IN_CALL, CALL_OK];
+    let mut t = ResponseTracker::new(CURSOR, true);
+    assert_eq!(ends_after(&mut t, call), Some(4));
+    // Classic EOFs: the EOF ends the metadata, the second one the rows.
+    let classic: &[&[u8]] = &[
+        b"\x01",
+        COLDEF,
+        b"\xfe\x00\x00\x02\x00",
+        b"\xfe\x00\x00\x02\x00",
+    ];
+    let mut t = ResponseTracker::new(CURSOR, false);
+    assert_eq!(ends_after(&mut t, classic), Some(4));
+}
+
+#[test]
 fn an_opened_cursor_ends_the_reply_after_its_metadata() {
     // SELECT with CURSOR_TYPE_READ_ONLY: metadata, then one classic EOF
     // with CURSOR_EXISTS (0x0062), in both EOF styles; rows come by FETCH.
