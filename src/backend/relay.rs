@@ -258,7 +258,15 @@ pub async fn relay(
             }
             conn.io.rbuf.advance(total);
             if infile {
-                if let Sink::Client { io, tap, .. } = &mut sink {
+                if let Sink::Client { io, tap, gate, .. } = &mut sink {
+                    // The flush carries what the reply queued before the
+                    // request, a multi-statement's commit OK among it.
+                    if refused(*gate, &out, &mut asked) {
+                        out.withheld = true;
+                        out.withheld_seq = unflushed_from;
+                        conn.broken = true;
+                        return Ok(out);
+                    }
                     if let Some(t) = tap {
                         t.overflow = true;
                         t.capture = None;
