@@ -427,3 +427,53 @@ async fn set_transaction_applies_to_the_next_transaction_as_on_the_node() {
         }
     }
 }
+
+/// A write among several statements goes to the master, even when the
+/// first one asks about the previous statement, which ran on the replica;
+/// inside a read-only transaction (open on the replica) a command that
+/// would end it and then write is refused as a write inside it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_among_several_statements_never_runs_on_the_replica() {
+    let c = cluster();
+    let _g = c.shared().await;
+    let db = c.fresh_db("multi_write");
+    let proxy = proxy_master_no_reads();
+    let url = proxy.url(Some(&db));
+    let mut conn = connect(&url).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, node INT)")
+        .await
+        .unwrap();
+    c.wait_replicated();
+    let mut reader = connect(&url).await;
+    eventually_reads_from(&mut reader, 2).await;
+    // The previous statement ran on cn2; SHOW WARNINGS alone would go there.
+    reader
+        .query_drop("SHOW WARNINGS; INSERT INTO t VALUES (1, @@server_id)")
+        .await
+        .unwrap();
+    let mut direct1 = connect(&c.direct_url(0, Some(&db))).await;
+    let node: Option<u32> = direct1
+        .query_first("SELECT node FROM t WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(node, Some(1), "the INSERT ran on cn1");
+
+    let mut ro = connect(&url).await;
+    eventually_reads_from(&mut ro, 2).await;
+    ro.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+    assert_eq!(server_id(&mut ro).await, 2, "the transaction runs on cn2");
+    match ro
+        .query_drop("COMMIT; INSERT INTO t VALUES (2, @@server_id)")
+        .await
+    {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1792, "{e:?}"),
+        other => panic!("COMMIT; INSERT in a read-only transaction: {other:?}"),
+    }
+    ro.query_drop("ROLLBACK").await.unwrap();
+    c.wait_replicated();
+    for n in 0..2 {
+        let mut direct = connect(&c.direct_url(n, Some(&db))).await;
+        let rows: Vec<(i32, u32)> = direct.query("SELECT id, node FROM t").await.unwrap();
+        assert_eq!(rows, [(1, 1)], "cn{}", n + 1);
+    }
+}

@@ -23,6 +23,9 @@ pub struct Statement {
     pub multi: bool,
     /// Every statement is a plain read (Select/Show) with no master-only flag.
     pub all_reads: bool,
+    /// Every statement is a Select or Show, master-only flags aside: none
+    /// of them writes (false when the text could not be scanned to its end).
+    pub reads_only: bool,
     /// `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE` (any statement).
     pub locking: bool,
     /// `SELECT ... INTO` (@var, OUTFILE, DUMPFILE).
@@ -254,6 +257,7 @@ fn scan_inner(sql: &[u8], mode: LexMode) -> (Statement, bool) {
     let kind = out.first_kind.unwrap_or(StmtKind::Other);
     let stmt = Statement {
         all_reads: out.all_reads && out.count > 0 && complete,
+        reads_only: out.reads_only && out.count > 0 && complete,
         multi: out.count > 1,
         kind,
         locking: f.locking,
@@ -283,6 +287,7 @@ struct Acc {
     count: usize,
     first_kind: Option<StmtKind>,
     all_reads: bool,
+    reads_only: bool,
     into: bool,
     set_user_var: bool,
     set_statement: bool,
@@ -296,6 +301,7 @@ impl Default for Acc {
             count: 0,
             first_kind: None,
             all_reads: true,
+            reads_only: true,
             into: false,
             set_user_var: false,
             set_statement: false,
@@ -322,6 +328,7 @@ impl Acc {
             || f.uses_lock
             || f.same_conn;
         self.all_reads &= kind.is_read() && !master_only;
+        self.reads_only &= kind.is_read();
         self.into |= into;
         self.set_user_var |= kind == StmtKind::SetUserVar;
         self.set_statement |= s.set_statement;

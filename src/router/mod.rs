@@ -36,7 +36,9 @@ pub use classify::{classify, Access, Hint, LexMode, Statement, StmtKind};
 pub use connection_id::{reads_processlist, rewrite_connection_id};
 pub use gtid_tracking::may_stop_gtid_tracking;
 pub use place::{place, PlaceError, PlaceInput, Placement, Request, SessionFacts, Settings};
-pub use route::{keeps_connection, pins_session, route, Route, RouterContext, Target, Why};
+pub use route::{
+    fits_read_only_tx, keeps_connection, pins_session, route, Route, RouterContext, Target, Why,
+};
 
 #[cfg(test)]
 mod tests;

@@ -173,7 +173,10 @@ pub fn place(input: &PlaceInput) -> Result<Placement, PlaceError> {
             pinned: facts.pinned,
             read_split: input.settings.read_split,
         });
-        if r.why == Why::SameConnection && !s.master_func {
+        // A write among several statements overrides the previous
+        // statement's node: writes go to the master only.
+        let writes_too = s.multi && !s.reads_only;
+        if r.why == Why::SameConnection && !s.master_func && !writes_too {
             if let Some(node) = facts.last_node {
                 // On the master only if that node still is it: a command
                 // placed on the master is abandoned once its node is not.

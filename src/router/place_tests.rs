@@ -143,6 +143,25 @@ fn statements_by_table() {
             DRAW_REPLICA,
             (MASTER, Why::SameConnection, None),
         ),
+        // A write after it: never on the replica the previous read used.
+        (
+            "SHOW WARNINGS; INSERT INTO t VALUES (1)",
+            after_replica_read,
+            DRAW_REPLICA,
+            (MASTER, Why::SameConnection, None),
+        ),
+        (
+            "SELECT @@warning_count; UPDATE t SET a = 1",
+            after_replica_read,
+            DRAW_REPLICA,
+            (MASTER, Why::SameConnection, None),
+        ),
+        (
+            "SHOW WARNINGS; SELECT 1",
+            after_replica_read,
+            DRAW_MASTER,
+            (REPLICA, Why::SameConnection, None),
+        ),
         (
             "/* sqlproxy:master */ SELECT 1",
             idle,

@@ -259,6 +259,31 @@ fn flag_why(s: &Statement) -> Option<Why> {
     .find_map(|(on, why)| on.then_some(why))
 }
 
+/// Whether a command may run inside a read-only transaction, which is open
+/// on a read node. The node itself refuses writes while the transaction
+/// lasts (1792); what it cannot refuse is a statement after one that ends the
+/// transaction among several (`COMMIT; INSERT ...` would write on the read
+/// node), nor what a read-only transaction does not stop (ANALYZE, FLUSH, a
+/// global SET, XA). Such commands get the read-only transaction's error.
+pub fn fits_read_only_tx(stmt: &Statement) -> bool {
+    if stmt.multi {
+        return stmt.reads_only;
+    }
+    !matches!(
+        stmt.kind,
+        StmtKind::Insert
+            | StmtKind::Update
+            | StmtKind::Delete
+            | StmtKind::Replace
+            | StmtKind::LoadData { .. }
+            | StmtKind::Ddl
+            | StmtKind::SetGlobal
+            | StmtKind::LockTables
+            | StmtKind::Xa
+            | StmtKind::Other
+    )
+}
+
 /// Whether running `stmt` pins the session to the master for the rest of its life, and why:
 /// a user variable written, a temporary table, a named lock or table lock, an SQL-level
 /// PREPARE, or a CALL (a procedure may create temp tables or set variables we cannot see).

@@ -141,10 +141,11 @@ impl<N: Nodes> Session<N> {
         set: Option<&[u8]>,
         seq: u8,
     ) -> Result<Option<bool>, FrontendError> {
-        if self.state.read_only_tx.is_some() && stmt.kind.writes_rows() {
-            // The replica would answer first for its read_only (1290); the
-            // answer of the master, which a client of one node talks to, is
-            // that the transaction is read-only.
+        if self.state.read_only_tx.is_some() && !router::fits_read_only_tx(stmt) {
+            // A write: the replica would answer first for its read_only
+            // (1290); the answer of the master, which a client of one node
+            // talks to, is that the transaction is read-only. Anything that
+            // could change the read node itself is refused the same way.
             self.reply_err(seq, ProxyError::read_only_transaction())
                 .await?;
             return Ok(Some(false));

@@ -528,3 +528,37 @@ fn show_of_connection_or_node_state() {
     check("SHOW DATABASES", Read);
     check("SHOW INDEX FROM ps_product", Read);
 }
+
+#[test]
+fn a_read_only_transaction_takes_nothing_that_could_change_its_read_node() {
+    let fits = |sql: &str| fits_read_only_tx(&classify(sql.as_bytes()));
+    for sql in [
+        "SELECT * FROM t",
+        "SHOW WARNINGS",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT a",
+        "SET NAMES utf8mb4",
+        "CALL p()",
+        "SELECT 1; SHOW WARNINGS",
+    ] {
+        assert!(fits(sql), "{sql}");
+    }
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "UPDATE t SET a = 1",
+        "CREATE TABLE u (a INT)",
+        "ANALYZE TABLE t",
+        "FLUSH TABLES",
+        "SET GLOBAL max_connections = 10",
+        "XA START 'x'",
+        "LOCK TABLES t READ",
+        // The transaction ends, and what follows would run on the read node.
+        "COMMIT; INSERT INTO t VALUES (1)",
+        "ROLLBACK; CREATE TABLE u (a INT)",
+        "SET autocommit = 1; DELETE FROM t",
+        "SELECT 1; COMMIT",
+    ] {
+        assert!(!fits(sql), "{sql}");
+    }
+}
