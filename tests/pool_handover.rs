@@ -316,9 +316,18 @@ async fn a_role_one_session_set_does_not_reach_the_next_and_its_reads_see_it() {
     };
     // A new login on the node has no role, as the account says.
     assert_eq!(role_of("").await, None);
-    for round in 0..3 {
-        let set = role_of(SET_TEST_ROLE).await;
-        assert_eq!(set.as_deref(), Some(TEST_ROLE), "round {round}");
+    // Set plainly, and through a text the proxy does not read.
+    for (round, set_role) in [
+        SET_TEST_ROLE,
+        EXECUTE_SET_TEST_ROLE,
+        SET_TEST_ROLE,
+        EXECUTE_SET_TEST_ROLE,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let set = role_of(set_role).await;
+        assert_eq!(set.as_deref(), Some(TEST_ROLE), "round {round}: {set_role}");
         let began = Instant::now();
         while proxy.context.pools.idle_counts()[0].1 == 0
             && began.elapsed() < Duration::from_secs(2)
@@ -328,7 +337,7 @@ async fn a_role_one_session_set_does_not_reach_the_next_and_its_reads_see_it() {
         assert_eq!(
             role_of("").await,
             None,
-            "round {round}: the role reached the next session"
+            "round {round}: the role set by {set_role} reached the next session"
         );
     }
     drop(proxy);
@@ -400,6 +409,7 @@ async fn profiling_one_session_switched_on_does_not_reach_the_next() {
 
 const TEST_ROLE: &str = "pool_role";
 const SET_TEST_ROLE: &str = "SET ROLE pool_role";
+const EXECUTE_SET_TEST_ROLE: &str = "EXECUTE IMMEDIATE 'SET ROLE pool_role'";
 const ROLE_USER: &str = "pool_role_user";
 
 /// Multi-statements switched on by one session with COM_SET_OPTION (as

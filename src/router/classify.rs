@@ -64,7 +64,9 @@ pub struct Statement {
     pub sets_role: bool,
     /// Leaves on its connections what COM_RESET_CONNECTION does not undo:
     /// the current role (`SET ROLE`), the profiling history (`SET
-    /// profiling`). Those connections must never serve another session.
+    /// profiling`), or may (an SQL-level `EXECUTE [IMMEDIATE]`, whose text
+    /// the proxy does not see). Those connections must never serve another
+    /// session.
     pub outlives_reset: bool,
     /// `SET STATEMENT ... FOR <stmt>`: `kind` and the flags describe `<stmt>`.
     pub set_statement: bool,
@@ -345,7 +347,7 @@ impl Acc {
         acc.same_conn |= f.same_conn;
         acc.accounts |= f.accounts;
         acc.sets_role |= f.sets_role;
-        acc.outlives_reset |= f.outlives_reset;
+        acc.outlives_reset |= f.outlives_reset || kind == StmtKind::Execute;
         if self.first_kind.is_none() {
             self.first_kind = Some(kind);
         } else {

@@ -286,7 +286,7 @@ pub fn fits_read_only_tx(stmt: &Statement) -> bool {
 
 /// Whether running `stmt` pins the session to the master for the rest of its life, and why:
 /// a user variable written, a temporary table, a named lock or table lock, an SQL-level
-/// PREPARE, or a CALL (a procedure may create temp tables or set variables we cannot see).
+/// PREPARE or EXECUTE, or a CALL (a procedure may create temp tables or set variables we cannot see).
 pub fn pins_session(stmt: &Statement) -> Option<Why> {
     let kinds = || std::iter::once(&stmt.kind).chain(&stmt.rest);
     let any = |k: StmtKind| kinds().any(|s| *s == k);
@@ -298,7 +298,9 @@ pub fn pins_session(stmt: &Statement) -> Option<Why> {
         Some(Why::LockTables)
     } else if stmt.uses_lock {
         Some(Why::NamedLock)
-    } else if any(StmtKind::Prepare) {
+    } else if any(StmtKind::Prepare) || any(StmtKind::Execute) {
+        // EXECUTE IMMEDIATE runs a text the proxy does not see: a SET, a
+        // lock, a temporary table may be in it.
         Some(Why::Prepare)
     } else if any(StmtKind::Call) {
         Some(Why::Call)

@@ -339,3 +339,24 @@ fn set_role_is_flagged_and_set_default_role_is_not() {
         assert!(!sets_role(sql), "{sql}");
     }
 }
+
+#[test]
+fn an_sql_level_execute_pins_the_session_and_outlives_a_reset() {
+    // Its text is not seen: `EXECUTE IMMEDIATE 'SET ROLE r'`, a GET_LOCK or
+    // a temporary table may be in it.
+    for sql in [
+        "EXECUTE IMMEDIATE 'SET ROLE r'",
+        "execute immediate concat('SELECT GET_LOCK(', 1, ')')",
+        "EXECUTE s",
+        "EXECUTE s USING @a",
+    ] {
+        let s = classify(sql.as_bytes());
+        assert!(s.outlives_reset, "{sql}");
+        assert_eq!(
+            crate::router::pins_session(&s),
+            Some(crate::router::Why::Prepare),
+            "{sql}"
+        );
+    }
+    assert!(!classify(b"SELECT execute FROM t").outlives_reset);
+}
