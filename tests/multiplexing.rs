@@ -194,6 +194,32 @@ async fn state_a_session_relies_on_keeps_its_connection_and_a_handed_over_one_ca
     let warnings: Vec<(String, u32, String)> = w.query("SHOW WARNINGS").await.expect("warnings");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0].1, 1366);
+    // So does an error's (in a session SHOW WARNINGS has not tied yet).
+    let mut e = connect(&url).await;
+    let err = e.query_drop("SELECT * FROM no_such_table").await;
+    assert!(err.is_err(), "{err:?}");
+    nap().await;
+    let warnings: Vec<(String, u32, String)> = e.query("SHOW WARNINGS").await.expect("warnings");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].1, 1146);
+    // A dropped current database leaves the session in none, as on a node.
+    let mut d = connect(&url).await;
+    d.query_drop(format!("CREATE DATABASE {db}_gone"))
+        .await
+        .expect("create db");
+    d.query_drop(format!("USE {db}_gone")).await.expect("use");
+    d.query_drop(format!("DROP DATABASE {db}_gone"))
+        .await
+        .expect("drop db");
+    nap().await;
+    let none: Option<Option<String>> = d
+        .query_first("SELECT DATABASE()")
+        .await
+        .expect("database()");
+    assert_eq!(none, Some(None));
+    d.query_drop("SELECT 1")
+        .await
+        .expect("a statement with no database");
     let mut p = connect(&url).await;
     let stmt = p
         .prep("SELECT v + ? FROM ai WHERE id = ? /* sqlproxy:master */")

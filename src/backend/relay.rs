@@ -37,7 +37,8 @@ pub struct RelayOutcome {
     pub rows: u64,
     /// An OK carried a generated id (`LAST_INSERT_ID()` now returns it).
     pub insert_id: bool,
-    /// The reply's last OK or EOF carried warnings.
+    /// The reply left diagnostics: its last OK or EOF carried warnings, or
+    /// it was an error.
     pub warnings: bool,
     /// The commit gate refused the reply's commit: its OK was not flushed,
     /// the queued bytes are the caller's to drop, and the connection is
@@ -394,7 +395,11 @@ fn note(kind: PacketKind, payload: &[u8], tracker: &mut ResponseTracker, out: &m
             out.status = Some(s);
             out.warnings = payload.get(1..3).is_some_and(|w| w != [0, 0]);
         }
-        PacketKind::Err => out.error = parse_err(payload).map(|e| e.0),
+        PacketKind::Err => {
+            out.error = parse_err(payload).map(|e| e.0);
+            // The error is in the diagnostics SHOW WARNINGS reads next.
+            out.warnings = true;
+        }
         PacketKind::PrepareOk => {
             let u32_at = |i: usize| {
                 payload

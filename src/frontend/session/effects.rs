@@ -99,7 +99,9 @@ impl<N: Nodes> Session<N> {
         }
         let mut synced = false;
         if let Some(schema) = &out.schema {
-            state.setup.schema = Some(schema.clone());
+            // An empty name: the current database was dropped (no database
+            // now, as after a login without one).
+            state.setup.schema = (!schema.is_empty()).then(|| schema.clone());
             synced = true;
         }
         if let (Some(set), None) = (change.next_transaction, &out.error) {
