@@ -67,13 +67,17 @@ pub enum Ran {
     },
     /// The node failed while the command ran. `delivered`: the command
     /// reached the node (it may have run); `sent`: part of the reply reached
-    /// the client already; `next_seq` is the sequence id to use.
+    /// the client already; `next_seq` is the sequence id to use. `torn`:
+    /// where the client's stream stands is unknown (a reply abandoned part
+    /// way, a LOCAL INFILE upload cut): no error can follow it, the session
+    /// must close.
     Lost {
         node: NodeId,
         delivered: bool,
         sent: bool,
         next_seq: u8,
         error: String,
+        torn: bool,
     },
     /// No usable connection to the node (or it refused the login).
     Unavailable { node: NodeId, error: BackendError },

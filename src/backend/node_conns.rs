@@ -340,6 +340,7 @@ impl NodeConns {
                 sent: false,
                 next_seq: 0,
                 error: e.to_string(),
+                torn: false,
             });
         }
         let flushes_before = client.io.flushes;
@@ -361,12 +362,16 @@ impl NodeConns {
                     if !sent {
                         client.io.wbuf.clear();
                     }
+                    // Part of the reply went out, perhaps half a packet (the
+                    // flush itself may be what was dropped): the client's
+                    // stream cannot be continued.
                     return Ok(Ran::Lost {
                         node,
                         delivered: true,
                         sent,
                         next_seq: 0,
                         error: "the node lost the master role while the command ran".into(),
+                        torn: sent,
                     });
                 }
             },
@@ -396,6 +401,7 @@ impl NodeConns {
                 error,
                 sent,
                 next_seq,
+                torn,
             }) => {
                 self.drop_conn(node);
                 if !sent {
@@ -409,6 +415,7 @@ impl NodeConns {
                     sent,
                     next_seq,
                     error: error.to_string(),
+                    torn,
                 })
             }
             Err(RelayError::Client(e)) => {

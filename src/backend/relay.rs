@@ -51,12 +51,14 @@ pub struct RelayOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The node failed; `sent` says whether part of the reply reached the client.
+    /// The node failed; `sent` says whether part of the reply reached the
+    /// client, `torn` that the client was mid-upload (LOCAL INFILE).
     #[error("node failed: {error}")]
     Backend {
         error: NetError,
         sent: bool,
         next_seq: u8,
+        torn: bool,
     },
     /// The client went away while we wrote to it.
     #[error("client failed: {0}")]
@@ -332,6 +334,7 @@ pub async fn relay(
                 error,
                 sent,
                 next_seq: out.next_seq,
+                torn: false,
             });
         }
     }
@@ -437,6 +440,9 @@ async fn relay_infile(conn: &mut BackendConn, client: &mut PacketIo) -> Result<(
                     error,
                     sent: true,
                     next_seq: h.seq.wrapping_add(1),
+                    // The client goes on sending its file: what it sends
+                    // next is no command.
+                    torn: true,
                 });
             }
         }

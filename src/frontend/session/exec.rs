@@ -296,11 +296,18 @@ impl<N: Nodes> Session<N> {
                 sent,
                 next_seq,
                 error,
+                torn,
                 ..
             } => {
                 metrics.node_failure(node);
                 self.ctx.topology.suspect(node);
                 tracing::warn!(node = %self.nodes.node_name(node), %error, "node connection lost during a command");
+                if torn {
+                    // As a client of the node sees its node die: the
+                    // connection ends, with nothing after what it got.
+                    self.client.wbuf.clear();
+                    return Err(FrontendError::Closed);
+                }
                 let seq = if sent { next_seq } else { seq };
                 let name = self.nodes.node_name(node);
                 self.reply_err(seq, ProxyError::backend_lost(&name)).await?;

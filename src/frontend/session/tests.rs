@@ -114,6 +114,7 @@ impl Nodes for FakeNodes {
                     sent: false,
                     next_seq: 1,
                     error: "reset by the fake".into(),
+                    torn: false,
                 })
             }
             Answer::Refused => {
