@@ -220,6 +220,35 @@ async fn state_a_session_relies_on_keeps_its_connection_and_a_handed_over_one_ca
     d.query_drop("SELECT 1")
         .await
         .expect("a statement with no database");
+    // With the schema no longer reported by the node, a USE still moves the
+    // session, and its connection is not handed over as if in the old one.
+    let mut u = connect(&url).await;
+    u.query_drop(format!("CREATE DATABASE IF NOT EXISTS {db}_other"))
+        .await
+        .expect("create db");
+    u.query_drop("SET SESSION session_track_schema = OFF")
+        .await
+        .expect("tracking off");
+    u.query_drop(format!("USE {db}_other")).await.expect("use");
+    let here: Option<String> = u
+        .query_first("SELECT DATABASE() /* sqlproxy:master */")
+        .await
+        .expect("database()");
+    assert_eq!(here.as_deref(), Some(format!("{db}_other").as_str()));
+    nap().await;
+    drop(u);
+    for _ in 0..3 {
+        let mut v = connect(&url).await;
+        let there: Option<String> = v
+            .query_first("SELECT DATABASE() /* sqlproxy:master */")
+            .await
+            .expect("database()");
+        assert_eq!(
+            there.as_deref(),
+            Some(db.as_str()),
+            "a new session's database"
+        );
+    }
     let mut p = connect(&url).await;
     let stmt = p
         .prep("SELECT v + ? FROM ai WHERE id = ? /* sqlproxy:master */")

@@ -22,7 +22,7 @@ pub(super) struct Change<'a> {
     pub set: Option<&'a [u8]>,
     /// Pins the session to the master, for this reason.
     pub pin: Option<Why>,
-    /// COM_INIT_DB: the new schema.
+    /// COM_INIT_DB, or a USE the node did not report: the new schema.
     pub schema: Option<&'a [u8]>,
     /// COM_SET_OPTION: multi-statements on or off.
     pub multi_statements: Option<bool>,

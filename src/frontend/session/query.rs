@@ -166,6 +166,12 @@ impl<N: Nodes> Session<N> {
             pin: router::pins_session(stmt),
             keep: router::keeps_connection(stmt),
             read_only_tx: placement.route.why == Why::ReadOnlyTx,
+            // The node reports the new schema unless the session switched
+            // `session_track_schema` off: then the USE's own name says it.
+            schema: match &stmt.kind {
+                StmtKind::Use(db) if !stmt.multi && out.schema.is_none() => Some(db.as_slice()),
+                _ => None,
+            },
             ..Change::default()
         };
         self.apply(node, placement.home, &out, change);
