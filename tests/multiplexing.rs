@@ -220,6 +220,17 @@ async fn state_a_session_relies_on_keeps_its_connection_and_a_handed_over_one_ca
     d.query_drop("SELECT 1")
         .await
         .expect("a statement with no database");
+    // SETs sent together (as one init command) hold after a pause, on the
+    // reads too.
+    let mut t = connect(&url).await;
+    t.query_drop("SET NAMES utf8mb4; SET time_zone = '+03:00'")
+        .await
+        .expect("two SETs");
+    nap().await;
+    for _ in 0..4 {
+        let tz: Option<String> = t.query_first("SELECT @@time_zone").await.expect("tz");
+        assert_eq!(tz.as_deref(), Some("+03:00"));
+    }
     // With the schema no longer reported by the node, a USE still moves the
     // session, and its connection is not handed over as if in the old one.
     let mut u = connect(&url).await;

@@ -308,6 +308,12 @@ pub fn pins_session(stmt: &Statement) -> Option<Why> {
         // The role is not replayed on other connections: the session
         // stays on the master, where it ran.
         Some(Why::Set)
+    } else if stmt.multi
+        && kinds().any(|k| matches!(k, StmtKind::SetSession | StmtKind::SetAutocommit(_)))
+    {
+        // A SET among several statements is not replayed (only a SET alone
+        // is): its connection alone has it.
+        Some(Why::Set)
     } else {
         None
     }

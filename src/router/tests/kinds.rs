@@ -360,3 +360,26 @@ fn an_sql_level_execute_pins_the_session_and_outlives_a_reset() {
     }
     assert!(!classify(b"SELECT execute FROM t").outlives_reset);
 }
+
+#[test]
+fn a_set_among_several_statements_pins_the_session_where_it_ran() {
+    // Only a SET alone is replayed on the session's other connections.
+    for sql in [
+        "SET NAMES utf8mb4; SET time_zone = '+00:00'",
+        "SELECT 1; SET sql_mode = ''",
+        "SET autocommit = 0; SELECT 1",
+    ] {
+        assert_eq!(
+            crate::router::pins_session(&classify(sql.as_bytes())),
+            Some(crate::router::Why::Set),
+            "{sql}"
+        );
+    }
+    for sql in ["SET NAMES utf8mb4", "SELECT 1; SELECT 2"] {
+        assert_eq!(
+            crate::router::pins_session(&classify(sql.as_bytes())),
+            None,
+            "{sql}"
+        );
+    }
+}
