@@ -220,6 +220,30 @@ async fn state_a_session_relies_on_keeps_its_connection_and_a_handed_over_one_ca
     d.query_drop("SELECT 1")
         .await
         .expect("a statement with no database");
+    // A prepared statement reads the tables of the schema it was prepared
+    // in, wherever and whenever it is prepared again (as on a node).
+    let mut s2 = connect(&url).await;
+    s2.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS {db}_two; CREATE TABLE {db}_two.ai (id INT, v INT); \
+         INSERT INTO {db}_two.ai VALUES (1, 2000)"
+    ))
+    .await
+    .expect("second schema");
+    c.wait_replicated();
+    let read = s2
+        .prep("SELECT v FROM ai WHERE id = 1")
+        .await
+        .expect("prepare");
+    s2.query_drop(format!("USE {db}_two")).await.expect("use");
+    for round in 0..3 {
+        nap().await;
+        let v: Option<i64> = s2.exec_first(&read, ()).await.expect("execute");
+        assert_eq!(
+            v,
+            Some(1),
+            "round {round}: the table of the PREPARE's schema"
+        );
+    }
     // SETs sent together (as one init command) hold after a pause, on the
     // reads too.
     let mut t = connect(&url).await;

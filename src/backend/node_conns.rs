@@ -387,8 +387,9 @@ impl NodeConns {
                     (job, outcome.prepared)
                 {
                     let id = self.statements.next_id();
+                    let schema = conn.sync.schema.clone();
                     self.statements
-                        .insert(id, payload, params, node, conn_id, stmt_id);
+                        .insert(id, payload, schema, params, node, conn_id, stmt_id);
                 }
                 Ok(Ran::Replied {
                     node,
@@ -513,9 +514,20 @@ impl NodeConns {
         let Some(prepare) = self.statements.prepare_payload(id).map(<[u8]>::to_vec) else {
             return Ok(None);
         };
+        let schema = self.statements.schema(id).map(<[u8]>::to_vec);
         let Some(conn) = self.conns.get_mut(node).and_then(Option::as_mut) else {
             return Err(BackendError::Protocol("connection vanished"));
         };
+        // A statement binds its tables in the schema of its PREPARE, as on
+        // the node: prepared again in that schema if the session moved since.
+        let back = conn.sync.schema.clone();
+        let elsewhere = schema.is_some() && schema != back;
+        if elsewhere {
+            if let Err(e) = in_schema(conn, schema.as_deref()).await {
+                self.drop_conn(node);
+                return Err(e);
+            }
+        }
         if let Err(e) = conn.send(&prepare).await {
             self.drop_conn(node);
             return Err(e.into());
@@ -527,6 +539,12 @@ impl NodeConns {
                 return Err(BackendError::Protocol("connection lost while preparing"));
             }
         };
+        if elsewhere && back.is_some() {
+            if let Err(e) = in_schema(conn, back.as_deref()).await {
+                self.drop_conn(node);
+                return Err(e);
+            }
+        }
         let Some((stmt_id, _, _)) = out.prepared else {
             return Ok(None);
         };
@@ -635,4 +653,16 @@ impl NodeConns {
             }
         }
     }
+}
+
+/// Moves `conn` into `schema` (COM_INIT_DB), noting it in its sync state.
+async fn in_schema(conn: &mut BackendConn, schema: Option<&[u8]>) -> Result<(), BackendError> {
+    let Some(db) = schema else {
+        return Ok(());
+    };
+    let mut p = vec![com::INIT_DB];
+    p.extend_from_slice(db);
+    conn.expect_ok(&p).await?;
+    conn.sync.schema = Some(db.to_vec());
+    Ok(())
 }

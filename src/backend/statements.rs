@@ -24,6 +24,9 @@ pub struct NodeStmt {
 struct Prepared {
     /// The COM_STMT_PREPARE payload (command byte included), to prepare again.
     prepare_payload: Vec<u8>,
+    /// The schema it was prepared in: its unqualified tables are that
+    /// schema's wherever it is prepared again.
+    schema: Option<Vec<u8>>,
     params: u16,
     /// Parameter types from the last execution that bound them (2 bytes each).
     types: Option<Vec<u8>>,
@@ -46,11 +49,14 @@ impl Statements {
         self.last_id.wrapping_add(1).max(1)
     }
 
-    /// A statement prepared on `node` (connection `conn_id`) as `stmt_id`.
+    /// A statement prepared in `schema` on `node` (connection `conn_id`) as
+    /// `stmt_id`.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &mut self,
         id: u32,
         prepare_payload: &[u8],
+        schema: Option<Vec<u8>>,
         params: u16,
         node: NodeId,
         conn_id: u64,
@@ -69,6 +75,7 @@ impl Statements {
             id,
             Prepared {
                 prepare_payload: prepare_payload.to_vec(),
+                schema,
                 params,
                 types: None,
                 on,
@@ -80,6 +87,11 @@ impl Statements {
     /// The statement's COM_STMT_PREPARE payload, to prepare it elsewhere.
     pub fn prepare_payload(&self, id: u32) -> Option<&[u8]> {
         self.stmts.get(&id).map(|p| p.prepare_payload.as_slice())
+    }
+
+    /// The schema the statement was prepared in.
+    pub fn schema(&self, id: u32) -> Option<&[u8]> {
+        self.stmts.get(&id).and_then(|p| p.schema.as_deref())
     }
 
     /// The statement's parameter count and the types last bound.
@@ -206,7 +218,7 @@ mod tests {
     #[test]
     fn a_connection_given_back_holds_no_statement_of_the_session() {
         let mut s = Statements::default();
-        s.insert(1, b"\x16SELECT ?", 1, 0, 7, 3);
+        s.insert(1, b"\x16SELECT ?", None, 1, 0, 7, 3);
         s.prepared_on(1, 1, 8, 4);
         s.forget_node(0);
         assert_eq!(s.on_conn(1, 0, 7), None, "same connection drawn again");
@@ -218,7 +230,7 @@ mod tests {
     fn an_execution_gets_the_connections_id_and_missing_types() {
         let mut s = Statements::default();
         let id = s.next_id();
-        s.insert(id, b"\x16SELECT ?", 1, 0, 10, 77);
+        s.insert(id, b"\x16SELECT ?", None, 1, 0, 10, 77);
         s.note_types(id, &execute(id, true));
         // On the connection it was prepared on: the node's id, types as sent.
         let first = s.execution_for(id, 0, 10, &execute(id, true)).unwrap();
