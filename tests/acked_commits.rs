@@ -131,17 +131,29 @@ async fn no_commit_ok_reaches_a_client_while_a_promotion_checks_its_candidate() 
             ),
         }
     }
+    // A commit whose reply is a result set ending in a classic EOF (no
+    // GTID in it): the node is asked for the GTID, and the rows withheld.
+    let no_eof_caps = common::raw::CLIENT_CAPS & !sqlproxy::protocol::caps::DEPRECATE_EOF;
+    let mut raw = common::raw::login_with_caps(proxy.addr, Some(&db), no_eof_caps).await;
+    common::raw::query(&mut raw, "INSERT INTO t VALUES (3) RETURNING id").await;
+    let first = common::raw::read_packet(&mut raw).await.expect("a reply");
+    assert_eq!(
+        first.first(),
+        Some(&0xff),
+        "the rows of a commit went out while a promotion checked: {first:?}"
+    );
+    assert_eq!(u16::from_le_bytes([first[1], first[2]]), 1927);
     drop(promotion);
 
     // Both commits happened on cn1 (their fate was the failover's; there was
     // none): they are there and new sessions are served.
     let mut conn = connect(&url).await;
     let ids: Vec<i32> = conn.query("SELECT id FROM t ORDER BY id").await.unwrap();
-    assert_eq!(ids, [1, 2]);
+    assert_eq!(ids, [1, 2, 3]);
     let on_cn1: Vec<i32> = connect(&c.direct_url(0, Some(&db)))
         .await
         .query("SELECT id FROM t ORDER BY id")
         .await
         .unwrap();
-    assert_eq!(on_cn1, [1, 2]);
+    assert_eq!(on_cn1, [1, 2, 3]);
 }

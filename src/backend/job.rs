@@ -26,6 +26,9 @@ pub struct ClientSink<'a> {
     /// A command on the master: asked, with the reply's `last_gtid`, before
     /// a commit's OK is flushed to the client (see [`CommitGate`]).
     pub gate: Option<&'a CommitGate<'a>>,
+    /// The command writes rows: a reply ending in a classic EOF (which
+    /// carries no GTID) has the node asked for the commit's GTID.
+    pub ask_last_gtid: bool,
 }
 
 /// Records a commit as acknowledged and says whether its OK may reach the

@@ -351,6 +351,7 @@ impl NodeConns {
             tap: client.tap.as_deref_mut(),
             owners: client.owners,
             gate: client.gate,
+            ask_last_gtid: client.ask_last_gtid,
         };
         let relayed = match abandon {
             None => relay(conn, sink, expect).await,

@@ -119,6 +119,10 @@ pub enum Sink<'a> {
         owners: Option<&'a ThreadOwners>,
         /// Asked before a commit's OK is flushed (see [`CommitGate`]).
         gate: Option<&'a CommitGate<'a>>,
+        /// A write: if its reply ends in a classic EOF, which carries no
+        /// GTID, the node is asked for `@@last_gtid` before that end is
+        /// flushed, so that the gate sees the commit.
+        ask_last_gtid: bool,
     },
     /// Read and drop (a transparent re-prepare, a replayed SET).
     Discard,
@@ -302,7 +306,34 @@ pub async fn relay(
                 }
             }
             if tracker.is_done() && !continuing {
-                if let Sink::Client { io, tap, gate, .. } = &mut sink {
+                if let Sink::Client {
+                    io,
+                    tap,
+                    gate,
+                    ask_last_gtid,
+                    ..
+                } = &mut sink
+                {
+                    let committed = out.status.is_some_and(|s| s & status::IN_TRANS == 0);
+                    if *ask_last_gtid
+                        && gate.is_some()
+                        && kind == PacketKind::Eof
+                        && out.last_gtid.is_none()
+                        && committed
+                    {
+                        match last_gtid_of(conn).await {
+                            Ok(g) => out.last_gtid = g,
+                            Err(error) => {
+                                conn.broken = true;
+                                return Err(RelayError::Backend {
+                                    error,
+                                    sent,
+                                    next_seq: out.next_seq,
+                                    torn: false,
+                                });
+                            }
+                        }
+                    }
                     if refused(*gate, &out, &mut asked) {
                         out.withheld = true;
                         out.withheld_seq = unflushed_from;
@@ -338,6 +369,38 @@ pub async fn relay(
             });
         }
     }
+}
+
+/// The node's `@@last_gtid` for this connection: the commit of a write whose
+/// reply ended in a classic EOF (`INSERT ... RETURNING` to a client without
+/// DEPRECATE_EOF), which reports no GTID of its own.
+async fn last_gtid_of(conn: &mut BackendConn) -> Result<Option<String>, NetError> {
+    conn.send(b"\x03SELECT @@last_gtid").await?;
+    let expect = Expect::Results {
+        binary: false,
+        cursor: false,
+    };
+    let mut tracker = ResponseTracker::new(expect, conn.deprecate_eof());
+    let mut gtid = None;
+    let t = Some(conn.read_timeout);
+    while !tracker.is_done() {
+        let p = conn.io.read_packet(MAX_CHUNK, t, t).await?;
+        let at_row = tracker.at_row();
+        match tracker.on_packet(&p.payload, p.payload.len()) {
+            PacketKind::Data if at_row => {
+                let mut pos = 0;
+                gtid = crate::protocol::lenenc::read_str(&p.payload, &mut pos)
+                    .filter(|g| !g.is_empty())
+                    .map(|g| String::from_utf8_lossy(g).into_owned());
+            }
+            PacketKind::Ok => {
+                tracker.status_seen(parse_ok(&p.payload, true).map_or(0, |o| o.status))
+            }
+            PacketKind::Eof => tracker.status_seen(eof_status(&p.payload)),
+            _ => {}
+        }
+    }
+    Ok(gtid)
 }
 
 /// Whether the gate refuses the reply's latest commit, asking it once per

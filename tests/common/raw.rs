@@ -34,6 +34,11 @@ pub async fn read_packet(s: &mut TcpStream) -> Option<Vec<u8>> {
 
 /// Logs in as the application user (optionally into `db`).
 pub async fn login(addr: SocketAddr, db: Option<&str>) -> TcpStream {
+    login_with_caps(addr, db, CLIENT_CAPS).await
+}
+
+/// [`login`] with these capability flags.
+pub async fn login_with_caps(addr: SocketAddr, db: Option<&str>, caps_wanted: u32) -> TcpStream {
     let mut s = TcpStream::connect(addr)
         .await
         .expect("connect to the proxy");
@@ -42,7 +47,7 @@ pub async fn login(addr: SocketAddr, db: Option<&str>) -> TcpStream {
     let token = NativeSecret::from_password(APP_PASSWORD)
         .scramble(&hello.nonce)
         .expect("scramble");
-    let mut c = CLIENT_CAPS;
+    let mut c = caps_wanted;
     if db.is_some() {
         c |= caps::CONNECT_WITH_DB;
     }

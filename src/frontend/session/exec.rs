@@ -20,7 +20,9 @@ use crate::backend::{Abandon, BackendError, ClientSink, CommitGate, Job, Ran, Re
 use crate::frontend::FrontendError;
 use crate::protocol::err::{ProxyError, ER_NET_PACKET_TOO_LARGE};
 use crate::protocol::status;
-use crate::router::{place, PlaceError, PlaceInput, Placement, Request, Settings, Target, Why};
+use crate::router::{
+    place, PlaceError, PlaceInput, Placement, Request, Settings, StmtKind, Target, Why,
+};
 use crate::topology::failover::WritePass;
 use crate::topology::{NodeId, Topology};
 
@@ -155,7 +157,7 @@ impl<N: Nodes> Session<N> {
                 }
                 Err(e) => return Err(FrontendError::Rejected(refusal(e))),
             };
-            let ran = self.run_once(&placement, job).await?;
+            let ran = self.run_once(&placement, job, writes_rows(request)).await?;
             if self.activity.killed().is_cancelled() {
                 // KILL: whatever the node said, the session ends now.
                 return Err(FrontendError::Closed);
@@ -210,6 +212,7 @@ impl<N: Nodes> Session<N> {
         &mut self,
         placement: &Placement,
         job: Job<'_>,
+        writes: bool,
     ) -> Result<Ran, FrontendError> {
         self.follow_next_transaction(placement.node).await;
         let topology = &self.ctx.topology;
@@ -227,6 +230,7 @@ impl<N: Nodes> Session<N> {
             tap: self.tap.as_mut(),
             owners: self.owners.as_ref(),
             gate: on_master.then_some(&gate as &CommitGate<'_>),
+            ask_last_gtid: writes,
         };
         // A command placed on the master must not have its reply relayed
         // once that node is no longer the master (a late OK of a write).
@@ -393,6 +397,19 @@ impl<N: Nodes> Session<N> {
             self.state.home = None;
         }
         Ok(())
+    }
+}
+
+/// Whether a request's statements write rows (its commit may end a result
+/// set: `INSERT ... RETURNING`).
+fn writes_rows(request: Request<'_>) -> bool {
+    match request {
+        Request::Statement(s) | Request::Cursor(s) | Request::LongData(s) => {
+            std::iter::once(&s.kind)
+                .chain(&s.rest)
+                .any(StmtKind::writes_rows)
+        }
+        Request::CacheMiss(_) | Request::FieldList | Request::Master(_) => false,
     }
 }
 
