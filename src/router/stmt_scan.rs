@@ -131,7 +131,7 @@ impl StmtScan {
                 f.session_vars = true;
                 let name = sysvar_name(src.get(tok.start..tok.end).unwrap_or_default());
                 let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-                f.outlives_reset |= head0 == Kw::Set && is(b"profiling");
+                f.outlives_reset |= head0 == Kw::Set && kept_through_reset(name);
                 if is(b"identity") || is(b"last_insert_id") {
                     f.master_func = true;
                     f.same_conn = true;
@@ -147,9 +147,8 @@ impl StmtScan {
                 // A node's grant tables edited and reloaded: as for GRANT, new
                 // logins see what pooled connections logged in before do not.
                 f.accounts |= head0 == Kw::Flush && word(b"privileges");
-                // The profiling history (SHOW PROFILES: the statements'
-                // texts) outlives COM_RESET_CONNECTION.
-                f.outlives_reset |= head0 == Kw::Set && word(b"profiling");
+                f.outlives_reset |=
+                    head0 == Kw::Set && src.get(tok.start..tok.end).is_some_and(kept_through_reset);
                 self.keyword(tok, kw, head0);
             }
             _ => {}
@@ -397,4 +396,19 @@ fn unquote(raw: &[u8]) -> Vec<u8> {
         }
         _ => raw.to_vec(),
     }
+}
+
+/// Session variables whose effect COM_RESET_CONNECTION does not undo: the
+/// profiling history (SHOW PROFILES: the statements' texts), and the network
+/// settings MariaDB applies to the socket only when they are SET or at login
+/// (a reset restores the variables' values, not the socket's).
+fn kept_through_reset(name: &[u8]) -> bool {
+    [
+        &b"profiling"[..],
+        b"net_write_timeout",
+        b"net_retry_count",
+        b"tcp_nodelay",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
 }

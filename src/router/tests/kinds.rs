@@ -309,10 +309,19 @@ fn profiling_switched_on_outlives_a_reset() {
         "SET SESSION profiling=1",
         "set @@profiling = 1",
         "SET sql_mode = '', profiling = 1",
+        "SET net_write_timeout = 1",
+        "SET @@session.net_retry_count = 1",
+        "SET SESSION tcp_nodelay = OFF",
     ] {
         assert!(outlives(sql), "{sql}");
     }
-    for sql in ["SELECT @@profiling", "SHOW PROFILES", "SET sql_mode = ''"] {
+    for sql in [
+        "SELECT @@profiling",
+        "SHOW PROFILES",
+        "SET sql_mode = ''",
+        "SET net_read_timeout = 10",
+        "SELECT @@net_write_timeout",
+    ] {
         assert!(!outlives(sql), "{sql}");
     }
 }
