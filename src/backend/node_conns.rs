@@ -206,12 +206,15 @@ impl NodeConns {
         // may have been closed by the node meanwhile (a fence kills a
         // demoted master's connections, a restart, wait_timeout): a command
         // sent there would be lost with no way to tell whether it ran.
-        // Checked with a non-blocking peek.
+        // Checked with a non-blocking peek. One known broken (bytes after
+        // a reply's end, a failed write) or owing part of a reply never
+        // carries another command.
         let returning = self.last_used != Some(node);
-        if slot
-            .as_mut()
-            .is_some_and(|c| (returning || c.idle_for() > IDLE_RECHECK) && !c.can_change_hands())
-        {
+        if slot.as_mut().is_some_and(|c| {
+            c.broken
+                || !c.reply_read()
+                || ((returning || c.idle_for() > IDLE_RECHECK) && !c.can_change_hands())
+        }) {
             *slot = None;
             self.threads.set(node, None);
         }
