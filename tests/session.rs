@@ -452,3 +452,71 @@ async fn multi_statements_and_procedures_return_every_result() {
         .unwrap();
     assert_eq!(t.as_deref(), Some("b"));
 }
+
+/// A node lost while the client uploads a LOCAL INFILE: the session ends
+/// there, as a client of the node sees its node go, and nothing of the rest
+/// of the upload is taken for a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lost_during_a_local_infile_upload_ends_the_session() {
+    use common::raw;
+    use tokio::io::AsyncWriteExt;
+    let c = cluster();
+    let _g = c.shared().await;
+    let db = c.fresh_db("infile_cut");
+    let mut cfg = c.config();
+    cfg.mysql.local_infile = true;
+    let p = Proxy::start(cfg);
+    let mut conn = connect(&p.url(Some(&db))).await;
+    conn.query_drop("CREATE TABLE t (a LONGTEXT)")
+        .await
+        .unwrap();
+    let caps = raw::CLIENT_CAPS | sqlproxy::protocol::caps::LOCAL_FILES;
+    let mut s = raw::login_with_caps(p.addr, Some(&db), caps).await;
+    raw::query(&mut s, "LOAD DATA LOCAL INFILE 'cut.txt' INTO TABLE t").await;
+    let request = raw::read_packet(&mut s).await.expect("the file request");
+    assert_eq!(request.first(), Some(&0xfb), "{request:?}");
+    // The node's thread waiting for the file is killed there.
+    let thread = c.nodes[0]
+        .value("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'LOAD DATA LOCAL%cut.txt%'")
+        .expect("the loading thread");
+    c.nodes[0]
+        .sql(&format!("KILL {}", thread.trim()))
+        .expect("kill");
+    // The upload goes on: the proxy's writes to the dead connection fail.
+    let mut seq = 2u8;
+    let packet = |payload: Vec<u8>, seq: u8| {
+        let mut out = Vec::new();
+        sqlproxy::protocol::codec::write_packet(&mut out, seq, &payload);
+        out
+    };
+    for _ in 0..64 {
+        let out = packet(vec![b'a'; 60_000], seq);
+        seq = seq.wrapping_add(1);
+        if s.write_all(&out).await.is_err() {
+            break;
+        }
+    }
+    // A chunk of the file that reads as a command, then the file's end.
+    for payload in [b"\x03SELECT 'uploaded-12345'".to_vec(), Vec::new()] {
+        let out = packet(payload, seq);
+        seq = seq.wrapping_add(1);
+        let _ = s.write_all(&out).await;
+    }
+    let mut replies = Vec::new();
+    let read_all = async {
+        while let Some(p) = raw::read_packet(&mut s).await {
+            replies.push(p);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
+        .await
+        .expect("the session ends");
+    let ran = replies
+        .iter()
+        .any(|p| p.windows(14).any(|w| w == b"uploaded-12345"));
+    assert!(
+        !ran,
+        "part of the file ran as a command: {} replies",
+        replies.len()
+    );
+}
