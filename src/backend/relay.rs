@@ -323,15 +323,7 @@ pub async fn relay(
                     {
                         match last_gtid_of(conn).await {
                             Ok(g) => out.last_gtid = g,
-                            Err(error) => {
-                                conn.broken = true;
-                                return Err(RelayError::Backend {
-                                    error,
-                                    sent,
-                                    next_seq: out.next_seq,
-                                    torn: false,
-                                });
-                            }
+                            Err(error) => return Err(node_failed(conn, error, sent, out.next_seq)),
                         }
                     }
                     if refused(*gate, &out, &mut asked) {
@@ -360,14 +352,19 @@ pub async fn relay(
             }
         }
         if let Err(error) = conn.io.fill(Some(conn.read_timeout)).await {
-            conn.broken = true;
-            return Err(RelayError::Backend {
-                error,
-                sent,
-                next_seq: out.next_seq,
-                torn: false,
-            });
+            return Err(node_failed(conn, error, sent, out.next_seq));
         }
+    }
+}
+
+/// The node connection failed during a reply: it serves nothing more.
+fn node_failed(conn: &mut BackendConn, error: NetError, sent: bool, next_seq: u8) -> RelayError {
+    conn.broken = true;
+    RelayError::Backend {
+        error,
+        sent,
+        next_seq,
+        torn: false,
     }
 }
 
